@@ -1,0 +1,50 @@
+# ct2mr: CT -> MR synthesis with MR-GAN (Jin et al., 2018), from raw scans to a report.
+#
+#   snakemake --cores 8 --use-conda           # GPU workstation (profiles/workstation)
+#   snakemake --profile profiles/slurm        # SLURM cluster
+#   snakemake --report results/report.html    # the report, after a run
+#
+# Stages (one rule file each, in run order): phantom, ingest, resample,
+# skull_mask, register, window, slices, train, synthesize, evaluate, figures.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# The project's own code (src/ct2mr) is importable here and in every job without an
+# install step, in the project venv and in each rule's conda env alike (ct2mr.jobenv).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/phantom.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/resample.smk"
+include: "workflow/rules/skull_mask.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/window.smk"
+include: "workflow/rules/slices.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/synthesize.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True
+
+
+rule preprocess:
+    input:
+        preprocess_outputs(),

@@ -1,0 +1,91 @@
+"""The ``ct2mr`` command line: one sub-command per pipeline stage.
+
+Snakemake rules call these sub-commands (``python -m ct2mr <command> ...``), so
+everything a rule does can also be run by hand. Each command lives in the module
+named for its stage and provides two functions::
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> None: ...
+
+Modules are imported lazily, so ``ct2mr ingest`` never imports torch.
+Bad input raises :class:`ct2mr.errors.InputError`; it is printed as one line and
+the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ct2mr.errors import InputError
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "phantom": ("ct2mr.phantom", "write one synthetic phantom patient (CT in HU, T2-like MR, known affine)"),
+    "ingest": ("ct2mr.ingest", "read a DICOM series / NIfTI / MHA / NRRD, check it, write canonical LPS NIfTI"),
+    "resample": ("ct2mr.resample", "resample an image or mask to isotropic spacing (default 1 mm)"),
+    "skull-mask": ("ct2mr.skull_mask", "CT skull/brain/head masks from HU thresholds; MR head/brain masks"),
+    "register": ("ct2mr.register", "affine MR->CT registration driven by mutual information"),
+    "window": ("ct2mr.window", "CT window (W80/L40) and MR normalisation to uint8 [0, 255]"),
+    "slices": ("ct2mr.slices", "axial 256x256 brain slices of one patient -> results/slices/{patient}.npz"),
+    "slices-png": ("ct2mr.png_slices", "pre-registered 2D PNG slice pairs -> results/slices/{patient}.npz"),
+    "train": ("ct2mr.train", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
+    "synthesize": ("ct2mr.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
+    "evaluate": ("ct2mr.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),
+    "figures": ("ct2mr.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
+    "predict": ("ct2mr.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
+    "check-config": ("ct2mr.config", "validate a config file and its patient table"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Parser with every command listed; only ``command``'s module is imported."""
+    parser = argparse.ArgumentParser(prog="ct2mr", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for ITK filters and torch (default: the libraries' own choice)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def set_threads(n: int) -> None:
+    """Limit ITK filters and torch (read at its import) to ``n`` threads: the rule's ``threads``."""
+    import os
+
+    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(command).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        set_threads(args.threads)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        module.run(args)
+    except InputError as exc:
+        print(f"ct2mr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

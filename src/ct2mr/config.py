@@ -1,0 +1,122 @@
+"""Configuration: load, fill defaults and validate against the JSON schema.
+
+The schema (``workflow/schemas/config.schema.yaml``) is the single reference for
+every key, its type, range and default. The Snakefile and the CLI both call
+:func:`validate_config`, so a bad value gives the same one-line message,
+naming the key, wherever it is used.
+
+CLI: ``ct2mr check-config [--config config/config.yaml]`` validates the config
+and its patient table and prints the resolved config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from jsonschema import validators
+
+from ct2mr.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
+CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
+PATIENTS_SCHEMA = SCHEMA_DIR / "patients.schema.yaml"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error becomes an InputError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _with_defaults(cls: type[jsonschema.protocols.Validator]) -> type[jsonschema.protocols.Validator]:
+    """A validator class that fills ``default`` values into the instance as it validates."""
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(
+        validator: Any, properties: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_DefaultFilling = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def describe_error(err: jsonschema.ValidationError) -> tuple[str, str]:
+    """(key path, problem) for a schema validation error, in user words."""
+    key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        return key, f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+    if err.validator == "type":
+        return key, f"{err.instance!r} is not of type {err.validator_value!r}"
+    if err.validator == "enum":
+        return key, f"{err.instance!r} is not one of {err.validator_value}"
+    return key, err.message
+
+
+def validate(instance: Any, schema_path: Path, source: str | Path | None) -> Any:
+    """Validate ``instance`` in place (defaults filled) against the schema at ``schema_path``.
+
+    Raises :class:`InputError` naming ``source``, the key and the problem of the
+    first error (the one deepest in the tree, which is the most specific).
+    """
+    schema = load_yaml(schema_path)
+    errors = list(_DefaultFilling(schema).iter_errors(instance))
+    if errors:
+        err = max(errors, key=lambda e: len(e.absolute_path))
+        key, problem = describe_error(err)
+        raise InputError(source, key, problem)
+    return instance
+
+
+def validate_config(config: dict[str, Any], source: str | Path | None = "config") -> dict[str, Any]:
+    """Validate a config dict in place and fill its defaults; returns it."""
+    if not isinstance(config, dict):
+        raise InputError(source, None, "the config must be a mapping of keys to values")
+    return validate(config, CONFIG_SCHEMA, source)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read, validate and default-fill a config file."""
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    return validate_config(data, path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/config.yaml", help="config file (YAML)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ct2mr.patients import load_patients
+
+    config = load_config(args.config)
+    patients = load_patients(config["patients"])
+    print(yaml.safe_dump(config, sort_keys=False), end="")
+    roles: dict[str, int] = {}
+    for p in patients:
+        roles[p.role] = roles.get(p.role, 0) + 1
+    print(f"# {args.config}: valid; {len(patients)} patients: "
+          + ", ".join(f"{n} {r}" for r, n in sorted(roles.items())))

@@ -1,0 +1,366 @@
+"""Reading and writing 3D medical images (DICOM series, NIfTI, MHA, NRRD).
+
+Every reader failure caused by the input (missing file, truncated or corrupt
+file, empty DICOM folder, unknown format) raises
+:class:`ct2mr.errors.InputError` naming the file; every writer goes through
+:func:`ct2mr.atomic.atomic_path` so an interrupted write never leaves a
+complete-looking file.
+
+Images are SimpleITK images in physical space (mm); this module does not change
+orientation or values (ingest does that). Supported formats:
+
+============  ==========================================================
+``dicom``     a folder holding a DICOM series (detected by content)
+``nifti``     ``.nii`` / ``.nii.gz``
+``mha``       ``.mha`` (read also ``.mhd``; write only ``.mha``)
+``nrrd``      ``.nrrd`` / ``.nhdr`` (read; write only ``.nrrd``)
+``png``       a folder of ``*.png`` or a glob pattern of png files (2D slices;
+              detected here, read by :mod:`ct2mr.png_slices`)
+============  ==========================================================
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+
+from ct2mr.atomic import atomic_path
+from ct2mr.errors import InputError
+
+log = logging.getLogger(__name__)
+
+ImageFormat = Literal["dicom", "nifti", "mha", "nrrd", "png"]
+
+#: file-name endings of single-file formats -> format name
+_SUFFIXES: dict[str, ImageFormat] = {
+    ".nii.gz": "nifti",
+    ".nii": "nifti",
+    ".mha": "mha",
+    ".mhd": "mha",
+    ".nrrd": "nrrd",
+    ".nhdr": "nrrd",
+}
+#: endings :func:`write_image` accepts (single self-contained files only)
+WRITE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".nrrd")
+
+_GLOB_CHARS = set("*?[")
+
+
+def image_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The known image ending of ``path`` (e.g. ``".nii.gz"``), lower case, or ``None``."""
+    name = Path(path).name.lower()
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    """True when ``path`` is a file with the DICOM preamble magic ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _dicom_series(folder: Path) -> dict[str, list[str]]:
+    """Series instance UID -> sorted file names, for every DICOM series in ``folder``."""
+    series: dict[str, list[str]] = {}
+    for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)
+        if files:
+            series[sid] = list(files)
+    return series
+
+
+def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
+    """Format of an input image path.
+
+    * a folder: ``"dicom"`` when it holds a DICOM series (found by GDCM, or files
+      named ``*.dcm``, or files with the ``DICM`` magic); ``"png"`` when it holds
+      ``*.png`` files;
+    * a glob pattern (``*``, ``?``, ``[``) matching png files: ``"png"``;
+    * a file: by its ending (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``).
+
+    Raises
+    ------
+    InputError
+        The path does not exist, or its format is not recognised.
+    """
+    p = Path(path)
+    text = str(path)
+    if not p.exists() and _GLOB_CHARS & set(p.name):
+        matches = sorted(glob.glob(text))
+        if matches and all(m.lower().endswith(".png") for m in matches):
+            return "png"
+        if not matches:
+            raise InputError(text, None, "glob pattern matches no file")
+        raise InputError(text, None, "glob pattern must match only .png files")
+    if not p.exists():
+        raise InputError(text, None, "does not exist")
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")]
+        if any(f.suffix.lower() == ".dcm" for f in files):
+            return "dicom"
+        if any(f.suffix.lower() == ".png" for f in files):
+            return "png"
+        if _dicom_series(p) or any(_has_dicm_magic(f) for f in files[:50]):
+            return "dicom"
+        raise InputError(text, None, "no DICOM series found (and no .png files)")
+    suffix = image_suffix(p)
+    if suffix is not None:
+        return _SUFFIXES[suffix]
+    if _has_dicm_magic(p):
+        return "dicom"
+    raise InputError(
+        text, None, "unknown image format (expected a DICOM folder, .nii, .nii.gz, .mha, .mhd, .nrrd, or png slices)"
+    )
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    """Read the largest DICOM series in ``folder`` (logs a warning if there are several)."""
+    try:
+        series = _dicom_series(folder)
+    except RuntimeError as exc:
+        raise InputError(folder, None, f"cannot scan DICOM folder: {_short(exc)}") from None
+    if not series:
+        raise InputError(folder, None, "no DICOM series found")
+    sid, files = max(series.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    if len(series) > 1:
+        others = ", ".join(f"{k} ({len(v)} files)" for k, v in series.items() if k != sid)
+        log.warning(
+            "%s holds %d DICOM series; reading %s (%d files), ignoring %s", folder, len(series), sid, len(files), others
+        )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(folder, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
+    log.info("read DICOM series %s from %s: %d files", sid, folder, len(files))
+    return img
+
+
+def _short(exc: BaseException) -> str:
+    """The informative last line of a (long, multi-line) ITK exception message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _check_gzip(path: Path) -> None:
+    """Raise InputError when a gzip file is truncated or corrupt (ITK may not notice)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(path, None, f"corrupt or truncated gzip file ({exc})") from None
+
+
+def read_image(path: str | os.PathLike[str]) -> sitk.Image:
+    """Read a 3D (or any-dimensional) image: a DICOM series folder, NIfTI, MHA/MHD or NRRD.
+
+    Values and geometry are returned as stored (DICOM rescale slope/intercept are
+    applied by GDCM, so CT comes back in HU). A folder with several DICOM series
+    gives the series with the most files (a warning is logged).
+
+    Raises
+    ------
+    InputError
+        Missing path, unknown format, png slices (not a volume), empty DICOM
+        folder, truncated/corrupt file; the message names the file.
+    """
+    p = Path(path)
+    fmt = detect_format(p)
+    if fmt == "png":
+        raise InputError(p, None, "png slices are 2D; use `ct2mr slices-png` for pre-registered png pairs")
+    if fmt == "dicom" and p.is_dir():
+        return _read_dicom_folder(p)
+    if p.name.lower().endswith(".gz"):
+        _check_gzip(p)
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise InputError(p, None, f"cannot read {fmt} image: {_short(exc)}") from None
+    if p.name.lower().endswith(".nii"):
+        _check_nifti_size(p, img)
+    return img
+
+
+def _check_nifti_size(path: Path, img: sitk.Image) -> None:
+    """Raise InputError when an uncompressed .nii is shorter than its header says (ITK reads it silently)."""
+    with open(path, "rb") as fh:
+        head = fh.read(176)
+    offset = None
+    for order in ("<", ">"):
+        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+        if sizeof_hdr == 348:
+            offset = int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+        elif sizeof_hdr == 540:
+            offset = int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    if offset is None:
+        return
+    nbytes = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
+    actual = path.stat().st_size
+    if actual < offset + nbytes:
+        raise InputError(path, None, f"truncated NIfTI file: {actual} bytes, header needs {offset + nbytes}")
+
+
+def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = True) -> None:
+    """Write ``img`` atomically to ``path``; the format comes from the ending.
+
+    Accepted endings: ``.nii.gz``, ``.nii``, ``.mha``, ``.nrrd`` (single
+    self-contained files). For a DICOM series folder use :func:`write_dicom_series`.
+    ``compress`` applies to formats that support it (gzip inside .mha / .nrrd;
+    ``.nii.gz`` is always gzipped and ``.nii`` never).
+    """
+    p = Path(path)
+    suffix = image_suffix(p)
+    if suffix not in WRITE_SUFFIXES:
+        raise ValueError(f"{p}: cannot write this format; use one of {', '.join(WRITE_SUFFIXES)}")
+    with atomic_path(p) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=compress or suffix == ".nii.gz")
+
+
+def _uid(*parts: str) -> str:
+    """A deterministic DICOM UID (org root 2.25 = UUID-derived) from ``parts``."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return "2.25." + str(int(digest[:30], 16))
+
+
+def write_dicom_series(
+    img: sitk.Image,
+    folder: str | os.PathLike[str],
+    modality: Literal["CT", "MR"] = "CT",
+    series_description: str = "ct2mr",
+    patient_id: str = "ANONYMOUS",
+    uid_seed: str | None = None,
+) -> None:
+    """Write a 3D image as a single-series DICOM folder (one file per axial slice).
+
+    Parameters
+    ----------
+    img:
+        3D scalar image. CT: values in HU (any integer or float type); they are
+        rounded, clipped to [-1024, 3071] and stored as signed 16-bit
+        ``HU + 1024`` with ``RescaleIntercept = -1024``, ``RescaleSlope = 1``,
+        so HU survive the round trip exactly (GDCM reads them back as int32 HU).
+        MR: values >= 0 are stored as unsigned 16-bit integers with a slope
+        chosen so the maximum maps to ~30000 (absolute error <= slope / 2,
+        i.e. <= max / 60000); negative values clip to 0; read back as float64.
+    folder:
+        Output folder; written into a temporary sibling folder and renamed into
+        place (an existing folder at that path is replaced).
+    modality:
+        ``"CT"`` or ``"MR"`` (the Modality tag, and the value encoding above).
+    series_description, patient_id:
+        SeriesDescription (0008,103E) and PatientID/PatientName.
+    uid_seed:
+        When given, Study/Series/FrameOfReference/SOP instance UIDs are derived
+        from it deterministically (same input -> identical files); otherwise random.
+
+    Geometry: per-slice ImagePositionPatient, ImageOrientationPatient (from the
+    image's direction cosines), PixelSpacing and SliceThickness/SpacingBetweenSlices;
+    reading the folder back with :func:`read_image` gives the same spacing,
+    origin and direction. A left-handed direction (det < 0) cannot be stored as a
+    DICOM slice stack; such an image is first flipped along its third axis
+    (the same physical content; the read-back direction is then right-handed).
+    """
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError("write_dicom_series needs a 3D scalar image")
+    if modality not in ("CT", "MR"):
+        raise ValueError(f"modality must be 'CT' or 'MR', not {modality!r}")
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    if np.linalg.det(direction) < 0:
+        img = sitk.Flip(img, [False, False, True], flipAboutOrigin=False)
+        direction = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    arr = sitk.GetArrayViewFromImage(img).astype(np.float64)
+    pixel_tags: dict[str, str] = {}
+    if modality == "CT":
+        # GDCM takes real-world values and stores (value - intercept) / slope itself.
+        intercept, slope = -1024.0, 1.0
+        stored = np.clip(np.rint(arr), -1024, 3071).astype(np.int16)
+    else:
+        intercept = 0.0
+        vmax = float(np.max(arr)) if arr.size else 0.0
+        slope = float(f"{vmax / 30000.0:.8g}") if vmax > 0 else 1.0
+        stored = np.clip(arr, 0, None).astype(np.float32)
+        # a float buffer needs the stored pixel format: unsigned 16 bit
+        pixel_tags = {"0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "0"}
+    stored_img = sitk.GetImageFromArray(stored)
+    stored_img.CopyInformation(img)
+
+    seed = uid_seed if uid_seed is not None else f"{time.time_ns()}-{os.getpid()}-{np.random.SeedSequence().entropy}"
+    study_uid = _uid(seed, "study")
+    series_uid = _uid(seed, "series", modality, series_description)
+    frame_uid = _uid(seed, "frame", modality, series_description)
+    spacing = img.GetSpacing()
+    iop = "\\".join(f"{v:.10g}" for v in (*direction[:, 0], *direction[:, 1]))
+    now = time.gmtime() if uid_seed is None else time.gmtime(0)
+    date, tod = time.strftime("%Y%m%d", now), time.strftime("%H%M%S", now)
+    common = {
+        "0008|0016": "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4",
+        "0008|0020": date,  # StudyDate
+        "0008|0021": date,  # SeriesDate
+        "0008|0030": tod,  # StudyTime
+        "0008|0031": tod,  # SeriesTime
+        "0008|0060": modality,
+        "0008|0008": "DERIVED\\SECONDARY\\AXIAL",
+        "0008|103e": series_description,
+        "0010|0010": patient_id,
+        "0010|0020": patient_id,
+        "0020|000d": study_uid,
+        "0020|000e": series_uid,
+        "0020|0052": frame_uid,
+        "0020|0010": "1",  # StudyID
+        "0020|0011": "1",  # SeriesNumber
+        "0020|0037": iop,
+        "0018|0050": f"{spacing[2]:.10g}",  # SliceThickness
+        "0018|0088": f"{spacing[2]:.10g}",  # SpacingBetweenSlices
+        "0028|1052": f"{intercept:.10g}",  # RescaleIntercept
+        "0028|1053": f"{slope:.10g}",  # RescaleSlope
+        "0028|1054": "HU" if modality == "CT" else "US",  # RescaleType
+        **pixel_tags,
+    }
+    dest = Path(folder)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        for k in range(stored_img.GetDepth()):
+            sl = stored_img[:, :, k]
+            for tag, value in common.items():
+                sl.SetMetaData(tag, value)
+            pos = img.TransformIndexToPhysicalPoint((0, 0, k))
+            sl.SetMetaData("0020|0032", "\\".join(f"{v:.10g}" for v in pos))  # ImagePositionPatient
+            sl.SetMetaData("0020|0013", str(k + 1))  # InstanceNumber
+            sl.SetMetaData("0020|1041", f"{float(np.dot(pos, direction[:, 2])):.10g}")  # SliceLocation
+            sl.SetMetaData("0008|0018", _uid(seed, "sop", modality, series_description, str(k)))
+            writer.SetFileName(str(tmp / f"slice_{k + 1:04d}.dcm"))
+            writer.Execute(sl)
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,201 @@
+"""Types and helpers shared by the registration backends.
+
+Convention used everywhere in :mod:`ct2mr.registration`: the *fixed* image is
+the CT (skull-stripped, 1 mm, LPS), the *moving* image is the MR (skull-stripped,
+1 mm, on its own grid). An estimated transform is a :class:`SimpleITK.AffineTransform`
+in the ITK convention: it maps a **fixed (CT) physical point in mm (LPS)** to the
+corresponding **moving (MR) physical point in mm (LPS)**, so that::
+
+    mr_on_ct_grid = sitk.Resample(mr, ct, transform, sitk.sitkLinear, 0.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from ct2mr.errors import InputError
+
+
+class BackendUnavailable(InputError):
+    """A registration backend's external program or library is not installed."""
+
+    def __init__(self, backend: str, problem: str) -> None:
+        super().__init__(None, f"registration backend {backend!r}", problem)
+        self.backend = backend
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """Settings common to all backends (each maps them onto its own options).
+
+    Attributes
+    ----------
+    mi_bins:
+        Histogram bins of the (Mattes) mutual information metric, >= 8.
+    sampling_fraction:
+        Fraction (0, 1] of the fixed-mask voxels sampled by the metric per level.
+    iterations:
+        Maximum optimizer iterations at the finest level (coarser levels get
+        the same number; backends whose schedules are per level use it for each).
+    shrink_factors:
+        Multi-resolution pyramid, coarse to fine (e.g. ``(4, 2, 1)``); the
+        Gaussian smoothing sigma per level is :meth:`smoothing_sigmas`.
+    seed:
+        Seed of the random metric sampling (runs with the same seed and thread
+        count give the same transform).
+    threads:
+        Worker threads for the backend; ``None`` = library default (all cores).
+    mask_dilation_mm:
+        The fixed (CT brain) mask is dilated by this many mm before it restricts
+        the metric, so the brain outline (brain vs background) contributes to
+        the mutual information. 0 = use the mask as given.
+    """
+
+    mi_bins: int = 32
+    sampling_fraction: float = 0.1
+    iterations: int = 200
+    shrink_factors: tuple[int, ...] = (4, 2, 1)
+    seed: int = 0
+    threads: int | None = None
+    mask_dilation_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        if int(self.mi_bins) < 8:
+            raise InputError(None, "mi_bins", f"must be >= 8, got {self.mi_bins}")
+        if not 0.0 < float(self.sampling_fraction) <= 1.0:
+            raise InputError(None, "sampling_fraction", f"must be in (0, 1], got {self.sampling_fraction}")
+        if int(self.iterations) < 1:
+            raise InputError(None, "iterations", f"must be >= 1, got {self.iterations}")
+        sf = tuple(int(s) for s in self.shrink_factors)
+        if not sf or any(s < 1 for s in sf):
+            raise InputError(None, "shrink_factors", f"must be integers >= 1, got {self.shrink_factors}")
+        object.__setattr__(self, "shrink_factors", sf)
+        if self.threads is not None and int(self.threads) < 1:
+            raise InputError(None, "threads", f"must be >= 1 or None, got {self.threads}")
+        if float(self.mask_dilation_mm) < 0:
+            raise InputError(None, "mask_dilation_mm", f"must be >= 0, got {self.mask_dilation_mm}")
+
+    def smoothing_sigmas(self) -> tuple[float, ...]:
+        """Gaussian smoothing sigma (in voxels of the full-resolution grid) per level: ``factor / 2`` (0 at factor 1)."""
+        return tuple(0.0 if s == 1 else s / 2.0 for s in self.shrink_factors)
+
+    def to_dict(self) -> dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["shrink_factors"] = list(self.shrink_factors)
+        return d
+
+
+@dataclass
+class RegistrationResult:
+    """Output of :func:`ct2mr.registration.register_affine`.
+
+    ``transform`` maps fixed (CT) physical points (mm, LPS) to moving (MR) physical points.
+    """
+
+    transform: sitk.AffineTransform
+    runtime_s: float
+    backend: str
+    log: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def affine_from_matrix(matrix: np.ndarray, translation: np.ndarray, center: np.ndarray | None = None) -> sitk.AffineTransform:
+    """AffineTransform ``x -> M (x - c) + c + t`` (mm, LPS)."""
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix([float(v) for v in np.asarray(matrix, dtype=float).ravel()])
+    tx.SetTranslation([float(v) for v in np.asarray(translation, dtype=float).ravel()])
+    if center is not None:
+        tx.SetCenter([float(v) for v in np.asarray(center, dtype=float).ravel()])
+    return tx
+
+
+def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
+    """Flatten any 3-D linear transform (Euler, Similarity, composite of linear ones...) to one AffineTransform.
+
+    The result maps the same points to the same points; its centre is kept for
+    a single matrix-offset transform and is the origin for a composite.
+    """
+    if transform.GetDimension() != 3:
+        raise InputError(None, "transform", f"expected a 3-D transform, got {transform.GetDimension()}-D")
+    # Generic route: sample the transform at 4 non-coplanar points and solve for (M, t).
+    pts = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 100.0, 0.0], [0.0, 0.0, 100.0]])
+    mapped = np.array([transform.TransformPoint(tuple(p)) for p in pts])
+    t = mapped[0]
+    m = ((mapped[1:] - t) / 100.0).T
+    # check it is linear: a fifth point must agree
+    p5 = np.array([37.0, -52.0, 81.0])
+    if not np.allclose(np.array(transform.TransformPoint(tuple(p5))), m @ p5 + t, atol=1e-4):
+        raise InputError(None, "transform", f"{transform.GetName()} is not an affine (linear) transform")
+    return affine_from_matrix(m, t)
+
+
+def matrix_offset(transform: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
+    """(M, t) with ``y = M x + t`` for a linear 3-D transform (mm)."""
+    aff = as_affine(transform)
+    m = np.array(aff.GetMatrix(), dtype=float).reshape(3, 3)
+    c = np.array(aff.GetCenter(), dtype=float)
+    t = np.array(aff.GetTranslation(), dtype=float)
+    return m, t + c - m @ c
+
+
+def check_image(img: sitk.Image, name: str) -> sitk.Image:
+    """Check a 3-D scalar image and return it as float32."""
+    if not isinstance(img, sitk.Image):
+        raise InputError(None, name, f"expected a SimpleITK image, got {type(img).__name__}")
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(None, name, f"expected a 3-D scalar image, got {img.GetDimension()}-D with "
+                         f"{img.GetNumberOfComponentsPerPixel()} components")
+    if min(img.GetSize()) < 4:
+        raise InputError(None, name, f"image too small for registration: size {img.GetSize()}")
+    return sitk.Cast(img, sitk.sitkFloat32)
+
+
+def prepare_mask(mask: sitk.Image | None, ref: sitk.Image, name: str, dilation_mm: float = 0.0) -> sitk.Image | None:
+    """A uint8 0/1 mask on ``ref``'s grid (nearest-neighbour resampled if needed), dilated by ``dilation_mm``."""
+    if mask is None:
+        return None
+    if mask.GetDimension() != 3:
+        raise InputError(None, name, "mask must be 3-D")
+    m = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    same_grid = (
+        m.GetSize() == ref.GetSize()
+        and np.allclose(m.GetSpacing(), ref.GetSpacing(), atol=1e-4)
+        and np.allclose(m.GetOrigin(), ref.GetOrigin(), atol=1e-3)
+        and np.allclose(m.GetDirection(), ref.GetDirection(), atol=1e-5)
+    )
+    if not same_grid:
+        m = sitk.Resample(m, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if dilation_mm > 0:
+        radius = [max(1, int(round(dilation_mm / s))) for s in m.GetSpacing()]
+        m = sitk.BinaryDilate(m, radius, sitk.sitkBall, 0, 1)
+    if sitk.GetArrayViewFromImage(m).sum() < 100:
+        raise InputError(None, name, "mask has fewer than 100 voxels inside the image")
+    return m
+
+
+def nonnegative(img: sitk.Image) -> sitk.Image:
+    """``img - min(img)`` as float32: intensities >= 0 with the background at 0.
+
+    Mutual information does not change under an intensity shift, but
+    intensity-weighted centre-of-mass initialisers (ANTs ``-r [f,m,1]``,
+    elastix ``CenterOfGravity``, AFNI ``-cmass``) need non-negative weights, and
+    a skull-stripped CT has -1024 HU outside the brain.
+    """
+    arr = sitk.GetArrayViewFromImage(img)
+    return sitk.Cast(img - float(arr.min()), sitk.sitkFloat32)
+
+
+def moments_initializer(fixed: sitk.Image, moving: sitk.Image) -> sitk.AffineTransform:
+    """Centre-of-mass (image moments) alignment as an AffineTransform centred on the fixed centre of mass.
+
+    Uses each image's intensities shifted to be >= 0 (so CT's -1024 background weighs 0).
+    """
+    init = sitk.CenteredTransformInitializer(
+        nonnegative(fixed), nonnegative(moving), sitk.AffineTransform(3),
+        sitk.CenteredTransformInitializerFilter.MOMENTS,
+    )
+    return sitk.AffineTransform(init)

@@ -1,0 +1,161 @@
+"""Evaluation end to end on fake slice and synthesis files with known errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ct2mr import cli
+from ct2mr.errors import InputError
+from ct2mr.evaluate import evaluate_patient
+from ct2mr.slices import save_slices
+from ct2mr.synthesize import write_slices_npz
+
+N = 3
+
+
+def _slices(patient: str, with_mr: bool = True) -> dict:
+    yy, xx = np.mgrid[:256, :256]
+    head = ((yy - 128) ** 2 + (xx - 128) ** 2) < 90**2
+    brain = ((yy - 128) ** 2 + (xx - 128) ** 2) < 60**2
+    d = {
+        "ct": np.where(head, 120, 0).astype(np.uint8)[None].repeat(N, 0),
+        "head_mask": head[None].repeat(N, 0),
+        "brain_mask": brain[None].repeat(N, 0),
+        "z_index": np.arange(10, 10 + N, dtype=np.int64),
+        "crop_origin": np.array([0, 0], np.int64),
+        "crop_size": np.array(256, np.int64),
+        "ref_shape": np.array([20, 256, 256], np.int64),
+        "ref_spacing": np.ones(3),
+        "ref_origin": np.zeros(3),
+        "ref_direction": np.eye(3).ravel(),
+        "patient": patient,
+        "role": "paired_test",
+        "source": "volume",
+    }
+    if with_mr:
+        d["mr"] = np.where(head, 100, 0).astype(np.uint8)[None].repeat(N, 0)
+    return d
+
+
+def _write_case(root: Path, patients: list[str], offsets: dict[str, list[int]]) -> list[Path]:
+    """Slice files + synth files whose MR is the reference + offset inside the brain."""
+    files = []
+    for i, p in enumerate(patients):
+        s = _slices(p)
+        sf = root / "slices" / f"{p}.npz"
+        save_slices(sf, s)
+        files.append(sf)
+        for variant, offs in offsets.items():
+            syn = s["mr"].astype(int)
+            syn[s["brain_mask"]] += offs[i]
+            write_slices_npz(root / "synth" / variant / f"{p}_slices.npz",
+                             {"mr_syn": syn.astype(np.uint8), "z_index": s["z_index"],
+                              "patient": np.array(p), "variant": np.array(variant)})
+    return files
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_evaluate_patient_known_errors() -> None:
+    s = _slices("P01")
+    syn = s["mr"].astype(int)
+    syn[s["brain_mask"]] += 20
+    m = evaluate_patient(s, {"mr_syn": syn.astype(np.uint8), "z_index": s["z_index"]})
+    brain_frac = s["brain_mask"].mean()
+    head_frac_brain = s["brain_mask"].sum() / s["head_mask"].sum()
+    assert m["n_slices"] == N
+    assert m["mae"] == pytest.approx(20 * brain_frac)
+    assert m["mae_head"] == pytest.approx(20 * head_frac_brain)
+    assert m["mae_brain"] == pytest.approx(20.0)
+    assert m["psnr_brain"] == pytest.approx(10 * math.log10(255**2 / 400))
+    assert m["psnr"] == pytest.approx(10 * math.log10(255**2 / (400 * brain_frac)))
+    assert m["psnr_paper_convention"] == pytest.approx(m["psnr"] + 20 * math.log10(255))
+    assert 0 < m["ssim_brain"] < m["ssim"] < 1
+
+
+def test_patient_without_mr_is_an_error(tmp_path: Path) -> None:
+    s = _slices("P05", with_mr=False)
+    with pytest.raises(InputError, match=r"P05.npz: mr: patient P05 \(paired_test\) has no MR: cannot evaluate"):
+        evaluate_patient(s, {"mr_syn": np.zeros((N, 256, 256), np.uint8)}, source=tmp_path / "P05.npz")
+    sf = tmp_path / "P05.npz"
+    save_slices(sf, s)
+    rc = cli.main(["evaluate", "--slices", str(sf), "--synth-dir", str(tmp_path), "--variants", "mrgan",
+                   "--per-patient", str(tmp_path / "pp.tsv"), "--summary", str(tmp_path / "s.tsv"),
+                   "--stats", str(tmp_path / "w.tsv")])
+    assert rc == 2
+    assert not (tmp_path / "pp.tsv").exists()
+
+
+def test_mismatched_synthesis_is_an_error() -> None:
+    s = _slices("P01")
+    with pytest.raises(InputError, match="shape"):
+        evaluate_patient(s, {"mr_syn": np.zeros((N + 1, 256, 256), np.uint8)})
+    with pytest.raises(InputError, match="z_index"):
+        evaluate_patient(s, {"mr_syn": s["mr"], "z_index": s["z_index"] + 1})
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    patients = [f"P0{i}" for i in range(1, 7)]
+    offsets = {  # brain offsets: mrgan always the smallest error
+        "paired": [20, 22, 24, 26, 28, 30],
+        "unpaired": [30, 32, 34, 36, 38, 40],
+        "mrgan": [10, 11, 12, 13, 14, 15],
+    }
+    files = _write_case(tmp_path, patients, offsets)
+    out = tmp_path / "metrics"
+    rc = cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
+                   "--variants", "paired", "unpaired", "mrgan",
+                   "--per-patient", str(out / "per_patient.tsv"), "--summary", str(out / "summary.tsv"),
+                   "--stats", str(out / "wilcoxon.tsv"), "--table1", str(out / "table1.tsv")])
+    assert rc == 0
+    per = _read_tsv(out / "per_patient.tsv")
+    assert len(per) == 18
+    assert list(per[0])[:6] == ["patient", "variant", "n_slices", "mae", "psnr", "ssim"]
+    row = next(r for r in per if r["patient"] == "P03" and r["variant"] == "mrgan")
+    assert row["n_slices"] == str(N)
+    assert float(row["mae_brain"]) == pytest.approx(12.0)
+
+    summ = {r["metric"]: r for r in _read_tsv(out / "summary.tsv")}
+    mb = summ["mae_brain"]
+    assert float(mb["mrgan_mean"]) == pytest.approx(12.5)
+    assert float(mb["mrgan_sd"]) == pytest.approx(np.std([10, 11, 12, 13, 14, 15], ddof=1), rel=1e-5)
+    assert mb["mrgan"] == "12.50 ± 1.87"
+    assert mb["paired_n"] == "6"
+
+    stats = _read_tsv(out / "wilcoxon.tsv")
+    assert {(r["variant"], r["baseline"]) for r in stats} == {("mrgan", "paired"), ("mrgan", "unpaired")}
+    w = next(r for r in stats if r["metric"] == "mae_brain" and r["baseline"] == "paired")
+    # 6 pairs, all differences negative: exact two-sided p = 2 / 2^6
+    assert int(w["n"]) == 6
+    assert float(w["statistic"]) == 0.0
+    assert float(w["p_value"]) == pytest.approx(2 / 64)
+    assert float(w["median_difference"]) == pytest.approx(-12.5)
+
+    t1 = _read_tsv(out / "table1.tsv")
+    assert [r["patient"] for r in t1] == [*patients, "mean ± sd"]
+    assert list(t1[0]) == ["patient", "mae_paired", "mae_unpaired", "mae_mrgan", "psnr_paired", "psnr_unpaired",
+                           "psnr_mrgan", "psnr_paper_paired", "psnr_paper_unpaired", "psnr_paper_mrgan"]
+
+
+def test_few_patients_note_and_missing_synthesis(tmp_path: Path) -> None:
+    files = _write_case(tmp_path, ["P01", "P02", "P03"], {"paired": [20, 21, 22], "mrgan": [10, 11, 12]})
+    out = tmp_path / "m"
+    args = ["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
+            "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"), "--stats", str(out / "w.tsv")]
+    assert cli.main([*args, "--variants", "paired", "mrgan"]) == 0
+    w = next(r for r in _read_tsv(out / "w.tsv") if r["metric"] == "mae")
+    assert float(w["p_value"]) == pytest.approx(0.25)
+    assert "cannot be reached" in w["note"]
+    # a variant with no synthesis files: error names the missing file
+    with pytest.raises(InputError, match=r"unpaired/P01_slices\.npz"):
+        from ct2mr.evaluate import evaluate_all
+
+        evaluate_all(files, tmp_path / "synth", ["unpaired"])

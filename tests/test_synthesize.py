@@ -1,0 +1,175 @@
+"""Model loading, batched synthesis and the writer's round trip onto the reference grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from ct2mr import cli
+from ct2mr.errors import InputError
+from ct2mr.model_loading import load_generators, make_untrained_model
+from ct2mr.slices import load_slices, save_slices, volume_from_slices
+from ct2mr.synthesize import synthesize_patient, synthesize_slices, to_uint8, to_unit, write_synthesis
+
+
+def fake_slices(n: int = 5, with_mr: bool = True, seed: int = 0, crop_origin=(-20, -10), ref_shape=(12, 230, 240)):
+    """A slice dict obeying the DEVELOPING.md contract (256 window partly outside a 230x240 grid)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:256, :256]
+    head = ((yy - 128) ** 2 / 100**2 + (xx - 128) ** 2 / 80**2) < 1
+    brain = ((yy - 128) ** 2 / 80**2 + (xx - 128) ** 2 / 60**2) < 1
+    ct = np.where(head, rng.integers(60, 200, (n, 256, 256)), 0).astype(np.uint8)
+    d = {
+        "ct": ct,
+        "head_mask": np.broadcast_to(head, (n, 256, 256)).copy(),
+        "brain_mask": np.broadcast_to(brain, (n, 256, 256)).copy(),
+        "z_index": np.arange(3, 3 + n, dtype=np.int64),
+        "crop_origin": np.array(crop_origin, np.int64),
+        "crop_size": np.array(256, np.int64),
+        "ref_shape": np.array(ref_shape, np.int64),
+        "ref_spacing": np.array([1.0, 1.0, 1.0]),
+        "ref_origin": np.array([-100.0, -120.0, -30.0]),
+        "ref_direction": np.eye(3).ravel(),
+        "patient": "P05",
+        "role": "paired_test",
+        "source": "volume",
+    }
+    if with_mr:
+        d["mr"] = np.where(head, 255 - ct, 0).astype(np.uint8)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "mrgan": make_untrained_model(root / "mrgan", "mrgan", image_size=32, ngf=4, n_blocks=1, seed=1),
+        "paired": make_untrained_model(root / "paired", "paired", image_size=256, ngf=4, n_blocks=1, seed=2),
+    }
+
+
+def test_unit_scale_round_trip() -> None:
+    x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    t = to_unit(x)
+    assert t.shape == (1, 1, 16, 16)
+    assert float(t.min()) == -1.0 and float(t.max()) == 1.0
+    np.testing.assert_array_equal(to_uint8(t), x)
+
+
+def test_load_generators(tiny_models: dict[str, Path]) -> None:
+    m = load_generators(tiny_models["mrgan"], device="cpu")
+    assert m.syn_ct is not None and m.image_size == 32 and m.variant == "mrgan"
+    assert not m.syn_mr.training
+    p = load_generators(tiny_models["paired"], device="cpu")
+    assert p.syn_ct is None and p.image_size == 256
+
+
+def test_model_folder_errors(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="model folder not found"):
+        load_generators(tmp_path / "nope")
+    d = make_untrained_model(tmp_path / "m", "paired", image_size=32, ngf=4, n_blocks=1)
+    (d / "syn_mr.pt").unlink()
+    with pytest.raises(InputError, match=r"missing its weights syn_mr\.pt"):
+        load_generators(d)
+    # weights of another architecture: ngf 4 weights, model.json says ngf 8
+    d2 = make_untrained_model(tmp_path / "m2", "paired", image_size=32, ngf=4, n_blocks=1)
+    info = json.loads((d2 / "model.json").read_text())
+    info["architecture"]["ngf"] = 8
+    (d2 / "model.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match=r"syn_mr\.pt: model\.1\.weight: weights do not fit.*\(8, 1, 7, 7\)"):
+        load_generators(d2)
+    info["architecture"]["ngf"] = 4
+    info["architecture"]["n_blocks"] = 2
+    (d2 / "model.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match="missing key"):
+        load_generators(d2)
+    (d2 / "model.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_generators(d2)
+    (d2 / "model.json").unlink()
+    with pytest.raises(InputError, match="missing its model.json"):
+        load_generators(d2)
+
+
+def test_batching_does_not_change_the_result(tiny_models: dict[str, Path]) -> None:
+    m = load_generators(tiny_models["mrgan"], device="cpu")
+    ct = fake_slices(5)["ct"]
+    a = synthesize_slices(m, ct, batch_size=1)
+    b = synthesize_slices(m, ct, batch_size=16)
+    assert a["mr_slices"].dtype == np.uint8 and a["mr_slices"].shape == (5, 256, 256)
+    assert a["recon_ct_slices"].shape == (5, 256, 256)
+    # instance norm: every slice is independent of its batch (allow 1 grey level of float noise)
+    assert np.abs(a["mr_slices"].astype(int) - b["mr_slices"].astype(int)).max() <= 1
+    # the result is the generator applied by hand (256 -> 32 -> 256 bilinear)
+    x = to_unit(ct[:1])
+    with torch.no_grad():
+        y = m.syn_mr(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False))
+        y = torch.nn.functional.interpolate(y, size=(256, 256), mode="bilinear", align_corners=False)
+    assert np.abs(to_uint8(y.clamp(-1, 1)).astype(int) - a["mr_slices"][:1].astype(int)).max() <= 1
+
+
+def test_patient_without_ct_is_an_error(tiny_models: dict[str, Path]) -> None:
+    m = load_generators(tiny_models["paired"], device="cpu")
+    s = fake_slices(5)
+    del s["ct"]
+    with pytest.raises(InputError, match="P05 has no CT"):
+        synthesize_patient(m, s, source="P05.npz")
+
+
+def test_cli_round_trip_onto_reference_grid(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    s = fake_slices(5, with_mr=False)  # a test patient without an MR can be synthesized
+    sf = tmp_path / "P05.npz"
+    save_slices(sf, s)
+    out = tmp_path / "synth" / "mrgan"
+    rc = cli.main([
+        "synthesize", "--model", str(tiny_models["mrgan"]), "--slices", str(sf),
+        "--out-mr", str(out / "P05_mr.nii.gz"), "--out-slices", str(out / "P05_slices.npz"),
+        "--out-recon-ct", str(out / "P05_recon_ct.nii.gz"), "--batch-size", "2", "--device", "cpu",
+    ])
+    assert rc == 0
+    syn = np.load(out / "P05_slices.npz")
+    assert syn["mr_syn"].shape == (5, 256, 256) and syn["mr_syn"].dtype == np.uint8
+    assert str(syn["variant"]) == "mrgan" and str(syn["patient"]) == "P05"
+    np.testing.assert_array_equal(syn["z_index"], s["z_index"])
+    img = sitk.ReadImage(str(out / "P05_mr.nii.gz"))
+    assert img.GetPixelID() == sitk.sitkUInt8
+    assert img.GetSize() == (240, 230, 12)
+    np.testing.assert_allclose(img.GetOrigin(), s["ref_origin"])
+    np.testing.assert_allclose(img.GetSpacing(), s["ref_spacing"])
+    np.testing.assert_allclose(img.GetDirection(), s["ref_direction"])
+    vol = sitk.GetArrayFromImage(img)
+    # exact round trip: volume -> slices again gives the synthesized slices on the kept voxels
+    meta = load_slices(sf)
+    np.testing.assert_array_equal(vol, volume_from_slices(syn["mr_syn"], meta, fill=0))
+    # window at (-20, -10): volume rows 0..229 <- slice rows 20..249, cols 0..239 <- 10..249
+    np.testing.assert_array_equal(vol[3:8], syn["mr_syn"][:, 20:250, 10:250])
+    assert not vol[:3].any() and not vol[8:].any()
+    rec = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "P05_recon_ct.nii.gz")))
+    np.testing.assert_array_equal(rec[3:8], syn["ct_recon"][:, 20:250, 10:250])
+
+
+def test_recon_ct_needs_syn_ct(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    s = fake_slices(5)
+    m = load_generators(tiny_models["paired"], device="cpu")
+    synth = synthesize_patient(m, s)
+    assert synth["recon_ct_slices"] is None
+    with pytest.raises(InputError, match="no Syn_CT"):
+        write_synthesis(s, synth, "paired", None, None, tmp_path / "r.nii.gz")
+    assert not (tmp_path / "r.nii.gz").exists()
+
+
+def test_cli_reports_missing_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = make_untrained_model(tmp_path / "m", "paired", image_size=32, ngf=4, n_blocks=1)
+    (d / "syn_mr.pt").unlink()
+    sf = tmp_path / "P.npz"
+    save_slices(sf, fake_slices(5))
+    rc = cli.main(["synthesize", "--model", str(d), "--slices", str(sf), "--out-mr", str(tmp_path / "o.nii.gz"),
+                   "--out-slices", str(tmp_path / "o.npz")])
+    assert rc == 2
+    assert "missing its weights syn_mr.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o.nii.gz").exists()

@@ -1,0 +1,203 @@
+# Shared set-up: the validated config, the patient table and the input functions.
+# No rule lives here; logic lives in src/ct2mr.
+import glob
+import json
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from ct2mr.config import validate_config
+from ct2mr.errors import InputError
+from ct2mr.jobenv import export_job_environment
+from ct2mr.patients import load_patients
+
+export_job_environment(
+    src_dir=Path(workflow.basedir) / "src",
+    using_conda="conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method},
+)
+
+try:
+    validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+    PATIENTS = {p.patient: p for p in load_patients(config["patients"])}
+except InputError as exc:
+    raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
+
+VARIANTS = list(config["training"]["variants"])
+#: variants that train Syn_CT too (they can reconstruct the CT: Figure 7)
+CYCLE_VARIANTS = [v for v in VARIANTS if v in ("unpaired", "mrgan")]
+TRAIN_ROLES = ("paired_train", "ct_only", "mr_only")
+
+PNG = sorted(p for p, r in PATIENTS.items() if r.is_png)
+VOLUME = sorted(p for p in PATIENTS if p not in PNG)
+#: 3D patients with both scans: registration runs for these
+PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_mr)
+TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
+TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
+PRE = "results/preprocessed/{patient}"
+
+
+def one_of(names):
+    """Regex matching exactly these wildcard values (and nothing when empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    patient="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    modality="ct|mr",
+    variant="paired|unpaired|mrgan",
+
+
+def raw_scan(wildcards):
+    """The raw scan of a patient's modality, as listed in the patient table."""
+    path = getattr(PATIENTS[wildcards.patient], wildcards.modality)
+    if path is None:
+        raise WorkflowError(f"patient {wildcards.patient} has no {wildcards.modality.upper()} scan")
+    return path
+
+
+def truth_file(wildcards):
+    """Ground-truth affine (JSON) when the table gives one, for the TRE."""
+    truth = PATIENTS[wildcards.patient].truth
+    return [truth] if truth else []
+
+
+def spaced(values):
+    """[1, 1, 1] -> '1 1 1' for a CLI flag taking several numbers."""
+    return " ".join(str(v) for v in values)
+
+
+def preprocess_outputs():
+    """Every patient's slice file and QA images."""
+    out = expand("results/slices/{patient}.npz", patient=sorted(PATIENTS))
+    for p in VOLUME:
+        r = PATIENTS[p]
+        if r.has_ct:
+            out.append(f"{PRE.format(patient=p)}/masking_qa_ct.png")
+        if r.has_mr:
+            out.append(f"{PRE.format(patient=p)}/masking_qa_mr.png")
+    out += expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D)
+    return out
+
+
+def all_outputs():
+    """The default target: preprocessing, models, synthesis, metrics and figures."""
+    out = preprocess_outputs()
+    out += expand("results/models/{variant}/syn_mr.pt", variant=VARIANTS)
+    if TEST:
+        out += expand("results/synth/{variant}/{patient}_mr.nii.gz", variant=VARIANTS, patient=TEST)
+        out += [
+            "results/metrics/per_patient.tsv",
+            "results/metrics/summary.tsv",
+            "results/metrics/wilcoxon.tsv",
+        ]
+        out += figure_outputs()
+    return out
+
+
+# --- used by figures.smk ---
+def figure_outputs():
+    return []
+
+
+# --- used by phantom.smk ---
+def phantom_args(wildcards):
+    c = config["phantom"]
+    return (
+        f"--patient {wildcards.patient} --seed {c['seed']}"
+        f" --ct-spacing {spaced(c['ct_spacing_mm'])} --mr-spacing {spaced(c['mr_spacing_mm'])}"
+        f" --fov {spaced(c['fov_mm'])} --max-rotation-deg {c['max_rotation_deg']}"
+        f" --max-translation-mm {c['max_translation_mm']} --max-scale {c['max_scale']}"
+    )
+
+
+# --- used by register.smk ---
+def registration_args(wildcards, input):
+    c = config["registration"]
+    args = (
+        f"--backend {c['backend']} --mi-bins {c['mi_bins']} --sampling-fraction {c['sampling_fraction']}"
+        f" --iterations {c['iterations']} --shrink-factors {spaced(c['shrink_factors'])} --seed {c['seed']}"
+    )
+    if input.truth:
+        args += f" --truth {input.truth}"
+    return args
+
+
+# --- used by resample.smk ---
+RESAMPLED = {"ct": ("ct", -1024), "mr_native": ("mr", 0)}
+
+
+# --- used by slices.smk ---
+def volume_slice_inputs(wildcards):
+    pre = PRE.format(patient=wildcards.patient)
+    r = PATIENTS[wildcards.patient]
+    masks = "ct" if r.has_ct else "mr_native"
+    inputs = {
+        "head": f"{pre}/{masks}_head_mask.nii.gz",
+        "brain": f"{pre}/{masks}_brain_mask.nii.gz",
+    }
+    if r.has_ct:
+        inputs["ct"] = f"{pre}/ct_window.nii.gz"
+    if r.has_mr:
+        inputs["mr"] = f"{pre}/mr_norm.nii.gz"
+    return inputs
+
+
+def image_flags(wildcards, input):
+    return " ".join(f"--{m} {input[m]}" for m in ("ct", "mr") if m in input.keys())
+
+
+def png_files(wildcards):
+    """The PNG files behind a patient's ct/mr sources (folder or glob), so edits retrigger."""
+    r = PATIENTS[wildcards.patient]
+    files = []
+    for src in (r.ct, r.mr):
+        if src is None:
+            continue
+        files += sorted(glob.glob(src)) if any(c in src for c in "*?[") else sorted(glob.glob(f"{src}/*.png"))
+    return files
+
+
+def png_flags(wildcards):
+    r = PATIENTS[wildcards.patient]
+    return " ".join(f"--{m} '{getattr(r, m)}'" for m in ("ct", "mr") if getattr(r, m))
+
+
+# --- used by train.smk ---
+#: which patient roles each variant learns from
+VARIANT_ROLES = {
+    "paired": ("paired_train",),
+    "unpaired": ("ct_only", "mr_only"),
+    "mrgan": ("paired_train", "ct_only", "mr_only"),
+}
+
+
+def training_slices(wildcards):
+    roles = set(VARIANT_ROLES[wildcards.variant])
+    if config["training"]["unpaired_includes_paired"]:
+        roles.add("paired_train")
+    return expand(
+        "results/slices/{patient}.npz",
+        patient=[p for p in TRAIN if PATIENTS[p].role in roles],
+    )
+
+
+def training_settings(wildcards):
+    """The training settings as JSON: the preset resolved with the config's overrides."""
+    t = config["training"]
+    return json.dumps(
+        {
+            "preset": t["preset"],
+            "overrides": t["overrides"],
+            "seed": t["seed"],
+            "unpaired_includes_paired": t["unpaired_includes_paired"],
+        },
+        sort_keys=True,
+    )
+
+
+# --- used by window.smk ---
+def mr_to_normalise(wildcards):
+    pre = PRE.format(patient=wildcards.patient)
+    if PATIENTS[wildcards.patient].has_ct:  # registered onto the CT grid
+        return {"image": f"{pre}/mr.nii.gz", "mask": f"{pre}/ct_head_mask.nii.gz"}
+    return {"image": f"{pre}/mr_native.nii.gz", "mask": f"{pre}/mr_native_head_mask.nii.gz"}

@@ -1,0 +1,48 @@
+# Evaluation: MAE / PSNR / SSIM (0-255 scale, data range declared) per patient
+# and variant, over the whole 256x256 slice (the paper's convention) and inside
+# the head mask (SynthRAD-style); Table 1 layout; Wilcoxon tests of mrgan
+# against each baseline.
+
+
+rule evaluate:
+    input:
+        slices=expand("results/slices/{patient}.npz", patient=TEST),
+        synth=expand("results/synth/{variant}/{patient}_slices.npz", variant=VARIANTS, patient=TEST),
+    output:
+        per_patient=report(
+            "results/metrics/per_patient.tsv",
+            caption="../report/per_patient.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "per patient"},
+        ),
+        summary=report(
+            "results/metrics/summary.tsv",
+            caption="../report/summary.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "summary (Table 1)"},
+        ),
+        stats=report(
+            "results/metrics/wilcoxon.tsv",
+            caption="../report/wilcoxon.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "Wilcoxon tests"},
+        ),
+    params:
+        variants=" ".join(VARIANTS),
+        data_range=config["evaluation"]["data_range"],
+    log:
+        "results/logs/evaluate/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate/evaluate.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m ct2mr --threads {threads} evaluate --slices {input.slices} --synth-dir results/synth"
+        " --variants {params.variants} --data-range {params.data_range}"
+        " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats} > {log} 2>&1"

@@ -1,0 +1,1 @@
+# Figures of the paper, from our own data (flags: `ct2mr figures --help`).

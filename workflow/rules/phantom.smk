@@ -1,0 +1,59 @@
+# The embedded phantom cohort (config/patients.tsv): raw scans written by the
+# project itself, in every supported format, with the known MR misalignment.
+# Each file is deterministic in (patient, phantom.seed), so separate jobs agree.
+
+
+rule phantom_volume:
+    output:
+        "results/phantom/{patient}/{modality}.{ext}",
+    wildcard_constraints:
+        ext=r"nii\.gz|nii|mha|nrrd",
+    params:
+        args=phantom_args,
+    log:
+        "results/logs/phantom/{patient}_{modality}.{ext}.log",
+    benchmark:
+        "results/benchmarks/phantom/{patient}_{modality}.{ext}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
+
+
+rule phantom_dicom:
+    output:
+        directory("results/phantom/{patient}/{modality}_dicom"),
+    params:
+        args=phantom_args,
+    log:
+        "results/logs/phantom/{patient}_{modality}_dicom.log",
+    benchmark:
+        "results/benchmarks/phantom/{patient}_{modality}_dicom.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
+
+
+rule phantom_truth:
+    output:
+        "results/phantom/{patient}/truth.json",
+    params:
+        args=phantom_args,
+    log:
+        "results/logs/phantom/{patient}_truth.log",
+    benchmark:
+        "results/benchmarks/phantom/{patient}_truth.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "python -m ct2mr --threads {threads} phantom {params.args} --truth {output} > {log} 2>&1"

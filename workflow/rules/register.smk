@@ -1,0 +1,46 @@
+# Stage 4, registration: affine MR -> CT driven by mutual information, estimated
+# on the skull-stripped images and applied to the MR with skull, onto the CT's
+# 1 mm grid. Backend: registration.backend (simpleitk | antspy | elastix | afni).
+
+
+rule register:
+    input:
+        fixed="results/preprocessed/{patient}/ct_brain.nii.gz",
+        fixed_mask="results/preprocessed/{patient}/ct_brain_mask.nii.gz",
+        fixed_full="results/preprocessed/{patient}/ct.nii.gz",
+        moving="results/preprocessed/{patient}/mr_native_brain.nii.gz",
+        moving_full="results/preprocessed/{patient}/mr_native.nii.gz",
+        truth=truth_file,
+    output:
+        image="results/preprocessed/{patient}/mr.nii.gz",
+        transform="results/preprocessed/{patient}/transform.tfm",
+        qa_json=report(
+            "results/preprocessed/{patient}/registration_qa.json",
+            caption="../report/registration_qa_json.rst",
+            category="2. Registration",
+            subcategory="Numbers",
+            labels={"patient": "{patient}", "file": "registration_qa.json"},
+        ),
+        qa_png=report(
+            "results/preprocessed/{patient}/registration_qa.png",
+            caption="../report/registration_qa.rst",
+            category="2. Registration",
+            subcategory="Overlays (Figure 2)",
+            labels={"patient": "{patient}", "figure": "overlay"},
+        ),
+    params:
+        args=registration_args,
+    log:
+        "results/logs/register/{patient}.log",
+    benchmark:
+        "results/benchmarks/register/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+    shell:
+        "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
+        " --fixed-full {input.fixed_full} --moving {input.moving} --moving-full {input.moving_full}"
+        " {params.args} --out-image {output.image} --out-transform {output.transform}"
+        " --qa-json {output.qa_json} --qa-png {output.qa_png} > {log} 2>&1"

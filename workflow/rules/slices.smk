@@ -1,0 +1,58 @@
+# Stage 6, slices: the axial slices holding brain, padded (or, for heads wider
+# than the canvas, resized without distortion) to slices.size^2 (256 x 256),
+# with masks and the geometry that puts synthesized slices back into the CT grid.
+# PNG patients (already registered 2D slices) join the chain here.
+
+
+rule slices:
+    input:
+        unpack(volume_slice_inputs),
+    output:
+        "results/slices/{patient}.npz",
+    wildcard_constraints:
+        patient=one_of(VOLUME),
+    params:
+        role=lambda w: PATIENTS[w.patient].role,
+        images=image_flags,
+        size=config["slices"]["size"],
+        min_voxels=config["slices"]["min_brain_voxels"],
+        min_slices=config["slices"]["min_slices"],
+    log:
+        "results/logs/slices/{patient}.log",
+    benchmark:
+        "results/benchmarks/slices/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m ct2mr --threads {threads} slices --patient {wildcards.patient} --role {params.role}"
+        " {params.images} --head-mask {input.head} --brain-mask {input.brain} --output {output}"
+        " --size {params.size} --min-brain-voxels {params.min_voxels} --min-slices {params.min_slices}"
+        " > {log} 2>&1"
+
+
+rule slices_png:
+    input:
+        png_files,
+    output:
+        "results/slices/{patient}.npz",
+    wildcard_constraints:
+        patient=one_of(PNG),
+    params:
+        role=lambda w: PATIENTS[w.patient].role,
+        sources=png_flags,
+        size=config["slices"]["size"],
+    log:
+        "results/logs/slices/{patient}.log",
+    benchmark:
+        "results/benchmarks/slices/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
+        " {params.sources} --output {output} --size {params.size} > {log} 2>&1"

@@ -1,0 +1,46 @@
+# Training: MR-GAN (`mrgan`) and its two baselines (`paired` = pix2pix,
+# `unpaired` = CycleGAN), same architecture and settings, one job per variant.
+# Settings come from the preset in training.preset plus training.overrides;
+# a changed setting retrains (params trigger) and everything downstream follows.
+# Checkpoints (results/models/{variant}/checkpoint.pt) are not declared outputs,
+# so an interrupted job resumes from its last checkpoint when started again.
+
+
+rule train:
+    input:
+        training_slices,
+    output:
+        weights="results/models/{variant}/syn_mr.pt",
+        model="results/models/{variant}/model.json",
+        losses=report(
+            "results/models/{variant}/losses.tsv",
+            caption="../report/losses_tsv.rst",
+            category="3. Training",
+            subcategory="Loss tables",
+            labels={"variant": "{variant}", "file": "losses.tsv"},
+        ),
+        curve=report(
+            "results/models/{variant}/loss_curve.png",
+            caption="../report/loss_curve.rst",
+            category="3. Training",
+            subcategory="Loss curves",
+            labels={"variant": "{variant}", "figure": "loss curve"},
+        ),
+    params:
+        settings=training_settings,
+        device=config["training"]["device"],
+        out_dir=lambda w, output: os.path.dirname(output.weights),
+    log:
+        "results/logs/train/{variant}.log",
+    benchmark:
+        "results/benchmarks/train/{variant}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=config["training"]["gpus"],
+        runtime=24 * 60,
+    shell:
+        "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
+        " --settings {params.settings:q} --device {params.device} --slices {input} > {log} 2>&1"
