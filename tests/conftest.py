@@ -26,3 +26,18 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole default DAG, run once per session on the tiny phantom cohort.
+
+    Returns the working directory (its ``results/`` holds every output). Tests that
+    change files must work on a copy (``shutil.copytree``), not on this one.
+    """
+    from tests.workflow_helpers import make_tiny_workdir, snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    make_tiny_workdir(workdir)
+    snakemake(workdir, "--cores", "2")
+    return workdir

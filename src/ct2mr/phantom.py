@@ -55,8 +55,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +190,7 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
     centre = np.array([u(-8, 8), u(-8, 8), u(-6, 6)])
     axes = np.array([u(70, 80), u(88, 100), u(95, 110)])
     shape_coef = rng.normal(0.0, 0.02, 9)
-    t_scalp, t_skull, t_csf, t_gm = u(4, 7), u(5, 8), u(1.5, 3.0), u(2.5, 3.5)
+    t_scalp, t_skull, t_csf, t_gm = u(4, 7), u(5, 8), u(1.5, 3.0), u(3.5, 5.0)
     n_dir = rng.normal(size=(6, 3))
     n_dir /= np.linalg.norm(n_dir, axis=1, keepdims=True)
     gyri_k = n_dir * (2 * np.pi / rng.uniform(12, 18, (6, 1)))
@@ -329,8 +327,8 @@ def _tissue_fractions(
         waves = unit[inner] @ (65.0 * a.gyri_k.T).astype(p.dtype)
         waves += a.gyri_phase.astype(p.dtype)
         gyri = np.sin(waves, out=waves).sum(axis=1) / f(np.sqrt(3.0))
-        b3 = b2 + a.t_csf + 5.0 * np.clip(gyri, 0.0, None)  # sulci: CSF reaches deeper
-        b4 = b3 + a.t_gm + 0.7 * np.abs(gyri)
+        b3 = b2 + a.t_csf + 6.0 * np.clip(gyri - f(0.3), 0.0, None)  # sulci: CSF reaches deeper
+        b4 = b3 + a.t_gm + 1.5 * np.clip(-gyri, 0.0, None)  # thicker cortex on the gyral crowns
         di = depth[inner]
         s3[inner] = _ramp(di - b3)
         s4[inner] = _ramp(di - b4)
@@ -396,17 +394,6 @@ def _draw_truth(rng: np.random.Generator, params: PhantomParams, centre: np.ndar
     return t
 
 
-def _parallel(fn: Callable[[int], None], n: int) -> None:
-    """Run ``fn(0..n-1)`` on a few threads (numpy releases the GIL in its kernels)."""
-    workers = min(4, os.cpu_count() or 1, n)
-    if workers <= 1:
-        for i in range(n):
-            fn(i)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(fn, range(n)))
-
-
 def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -> PhantomPatient:
     """Generate one synthetic patient, deterministically from ``(patient, seed)``.
 
@@ -430,7 +417,8 @@ def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -
         ct_arr[z] = _mix(s, s_vent, anatomy.ct_values, skull).reshape(ny, nx)
         lab_arr[z] = lab.reshape(ny, nx)
 
-    _parallel(ct_slice, nz)
+    for z in range(nz):
+        ct_slice(z)
     ct_arr += np.float32(anatomy.ct_noise) * ct_noise_rng.standard_normal(ct_arr.shape, dtype=np.float32)
     ct = sitk.GetImageFromArray(np.clip(np.rint(ct_arr), -1024, 3071).astype(np.int16))
     ct.CopyInformation(ct_ref)
@@ -453,7 +441,8 @@ def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -
         val = _mix(s, s_vent, anatomy.mr_values, anatomy.mr_values["skull"])
         mr_arr[z] = (val * _bias(anatomy.bias_coef, q / extent.astype(np.float32))).reshape(my, mx)
 
-    _parallel(mr_slice, mz)
+    for z in range(mz):
+        mr_slice(z)
     sigma = anatomy.mr_noise
     n1 = np.float32(sigma) * mr_noise_rng.standard_normal(mr_arr.shape, dtype=np.float32)
     mr_arr += n1

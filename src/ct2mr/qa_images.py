@@ -119,7 +119,7 @@ def save_contours_png(
     axial: Sequence[int] | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    dpi: int = 80,
+    dpi: int = 110,
 ) -> None:
     """PNG of ``image`` (grey) with the contour of each mask (> 0) in its own colour.
 
@@ -164,7 +164,7 @@ def save_overlay_png(
     axial: Sequence[int] | None = None,
     fixed_range: tuple[float, float] | None = None,
     moving_range: tuple[float, float] | None = None,
-    dpi: int = 80,
+    dpi: int = 110,
 ) -> None:
     """PNG fusing ``fixed`` (magenta) with each ``moving`` image (green), one row per moving image.
 

@@ -9,11 +9,12 @@ CT (:func:`ct_masks`), input in HU:
 * **head** = largest 3D connected component (face connectivity) of ``HU >
   head_threshold_hu`` (default -400), holes filled per axial slice and in 3D.
 * **skull** = ``HU > skull_threshold_hu`` (default 300) inside the head.
-* **brain** (intracranial soft tissue): the skull is closed (2 mm) and its
-  holes filled per axial slice -> the cranial cavity seen slice by slice;
-  candidates = cavity, not skull, ``brain_hu_range`` (default -50..150 HU);
-  opened (2 mm) to cut thin bridges, largest 3D component, then holes filled
-  in 3D and per axial slice (ventricles, calcifications).
+* **brain** (intracranial soft tissue): candidates = head, not skull, HU in
+  ``brain_hu_range`` (default -50..150); opened with a ball of
+  ``brain_opening_mm`` (default 4 mm) to cut the bridges through thin or
+  partial-volume bone, foramina and orbits; largest 3D component; holes filled
+  in 3D and per axial slice (ventricles, calcifications); skull voxels removed.
+  (The skull separates brain from scalp; the opening removes the leaks.)
 * **stripped** = CT where brain, -1024 HU elsewhere (input pixel type).
 
 MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
@@ -152,6 +153,7 @@ def ct_masks(
     skull_threshold_hu: float = 300.0,
     head_threshold_hu: float = -400.0,
     brain_hu_range: tuple[float, float] = (-50.0, 150.0),
+    brain_opening_mm: float = 4.0,
 ) -> CtMasks:
     """Head, skull and brain masks of a CT in HU, and the skull-stripped CT (see module docstring)."""
     _check_3d(ct)
@@ -165,10 +167,9 @@ def ct_masks(
     skull = _from_array(skull_a, ct)
     _require_nonempty(skull, "skull")
 
-    cavity_a = _fill_slices(sitk.GetArrayViewFromImage(_close(skull, 2.0)) > 0)
     lo, hi = brain_hu_range
-    cand_a = cavity_a & ~skull_a & head_a & (hu >= lo) & (hu <= hi)
-    cand = _open(_from_array(cand_a, ct), 2.0)
+    cand_a = head_a & ~skull_a & (hu >= lo) & (hu <= hi)
+    cand = _open(_from_array(cand_a, ct), brain_opening_mm)
     _require_nonempty(cand, "brain")
     brain = _fill(_largest_component(cand))
     brain_a = (sitk.GetArrayViewFromImage(brain) > 0) & ~skull_a

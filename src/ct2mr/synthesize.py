@@ -6,7 +6,8 @@ model folder ``results/models/{variant}/`` (see :mod:`ct2mr.model_loading`).
 
 Processing: the uint8 CT slices (N, 256, 256) become ``x / 127.5 - 1`` in
 [-1, 1]; if the model's ``image_size`` is not 256 they are resized to it
-(bilinear, as in training) and the outputs resized back to 256. Batches of
+exactly as in training (area averaging, rounded to uint8) and the outputs
+resized back to 256 (bilinear). Batches of
 ``batch_size`` slices run under ``torch.inference_mode``, with bfloat16
 autocast on CUDA (float32 on CPU). The tanh output ``y`` in [-1, 1] becomes
 grey levels ``round((y + 1) * 127.5)`` clipped to uint8 0..255. For variants
@@ -84,22 +85,15 @@ def _autocast(device: torch.device):  # noqa: ANN202
     return torch.autocast("cpu", enabled=False)
 
 
-def translate(
-    net: nn.Module,
-    x: torch.Tensor,
-    image_size: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """Run one generator on a float batch (N, 1, 256, 256) in [-1, 1]; returns float32 (N, 1, 256, 256).
+def translate(net: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One generator on a float batch (N, 1, S, S) in [-1, 1] -> float32 (N, 1, S, S) clamped to [-1, 1].
 
-    Resizes to ``image_size`` and back (bilinear) when they differ; bf16
-    autocast on CUDA. The output is clamped to [-1, 1].
+    ``torch.inference_mode``; bfloat16 autocast on CUDA, float32 on CPU.
     """
-    out_size = x.shape[-1]
     with torch.inference_mode():
         with _autocast(device):
-            y = net(_resize(x.to(device, non_blocking=True), image_size))
-        return _resize(y.float(), out_size).clamp(-1.0, 1.0)
+            y = net(x.to(device, non_blocking=True))
+        return y.float().clamp(-1.0, 1.0)
 
 
 def synthesize_slices(
@@ -107,25 +101,30 @@ def synthesize_slices(
 ) -> dict[str, np.ndarray | None]:
     """Syn_MR (and Syn_CT(Syn_MR) when ``cycle`` and the model has Syn_CT) on uint8 CT slices.
 
-    ``ct``: uint8 (N, 256, 256) windowed CT. Returns ``mr_slices`` uint8
+    ``ct``: uint8 (N, 256, 256) windowed CT. The slices are brought to the
+    model's ``image_size`` exactly as in training
+    (:func:`ct2mr.training_data.resize_uint8`: area averaging when shrinking),
+    the outputs back to 256 bilinearly. Returns ``mr_slices`` uint8
     (N, 256, 256) and ``recon_ct_slices`` uint8 (N, 256, 256) or None.
     """
+    from ct2mr.training_data import resize_uint8
+
     ct = np.asarray(ct)
-    if ct.ndim != 3:
-        raise ValueError(f"expected CT slices (N, H, W), got shape {ct.shape}")
+    if ct.ndim != 3 or ct.dtype != np.uint8:
+        raise ValueError(f"expected uint8 CT slices (N, H, W), got {ct.dtype} {ct.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = ct.shape[0]
+    n, side = ct.shape[0], ct.shape[-1]
     mr_out = np.zeros(ct.shape, np.uint8)
     do_cycle = cycle and model.syn_ct is not None
     rec_out = np.zeros(ct.shape, np.uint8) if do_cycle else None
     for start in range(0, n, batch_size):
-        x = to_unit(ct[start : start + batch_size])
-        y = translate(model.syn_mr, x, model.image_size, model.device)
-        mr_out[start : start + len(x)] = to_uint8(y)
+        x = to_unit(resize_uint8(ct[start : start + batch_size], model.image_size))
+        y = translate(model.syn_mr, x, model.device)
+        mr_out[start : start + len(x)] = to_uint8(_resize(y, side))
         if do_cycle:
-            r = translate(model.syn_ct, y, model.image_size, model.device)
-            rec_out[start : start + len(x)] = to_uint8(r)
+            r = translate(model.syn_ct, y, model.device)
+            rec_out[start : start + len(x)] = to_uint8(_resize(r, side))
     return {"mr_slices": mr_out, "recon_ct_slices": rec_out}
 
 

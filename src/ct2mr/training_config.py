@@ -169,6 +169,7 @@ SECTION_KEYS: dict[str, str] = {
     "device": "str, auto | cpu | cuda | cuda:N (default auto; overrides the preset's device unless 'auto' keeps it)",
     "gpus": "int >= 0, Snakemake resource (not a training setting)",
     "seed": "int (default 0)",
+    "unpaired_includes_paired": "bool (default false): add paired_train slices to the unpaired pools",
     "overrides": "mapping TrainSettings field -> value (default {})",
 }
 
@@ -268,8 +269,9 @@ def resolve_training_settings(section: Mapping[str, Any], source: str | None = N
         if key not in known:
             raise InputError(source, f"training.overrides.{key}", f"unknown training setting; known: {', '.join(sorted(known))}")
         values[key] = value
-    if "seed" in section:
-        values["seed"] = section["seed"]
+    for key in ("seed", "unpaired_includes_paired"):
+        if key in section:
+            values[key] = section[key]
     device = section.get("device", "auto")
     if device != "auto":
         values["device"] = device

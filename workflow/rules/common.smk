@@ -10,6 +10,7 @@ from ct2mr.config import validate_config
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import load_patients
+from ct2mr.training_config import resolve_training_settings
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
@@ -19,6 +20,7 @@ export_job_environment(
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     PATIENTS = {p.patient: p for p in load_patients(config["patients"])}
+    TRAINING_SETTINGS = resolve_training_settings(config["training"], source="config")
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
 
@@ -95,8 +97,16 @@ def all_outputs():
 
 
 # --- used by figures.smk ---
+#: the variant shown alone in Figure 5
+MAIN_VARIANT = "mrgan" if "mrgan" in VARIANTS else VARIANTS[-1]
+
+
 def figure_outputs():
-    return []
+    """Figures 5-7 per test patient, per-patient metrics and loss curves."""
+    out = expand("results/figures/{kind}_{patient}.png", kind=["synthesis", "variants"], patient=TEST)
+    if CYCLE_VARIANTS:
+        out += expand("results/figures/cycle_{patient}.png", patient=TEST)
+    return out + ["results/figures/metrics.png", "results/figures/losses.png"]
 
 
 # --- used by phantom.smk ---
@@ -182,17 +192,8 @@ def training_slices(wildcards):
 
 
 def training_settings(wildcards):
-    """The training settings as JSON: the preset resolved with the config's overrides."""
-    t = config["training"]
-    return json.dumps(
-        {
-            "preset": t["preset"],
-            "overrides": t["overrides"],
-            "seed": t["seed"],
-            "unpaired_includes_paired": t["unpaired_includes_paired"],
-        },
-        sort_keys=True,
-    )
+    """The resolved training settings (preset + overrides + seed/device) as JSON."""
+    return json.dumps(TRAINING_SETTINGS, sort_keys=True)
 
 
 # --- used by window.smk ---

@@ -28,7 +28,6 @@ rule train:
         ),
     params:
         settings=training_settings,
-        device=config["training"]["device"],
         out_dir=lambda w, output: os.path.dirname(output.weights),
     log:
         "results/logs/train/{variant}.log",
@@ -43,4 +42,4 @@ rule train:
         runtime=24 * 60,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.settings:q} --device {params.device} --slices {input} > {log} 2>&1"
+        " --settings {params.settings:q} --slices {input} > {log} 2>&1"

@@ -30,7 +30,10 @@ from ct2mr.registration.base import (
     RegistrationResult,
     RegistrationSettings,
     as_affine,
+    check_image,
     matrix_offset,
+    prepare_intensities,
+    prepare_mask,
 )
 
 #: backend name -> module implementing ``register(fixed, moving, settings, *, fixed_mask, moving_mask)``
@@ -96,8 +99,9 @@ def register_affine(
     backend:
         One of :data:`BACKENDS`.
     fixed_mask, moving_mask:
-        Optional 0/1 masks (e.g. the CT brain mask); the fixed mask, dilated by
-        ``settings.mask_dilation_mm``, restricts where the metric is sampled.
+        Optional 0/1 masks (e.g. the CT brain mask). They set the intensity
+        range (``settings.clip_percentiles``) and, dilated by
+        ``settings.mask_dilation_mm``, restrict where the metric is evaluated.
         Masks on another grid are resampled (nearest neighbour) onto their image's grid.
     settings:
         :class:`RegistrationSettings` (defaults when ``None``).
@@ -110,7 +114,12 @@ def register_affine(
     """
     mod = _module(backend)
     settings = settings or RegistrationSettings()
-    result: RegistrationResult = mod.register(fixed, moving, settings, fixed_mask=fixed_mask, moving_mask=moving_mask)
+    fixed = check_image(fixed, "fixed")
+    moving = check_image(moving, "moving")
+    fmask = prepare_mask(fixed_mask, fixed, "fixed_mask")
+    mmask = prepare_mask(moving_mask, moving, "moving_mask")
+    fixed, moving = prepare_intensities(fixed, moving, fmask, mmask, settings.clip_percentiles)
+    result: RegistrationResult = mod.register(fixed, moving, settings, fixed_mask=fmask, moving_mask=mmask)
     if not isinstance(result.transform, sitk.AffineTransform):  # pragma: no cover - backends already convert
         result.transform = as_affine(result.transform)
     return result

@@ -45,7 +45,9 @@ def parameter_file_text(settings: RegistrationSettings, n_fixed_samples: int) ->
     """elastix parameter file for an MI-driven affine registration."""
     levels = len(settings.shrink_factors)
     pyr = " ".join(f"{s} {s} {s}" for s in settings.shrink_factors)
-    n_samples = max(2048, int(round(settings.sampling_fraction * n_fixed_samples)))
+    # ASGD draws new samples every iteration, so a few thousand suffice (elastix manual);
+    # the fraction of the mask is capped at 5000 samples per iteration.
+    n_samples = int(min(5000, max(2048, round(settings.sampling_fraction * n_fixed_samples))))
     return f"""// ct2mr affine MR->CT, Mattes MI
 (FixedInternalImagePixelType "float")
 (MovingInternalImagePixelType "float")
@@ -78,7 +80,8 @@ def parameter_file_text(settings: RegistrationSettings, n_fixed_samples: int) ->
 (RandomSeed {int(settings.seed) + 1})
 (CheckNumberOfSamples "false")
 (DefaultPixelValue 0)
-(WriteResultImage "false")
+(WriteResultImage "true")
+(ResultImageFormat "nii")
 (WriteTransformParametersEachIteration "false")
 (WriteTransformParametersEachResolution "false")
 (ShowExactMetricValue "false")

@@ -1,0 +1,731 @@
+"""Train MR-GAN or one of its baselines (``paired`` = pix2pix, ``unpaired`` = CycleGAN).
+
+CLI (``python -m ct2mr train``)::
+
+    ct2mr train --variant mrgan --out-dir results/models/mrgan \\
+        --settings '{"image_size": 64, ...}'   # JSON object, or a .json/.yaml file
+        --slices results/slices/p01.npz results/slices/p02.npz ...
+        [--device auto|cpu|cuda|cuda:N] [--no-resume] [--max-iterations-this-run N]
+
+``--settings``: the resolved training settings (``ct2mr.training_config.
+resolve_training_settings(config["training"])`` dumped as JSON), or a path to a
+.json / .yaml file holding either such a dict or a whole config with a
+``training:`` section. ``--slices``: slice files (roles read from each file's
+``role``; roles other than paired_train / ct_only / mr_only are ignored).
+``--device`` overrides ``settings.device``. ``--no-resume`` refuses to start when
+a checkpoint exists (instead of continuing it). ``--max-iterations-this-run N``
+stops after N iterations in this call, writing a checkpoint (for time-limited
+batch jobs; rerun the same command to continue).
+
+Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
+
+* ``checkpoint.pt``: full training state (every ``checkpoint_every`` iterations
+  and at the end; atomic). Do NOT declare it as a Snakemake output: Snakemake
+  deletes a job's outputs before rerunning it, which would throw the resume away.
+* ``losses.tsv``: ``iteration``, each loss term (mean over the iterations since the
+  previous row), ``G_total``, discriminator terms, ``D_total``, ``lr``,
+  ``seconds`` (training wall time so far). Rewritten at each checkpoint and at
+  the end.
+* at the end only: ``syn_ct.pt`` (variants with Syn_CT), ``model.json``,
+  ``loss_curve.png``, and LAST ``syn_mr.pt`` (state_dict; ``torch.load(...,
+  weights_only=True)``), so a folder with ``syn_mr.pt`` is a finished run.
+* ``train.log``: progress (it/s, ETA, losses), also on stderr.
+
+One iteration = one generator step (Adam on Syn_MR/Syn_CT with Dis_* frozen)
+then one discriminator step (Adam on Dis_MR/Dis_CT), batch size 1 per data kind:
+one unpaired CT, one unpaired MR and one (CT, MR) pair, as the variant needs.
+Exact resume: on CPU a run interrupted and resumed from its checkpoint gives
+bit-identical weights to an uninterrupted one (same settings). On CUDA the state
+is restored exactly but cuDNN autotuning and bf16 make runs non bit-reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ct2mr.atomic import atomic_path, write_json, write_text
+from ct2mr.augment import AugmentConfig, apply, sample_params
+from ct2mr.errors import InputError
+from ct2mr.losses import (
+    ALL_TERMS,
+    VARIANT_TERMS,
+    VARIANTS,
+    ImagePool,
+    data_for,
+    discriminator_loss,
+    l1_loss,
+    lsgan_loss,
+    networks_for,
+    nll_gan_loss,
+    total_generator_loss,
+)
+from ct2mr.models import build_discriminator, build_generator, init_weights
+from ct2mr.training_config import TrainSettings, load_settings_arg, settings_from_dict, settings_hash
+from ct2mr.training_data import SlicePools, build_pools, check_pools, to_unit_range
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "ct2mr-train-checkpoint/1"
+
+#: adversarial generator term -> (discriminator, input kind, pool / fake key)
+ADV_TERMS: dict[str, tuple[str, str, str]] = {
+    "adv_mr_unpaired": ("dis_mr", "unpaired", "mr_unpaired"),
+    "adv_ct_unpaired": ("dis_ct", "unpaired", "ct_unpaired"),
+    "adv_mr_paired": ("dis_mr", "paired", "mr_paired"),
+    "adv_ct_paired": ("dis_ct", "paired", "ct_paired"),
+}
+
+
+def dis_term_name(adv_term: str) -> str:
+    """Name of the discriminator loss logged for a generator adversarial term."""
+    return "dis_" + adv_term.removeprefix("adv_")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; InputError when CUDA is asked for but absent."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "device", f"{device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+class Sampler:
+    """Draws each iteration's images from the pools and augments them.
+
+    Order of random draws per iteration (numpy ``rng``): for each data kind the
+    variant needs, in the order ct_unpaired, mr_unpaired, paired: a slice index,
+    then the augmentation parameters. A pair gets one draw for both images.
+    """
+
+    def __init__(self, pools: SlicePools, needs: Sequence[str], aug: AugmentConfig, seed: int) -> None:
+        self.pools = pools
+        self.needs = tuple(needs)
+        self.aug = aug
+        self.rng = np.random.default_rng([seed, 1])
+
+    def draw(self) -> dict[str, torch.Tensor]:
+        """-> dict with ``ct_u``, ``mr_u``, ``ct_p``, ``mr_p`` (those needed), each (1, 1, S, S) in [-1, 1]."""
+        out: dict[str, torch.Tensor] = {}
+        for need in self.needs:
+            i = int(self.rng.integers(0, self.pools.count(need)))
+            params = sample_params(self.rng, self.aug)
+            if need == "paired":
+                pair = torch.stack([self.pools.paired_ct[i], self.pools.paired_mr[i]], 0)
+                pair = apply(to_unit_range(pair), params, self.aug)
+                out["ct_p"], out["mr_p"] = pair[0:1].unsqueeze(0), pair[1:2].unsqueeze(0)
+            else:
+                src = self.pools.ct_unpaired if need == "ct_unpaired" else self.pools.mr_unpaired
+                img = apply(to_unit_range(src[i]), params, self.aug)
+                out["ct_u" if need == "ct_unpaired" else "mr_u"] = img[None, None]
+        return out
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Networks, optimisers, image pools and one training iteration of a variant.
+
+    Networks are built on the CPU and initialised from ``settings.seed`` (N(0,
+    init_gain) convs, N(1, init_gain) norm scales), then moved to ``device``.
+    One Adam for the generators and one for the discriminators (lr ``settings.lr``,
+    betas ``(beta1, beta2)``); the learning rate is a function of the iteration
+    (:meth:`lr_at`), so the iteration counter is the whole scheduler state.
+    """
+
+    def __init__(self, settings: TrainSettings, variant: str, device: torch.device | str = "cpu") -> None:
+        if variant not in VARIANT_TERMS:
+            raise InputError(None, "variant", f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        self.settings = settings
+        self.variant = variant
+        self.device = torch.device(device)
+        self.terms = VARIANT_TERMS[variant]
+        self.adv_terms = tuple(t for t in self.terms if t in ADV_TERMS)
+        self.net_names = networks_for(variant)
+        arch = settings.architecture()
+        gen = torch.Generator().manual_seed(settings.seed)
+        self.nets: dict[str, nn.Module] = {}
+        for name in self.net_names:
+            net = build_generator(arch) if name.startswith("syn") else build_discriminator(arch)
+            init_weights(net, settings.init_gain, generator=gen)
+            self.nets[name] = net.to(self.device)
+        self.cuda = self.device.type == "cuda"
+        self.autocast_dtype = torch.bfloat16 if (self.cuda and settings.amp == "bf16") else None
+        if self.cuda:
+            for net in self.nets.values():
+                net.to(memory_format=torch.channels_last)
+        self.fwd: dict[str, Any] = dict(self.nets)
+        if settings.compile and self.cuda:
+            self.fwd = {k: torch.compile(v) for k, v in self.nets.items()}
+        gens = [p for n in self.net_names if n.startswith("syn") for p in self.nets[n].parameters()]
+        diss = [p for n in self.net_names if n.startswith("dis") for p in self.nets[n].parameters()]
+        betas = (settings.beta1, settings.beta2)
+        self.opt_g = torch.optim.Adam(gens, lr=settings.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas)
+        self.pools = {
+            key: ImagePool(settings.pool_size if (kind == "unpaired" or settings.pool_paired) else 0)
+            for _, (_, kind, key) in ADV_TERMS.items()
+        }
+        self.pool_rng = np.random.default_rng([settings.seed, 2])
+        self.iteration = 0
+        self._fakes: dict[str, torch.Tensor] = {}
+        self._reals: dict[str, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- helpers
+    def lr_at(self, iteration: int) -> float:
+        """lr for 0-based ``iteration``: constant for n_const, then linear to 0 over n_decay."""
+        s = self.settings
+        if iteration < s.n_const:
+            return s.lr
+        return s.lr * max(0.0, 1.0 - (iteration - s.n_const) / max(1, s.n_decay))
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def _prep(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.cuda:
+            out = {k: v.contiguous(memory_format=torch.channels_last) for k, v in out.items()}
+        return out
+
+    def _set_dis_grad(self, flag: bool) -> None:
+        for name in self.net_names:
+            if name.startswith("dis"):
+                self.nets[name].requires_grad_(flag)
+
+    @staticmethod
+    def _run_batched(fn: Any, inputs: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """Run ``fn`` once on the non-None inputs concatenated along the batch axis
+        (instance norm is per sample, so this equals separate calls) and split back."""
+        present = [x for x in inputs if x is not None]
+        if not present:
+            return [None] * len(inputs)
+        y = fn(torch.cat(present, 0)) if len(present) > 1 else fn(present[0])
+        parts = iter(torch.split(y, [x.shape[0] for x in present], 0))
+        return [next(parts) if x is not None else None for x in inputs]
+
+    # ----------------------------------------------------------------- steps
+    def generator_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One Adam step of the generators on the variant's terms; discriminators frozen.
+
+        Returns the unweighted terms and ``G_total`` (the weighted sum) as floats.
+        Keeps the fakes for the following :meth:`discriminator_step`.
+        """
+        b = self._prep(batch)
+        t = set(self.terms)
+        ct_u, mr_u, ct_p, mr_p = b.get("ct_u"), b.get("mr_u"), b.get("ct_p"), b.get("mr_p")
+        need_mr_u = bool(t & {"adv_mr_unpaired", "cyc_ct_unpaired"})
+        need_ct_u = bool(t & {"adv_ct_unpaired", "cyc_mr_unpaired"})
+        need_mr_p = bool(t & {"adv_mr_paired", "cyc_ct_paired", "l1_mr_paired"})
+        need_ct_p = bool(t & {"adv_ct_paired", "cyc_mr_paired", "l1_ct_paired"})
+        self._set_dis_grad(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+        try:
+            with self._autocast():
+                fake_mr_u = fake_mr_p = fake_ct_u = fake_ct_p = None
+                if need_mr_u or need_mr_p:
+                    fake_mr_u, fake_mr_p = self._run_batched(
+                        self.fwd["syn_mr"], [ct_u if need_mr_u else None, ct_p if need_mr_p else None]
+                    )
+                if need_ct_u or need_ct_p:
+                    fake_ct_u, fake_ct_p = self._run_batched(
+                        self.fwd["syn_ct"], [mr_u if need_ct_u else None, mr_p if need_ct_p else None]
+                    )
+                # cycles: back through the other generator
+                rec_ct_u, rec_ct_p = (None, None)
+                if t & {"cyc_ct_unpaired", "cyc_ct_paired"}:
+                    rec_ct_u, rec_ct_p = self._run_batched(
+                        self.fwd["syn_ct"],
+                        [fake_mr_u if "cyc_ct_unpaired" in t else None, fake_mr_p if "cyc_ct_paired" in t else None],
+                    )
+                rec_mr_u, rec_mr_p = (None, None)
+                if t & {"cyc_mr_unpaired", "cyc_mr_paired"}:
+                    rec_mr_u, rec_mr_p = self._run_batched(
+                        self.fwd["syn_mr"],
+                        [fake_ct_u if "cyc_mr_unpaired" in t else None, fake_ct_p if "cyc_mr_paired" in t else None],
+                    )
+                fakes: dict[str, torch.Tensor] = {}
+                reals: dict[str, torch.Tensor] = {}
+                if "adv_mr_unpaired" in t:
+                    assert fake_mr_u is not None and mr_u is not None
+                    fakes["mr_unpaired"], reals["mr_unpaired"] = fake_mr_u, mr_u
+                    terms["adv_mr_unpaired"] = lsgan_loss(self.fwd["dis_mr"](fake_mr_u, "unpaired"), 1.0)
+                if "adv_ct_unpaired" in t:
+                    assert fake_ct_u is not None and ct_u is not None
+                    fakes["ct_unpaired"], reals["ct_unpaired"] = fake_ct_u, ct_u
+                    terms["adv_ct_unpaired"] = lsgan_loss(self.fwd["dis_ct"](fake_ct_u, "unpaired"), 1.0)
+                if "adv_mr_paired" in t:
+                    assert fake_mr_p is not None and ct_p is not None and mr_p is not None
+                    pair_fake = torch.cat([ct_p.to(fake_mr_p.dtype), fake_mr_p], 1)
+                    fakes["mr_paired"], reals["mr_paired"] = pair_fake, torch.cat([ct_p, mr_p], 1)
+                    terms["adv_mr_paired"] = nll_gan_loss(self.fwd["dis_mr"](pair_fake, "paired"), 1.0)
+                if "adv_ct_paired" in t:
+                    assert fake_ct_p is not None and ct_p is not None and mr_p is not None
+                    pair_fake = torch.cat([fake_ct_p, mr_p.to(fake_ct_p.dtype)], 1)
+                    fakes["ct_paired"], reals["ct_paired"] = pair_fake, torch.cat([ct_p, mr_p], 1)
+                    terms["adv_ct_paired"] = nll_gan_loss(self.fwd["dis_ct"](pair_fake, "paired"), 1.0)
+                if "cyc_ct_unpaired" in t:
+                    terms["cyc_ct_unpaired"] = l1_loss(rec_ct_u, ct_u)  # type: ignore[arg-type]
+                if "cyc_mr_unpaired" in t:
+                    terms["cyc_mr_unpaired"] = l1_loss(rec_mr_u, mr_u)  # type: ignore[arg-type]
+                if "cyc_ct_paired" in t:
+                    terms["cyc_ct_paired"] = l1_loss(rec_ct_p, ct_p)  # type: ignore[arg-type]
+                if "cyc_mr_paired" in t:
+                    terms["cyc_mr_paired"] = l1_loss(rec_mr_p, mr_p)  # type: ignore[arg-type]
+                if "l1_mr_paired" in t:
+                    terms["l1_mr_paired"] = l1_loss(fake_mr_p, mr_p)  # type: ignore[arg-type]
+                if "l1_ct_paired" in t:
+                    terms["l1_ct_paired"] = l1_loss(fake_ct_p, ct_p)  # type: ignore[arg-type]
+            total = total_generator_loss(terms, self.settings.lambda_cycle, self.settings.gamma_l1)
+            total.backward()
+            self.opt_g.step()
+        finally:
+            self._set_dis_grad(True)
+        self._fakes = {k: v.detach() for k, v in fakes.items()}
+        self._reals = {k: v.detach() for k, v in reals.items()}
+        out = {k: float(terms[k].detach()) for k in self.terms}
+        out["G_total"] = float(total.detach())
+        return out
+
+    def discriminator_step(self) -> dict[str, float]:
+        """One Adam step of the discriminators on the fakes of the last generator step.
+
+        Each adversarial term contributes ``0.5 * (crit(D(real)) + crit(D(fake)))``;
+        unpaired fakes (and paired ones with ``pool_paired``) come through the
+        image pool. Returns the terms and ``D_total`` as floats.
+        """
+        if not self.adv_terms:
+            return {}
+        self.opt_d.zero_grad(set_to_none=True)
+        dterms: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            for term in self.adv_terms:
+                dis, kind, key = ADV_TERMS[term]
+                fake = self.pools[key].query(self._fakes[key], self.pool_rng)
+                real = self._reals[key]
+                scores = self.fwd[dis](torch.cat([real.to(fake.dtype), fake], 0), kind)
+                pred_real, pred_fake = scores[:1], scores[1:]
+                label = self.settings.unpaired_real_label if kind == "unpaired" else 1.0
+                dterms[dis_term_name(term)] = discriminator_loss(pred_real, pred_fake, kind, label)
+        total = dterms[dis_term_name(self.adv_terms[0])]
+        for name in list(dterms)[1:]:
+            total = total + dterms[name]
+        total.backward()
+        self.opt_d.step()
+        out = {k: float(v.detach()) for k, v in dterms.items()}
+        out["D_total"] = float(total.detach())
+        return out
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One iteration: set the lr, generator step, discriminator step; returns all logged values."""
+        lr = self.lr_at(self.iteration)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        values = self.generator_step(batch)
+        values.update(self.discriminator_step())
+        values["lr"] = lr
+        self.iteration += 1
+        return values
+
+    def log_columns(self) -> list[str]:
+        """Columns of one losses.tsv row after ``iteration`` (and before ``seconds``)."""
+        cols = list(self.terms) + ["G_total"]
+        if self.adv_terms:
+            cols += [dis_term_name(t) for t in self.adv_terms] + ["D_total"]
+        return cols + ["lr"]
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimisers, pools, pool RNG and iteration (tensors on CPU)."""
+        return {
+            "iteration": self.iteration,
+            "nets": {k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()},
+            "opt_g": _to_cpu(self.opt_g.state_dict()),
+            "opt_d": _to_cpu(self.opt_d.state_dict()),
+            "pools": {k: p.state_dict() for k, p in self.pools.items()},
+            "pool_rng": self.pool_rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for k, p in self.pools.items():
+            p.load_state_dict(state["pools"][k], self.device)
+        self.pool_rng.bit_generator.state = state["pool_rng"]
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    np_state = {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"])}}
+    out: dict[str, Any] = {"python": random.getstate(), "numpy_global": np_state, "torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np_state = dict(state["numpy_global"])
+    np_state["state"] = {"key": np_state["state"]["key"].numpy().astype(np.uint32), "pos": np_state["state"]["pos"]}
+    np.random.set_state(np_state)
+    torch.set_rng_state(state["torch_cpu"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[str, Any]:
+    """Load ``path`` and check it belongs to this run; InputError (file left in place) if not."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise various types
+        raise InputError(
+            path, None, f"checkpoint is unreadable (truncated or corrupt: {type(exc).__name__}); "
+            "delete or move it to start training from scratch"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, "format", f"not a ct2mr training checkpoint (expected {CHECKPOINT_FORMAT})")
+    diffs: list[str] = []
+    if ckpt.get("variant") != variant:
+        diffs.append(f"variant {ckpt.get('variant')!r} != {variant!r}")
+    arch = settings.architecture()
+    old_arch = ckpt.get("architecture", {})
+    for k in arch:
+        if old_arch.get(k) != arch[k]:
+            diffs.append(f"architecture.{k} {old_arch.get(k)!r} != {arch[k]!r}")
+    if ckpt.get("settings_hash") != settings_hash(settings):
+        old = ckpt.get("settings", {})
+        changed = [k for k, v in settings.to_dict().items() if old.get(k) != v and k in old]
+        diffs.append("settings differ" + (f" ({', '.join(f'{k}: {old[k]!r} != {getattr(settings, k)!r}' for k in changed)})" if changed else ""))
+    if diffs:
+        raise InputError(
+            path, "checkpoint",
+            "belongs to another run: " + "; ".join(diffs) + ". Move or delete it to start over, or use matching settings",
+        )
+    return ckpt
+
+
+def write_checkpoint(path: Path, trainer: Trainer, sampler: Sampler, extra: dict[str, Any]) -> None:
+    """Atomically write the full training state (see :func:`read_checkpoint`)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "variant": trainer.variant,
+        "architecture": trainer.settings.architecture(),
+        "settings": trainer.settings.to_dict(),
+        "settings_hash": settings_hash(trainer.settings),
+        "trainer": trainer.state_dict(),
+        "sampler_rng": sampler.rng.bit_generator.state,
+        "rng": _rng_state(),
+        **extra,
+    }
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(state, tmp)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _tsv(columns: list[str], rows: list[dict[str, float]]) -> str:
+    lines = ["\t".join(["iteration", *columns, "seconds"])]
+    for r in rows:
+        cells = [str(int(r["iteration"]))] + [f"{r[c]:.6g}" for c in columns] + [f"{r['seconds']:.3f}"]
+        lines.append("\t".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], title: str) -> None:
+    """Loss curves (generator terms, discriminator terms, lr) to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = [r["iteration"] for r in rows]
+    gcols = [c for c in columns if c in ALL_TERMS or c == "G_total"]
+    dcols = [c for c in columns if c.startswith("dis_") or c == "D_total"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for c in gcols:
+        axes[0].plot(it, [max(r[c], 1e-8) for r in rows], label=c, lw=2 if c == "G_total" else 1)
+    axes[0].set_yscale("log")
+    axes[0].set_title("generator terms (unweighted; G_total weighted)")
+    for c in dcols:
+        axes[1].plot(it, [r[c] for r in rows], label=c, lw=2 if c == "D_total" else 1)
+    axes[1].set_title("discriminator terms")
+    axes[2].plot(it, [r["lr"] for r in rows])
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+
+
+@contextlib.contextmanager
+def _file_log(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    old_level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(old_level)
+
+
+@contextlib.contextmanager
+def _runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
+    """Thread count, deterministic CPU algorithms, CUDA speed flags; restored afterwards."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    settings: TrainSettings,
+    slice_files: Sequence[Path],
+    out_dir: Path,
+    variant: str,
+    device: str = "auto",
+    resume: bool = True,
+    max_iterations_this_run: int | None = None,
+    _fail_after: int | None = None,
+) -> dict[str, Any]:
+    """Train ``variant`` on ``slice_files``; write the model folder ``out_dir``.
+
+    ``device``: ``auto`` uses ``settings.device`` (whose own ``auto`` = CUDA if
+    available); anything else overrides it. ``resume``: continue from a matching
+    ``out_dir/checkpoint.pt``; with False an existing checkpoint is an error.
+    ``max_iterations_this_run``: stop after that many iterations, writing a
+    checkpoint but no final outputs (call again to continue). ``_fail_after``:
+    test hook raising RuntimeError after that many iterations in this call,
+    without a checkpoint (a simulated kill).
+
+    Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
+    Raises :class:`InputError` for an unknown variant, missing data, or a
+    checkpoint that is corrupt or from another run (left in place).
+    """
+    if variant not in VARIANT_TERMS:
+        raise InputError(None, "variant", f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    out_dir = Path(out_dir)
+    slice_files = [Path(p) for p in slice_files]
+    dev = resolve_device(device if device != "auto" else settings.device)
+    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt = None
+    if ckpt_path.exists():
+        if not resume:
+            raise InputError(ckpt_path, None, "a checkpoint exists and resume is off; move or delete it to start over")
+        ckpt = read_checkpoint(ckpt_path, variant, settings)
+
+    pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired)
+    needs = data_for(variant)
+    check_pools(pools, variant, needs, slice_files, settings.unpaired_includes_paired)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # a run in progress must not look finished: drop the final outputs of an earlier run
+    for name in ("syn_mr.pt", "syn_ct.pt", "model.json"):
+        (out_dir / name).unlink(missing_ok=True)
+
+    with _file_log(out_dir / "train.log"), _runtime(settings, dev):
+        aug = AugmentConfig(
+            size=settings.image_size,
+            pad_to=settings.effective_pad_to,
+            flip_prob=settings.flip_prob,
+            max_rotation_deg=settings.max_rotation_deg,
+            enabled=settings.augment,
+        )
+        trainer = Trainer(settings, variant, dev)
+        sampler = Sampler(pools.to(dev), needs, aug, settings.seed)
+        history: list[dict[str, float]] = []
+        acc: dict[str, float] = {}
+        acc_n = 0
+        elapsed = 0.0
+        if ckpt is not None:
+            trainer.load_state_dict(ckpt["trainer"])
+            sampler.rng.bit_generator.state = ckpt["sampler_rng"]
+            _set_rng_state(ckpt["rng"])
+            history = list(ckpt["history"])
+            acc, acc_n, elapsed = dict(ckpt["acc"]), int(ckpt["acc_n"]), float(ckpt["elapsed_s"])
+            log.info("resuming %s from %s at iteration %d", variant, ckpt_path, trainer.iteration)
+        else:
+            random.seed(settings.seed)
+            np.random.seed(settings.seed)
+            torch.manual_seed(settings.seed)
+        total = settings.total_iterations
+        columns = trainer.log_columns()
+        counts = {p: pools.count(p) for p in needs}
+        log.info(
+            "training %s on %s: %d iterations, image %d, ngf %d, ndf %d, blocks %d, slices %s, settings %s",
+            variant, dev, total, settings.image_size, settings.ngf, settings.ndf, settings.n_blocks, counts,
+            settings_hash(settings),
+        )
+
+        def extra() -> dict[str, Any]:
+            return {"history": history, "acc": acc, "acc_n": acc_n, "elapsed_s": elapsed + (time.perf_counter() - t0)}
+
+        t0 = time.perf_counter()
+        start_it = trainer.iteration
+        done_this_run = 0
+        while trainer.iteration < total:
+            values = trainer.step(sampler.draw())
+            for k in columns:
+                acc[k] = acc.get(k, 0.0) + values[k]
+            acc_n += 1
+            done_this_run += 1
+            it = trainer.iteration
+            if it % settings.log_every == 0 or it == total:
+                now = time.perf_counter() - t0
+                row = {"iteration": float(it), **{k: acc[k] / acc_n for k in columns}, "seconds": elapsed + now}
+                row["lr"] = values["lr"]
+                history.append(row)
+                acc, acc_n = {}, 0
+                rate = (it - start_it) / now if now > 0 else float("nan")
+                eta = (total - it) / rate if rate > 0 else float("nan")
+                log.info(
+                    "%s it %d/%d (%.1f%%) | %.2f it/s | ETA %s | G %.4g%s | lr %.3g",
+                    variant, it, total, 100 * it / total, rate, _fmt_s(eta) if math.isfinite(eta) else "?",
+                    row["G_total"], f" D {row['D_total']:.4g}" if "D_total" in row else "", row["lr"],
+                )
+            if _fail_after is not None and done_this_run >= _fail_after:
+                raise RuntimeError(f"simulated interruption after iteration {it}")
+            stop_now = max_iterations_this_run is not None and done_this_run >= max_iterations_this_run
+            if it % settings.checkpoint_every == 0 or it == total or stop_now:
+                write_checkpoint(ckpt_path, trainer, sampler, extra())
+                write_text(out_dir / "losses.tsv", _tsv(columns, history))
+            if stop_now and it < total:
+                log.info("stopping after %d iterations this run (checkpoint at %d)", done_this_run, it)
+                return {"iteration": it, "finished": False, "seconds": extra()["elapsed_s"], "out_dir": str(out_dir)}
+
+        seconds = extra()["elapsed_s"]
+        write_text(out_dir / "losses.tsv", _tsv(columns, history))
+        plot_losses(out_dir / "loss_curve.png", columns, history, f"{variant}: {settings.image_size}px, {total} iterations")
+        info = {
+            "variant": variant,
+            "architecture": settings.architecture(),
+            "image_size": settings.image_size,
+            "networks": list(trainer.net_names),
+            "loss_terms": list(trainer.terms),
+            "settings": settings.to_dict(),
+            "settings_hash": settings_hash(settings),
+            "iterations": total,
+            "training_seconds": round(seconds, 3),
+            "device": str(dev),
+            "torch_version": torch.__version__,
+            "slice_files": [str(p) for p in slice_files],
+            "patients": pools.patients,
+            "slices_per_pool": counts,
+            "final_losses": {k: history[-1][k] for k in columns} if history else {},
+            "weights": {"syn_mr": "syn_mr.pt", **({"syn_ct": "syn_ct.pt"} if "syn_ct" in trainer.nets else {})},
+            "value_range": "inputs and outputs in [-1, 1] = uint8 / 127.5 - 1",
+        }
+        if "syn_ct" in trainer.nets:
+            _save_state(out_dir / "syn_ct.pt", trainer.nets["syn_ct"])
+        write_json(out_dir / "model.json", info)
+        _save_state(out_dir / "syn_mr.pt", trainer.nets["syn_mr"])  # last: marks a finished run
+        log.info("finished %s: %d iterations in %s -> %s", variant, total, _fmt_s(seconds), out_dir)
+        return {"iteration": total, "finished": True, "seconds": seconds, "out_dir": str(out_dir)}
+
+
+def _save_state(path: Path, net: nn.Module) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(state, tmp)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", required=True, choices=VARIANTS, help="paired (pix2pix) | unpaired (CycleGAN) | mrgan")
+    parser.add_argument("--out-dir", required=True, type=Path, help="model folder, e.g. results/models/mrgan")
+    parser.add_argument(
+        "--settings", required=True,
+        help="resolved training settings as a JSON object, or a .json/.yaml file (settings dict or a config with training:)",
+    )
+    parser.add_argument("--slices", required=True, nargs="+", type=Path, help="slice files results/slices/{patient}.npz")
+    parser.add_argument("--device", default="auto", help="auto (= settings.device) | cpu | cuda | cuda:N")
+    parser.add_argument("--no-resume", action="store_true", help="error out instead of continuing an existing checkpoint")
+    parser.add_argument(
+        "--max-iterations-this-run", type=int, default=None, metavar="N",
+        help="stop after N iterations (checkpoint written, no final outputs); rerun to continue",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    settings, _ = load_settings_arg(args.settings)
+    if args.device != "auto":
+        settings = settings_from_dict({**settings.to_dict(), "device": args.device})
+    if args.max_iterations_this_run is not None and args.max_iterations_this_run < 1:
+        raise InputError(None, "--max-iterations-this-run", "must be >= 1")
+    if not logging.getLogger().handlers:  # called outside ct2mr.cli: log to stderr too
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    train(
+        settings, args.slices, args.out_dir, args.variant, device=settings.device,
+        resume=not args.no_resume, max_iterations_this_run=args.max_iterations_this_run,
+    )

@@ -1,0 +1,102 @@
+"""Patient table validation: each bad row gives one message naming table, line, column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ct2mr.errors import InputError
+from ct2mr.patients import load_patients
+
+HEADER = "patient\trole\tct\tmr\n"
+
+
+def table(tmp_path: Path, rows: list[str], header: str = HEADER) -> Path:
+    path = tmp_path / "patients.tsv"
+    path.write_text(header + "".join(r + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture()
+def scans(tmp_path: Path) -> tuple[str, str]:
+    ct = tmp_path / "ct.nii.gz"
+    mr = tmp_path / "mr.nii.gz"
+    ct.write_bytes(b"x")
+    mr.write_bytes(b"x")
+    return str(ct), str(mr)
+
+
+def test_default_table_roles(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo_root)
+    patients = load_patients("config/patients.tsv")
+    roles = [p.role for p in patients]
+    assert roles.count("paired_train") >= 4 and roles.count("paired_test") >= 3
+    assert roles.count("ct_only") >= 3 and roles.count("mr_only") >= 3
+    assert all(p.truth for p in patients if p.role.startswith("paired"))
+
+
+def test_valid_table(tmp_path: Path, scans: tuple[str, str]) -> None:
+    ct, mr = scans
+    rows = [f"A\tpaired_train\t{ct}\t{mr}", f"B\tct_only\t{ct}\t", f"C\tmr_only\t\t{mr}"]
+    patients = load_patients(table(tmp_path, rows))
+    assert [(p.patient, p.has_ct, p.has_mr) for p in patients] == [
+        ("A", True, True), ("B", True, False), ("C", False, True)]
+
+
+@pytest.mark.parametrize(
+    ("row", "where", "words"),
+    [
+        ("A/B\tct_only\t{ct}\t", "line 2", "does not match"),
+        ("..\tct_only\t{ct}\t", "line 2", ""),
+        ("A\tsome_role\t{ct}\t", "line 2 (patient 'A')", "is not one of"),
+        ("A\tmr_only\t{ct}\t{mr}", "line 2 (patient 'A'), column ct", "role mr_only has no CT"),
+        ("A\tct_only\t{ct}\t{mr}", "line 2 (patient 'A'), column mr", "role ct_only has no MR"),
+        ("A\tpaired_test\t{ct}\t", "line 2 (patient 'A'), column mr", "needs a MR image"),
+        ("A\tct_only\t/no/such/ct.nii.gz\t", "line 2 (patient 'A'), column ct", "file not found"),
+    ],
+)
+def test_bad_rows(tmp_path: Path, scans: tuple[str, str], row: str, where: str, words: str) -> None:
+    ct, mr = scans
+    path = table(tmp_path, [row.format(ct=ct, mr=mr)])
+    with pytest.raises(InputError) as info:
+        load_patients(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and where in message and words in message, message
+
+
+def test_patient_id_with_dotdot_rejected(tmp_path: Path, scans: tuple[str, str]) -> None:
+    path = table(tmp_path, [f"a..b\tct_only\t{scans[0]}\t"])
+    with pytest.raises(InputError, match=r"patient"):
+        load_patients(path)
+
+
+def test_duplicate_ids(tmp_path: Path, scans: tuple[str, str]) -> None:
+    ct, _ = scans
+    path = table(tmp_path, [f"A\tct_only\t{ct}\t", f"A\tct_only\t{ct}\t"])
+    with pytest.raises(InputError, match=r"line 3 \(patient 'A'\): duplicate patient id 'A' \(first on line 2\)"):
+        load_patients(path)
+
+
+def test_header_problems(tmp_path: Path, scans: tuple[str, str]) -> None:
+    with pytest.raises(InputError, match="header: missing column"):
+        load_patients(table(tmp_path, ["A\tct_only"], header="patient\trole\n"))
+    with pytest.raises(InputError, match=r"header: unknown column\(s\) \['site'\]"):
+        load_patients(table(tmp_path, [f"A\tct_only\t{scans[0]}\t\tX"], header="patient\trole\tct\tmr\tsite\n"))
+    with pytest.raises(InputError, match="patient table not found"):
+        load_patients(tmp_path / "none.tsv")
+
+
+def test_outputs_of_the_workflow_need_not_exist(tmp_path: Path) -> None:
+    patients = load_patients(table(tmp_path, ["A\tct_only\tresults/phantom/A/ct.nii.gz\t"]))
+    assert patients[0].ct == "results/phantom/A/ct.nii.gz"
+
+
+def test_png_sources(tmp_path: Path) -> None:
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    (folder / "1001.png").write_bytes(b"x")
+    patients = load_patients(table(tmp_path, [f"A\tpaired_train\t{folder}\t{folder}/1???.png"]))
+    assert patients[0].is_png
+    with pytest.raises(InputError, match="file not found"):
+        load_patients(table(tmp_path, [f"A\tct_only\t{folder}/9???.png\t"]))

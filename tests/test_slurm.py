@@ -1,0 +1,140 @@
+"""The SLURM profile on a real single-node SLURM cluster (marker ``slurm``).
+
+The cluster (tests/slurm_cluster.py) is installed/started once per session and
+stopped at the end; it needs root and Debian (apt), otherwise these tests skip
+with the reason. Everything goes through ``snakemake --profile profiles/slurm``
+with only test-speed overrides on the command line:
+
+* ``--slurm-init-seconds-before-status-checks 2`` (default 40 s: too slow for a test),
+* ``--max-threads 2`` (the test node has 2 CPUs),
+* ``--set-resources train:gpu=0`` (the test node has no GPU: a job asking for one
+  would never be scheduled; real clusters keep the GPU request).
+
+Checks: every job was submitted with sbatch (one "submitted with SLURM jobid"
+line per job, one kept SLURM log per job, ``SLURM_JOB_ID`` set inside the job),
+and the outputs equal those of a local run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slurm_cluster  # noqa: E402
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TEST_OVERRIDES = [
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--max-threads", "2",
+    "--set-resources", "train:gpu=0",
+]
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
+
+
+def _env() -> dict[str, str]:
+    """This interpreter's bin first on PATH, so `python` in rules is the project's."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SLURM_JOB_ID", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def slurm() -> slurm_cluster.SlurmCluster:
+    reason = slurm_cluster.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = slurm_cluster.SlurmCluster()
+    try:
+        cluster.start()
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"could not start a SLURM test cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+def run_slurm(workdir: Path, *args: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess, list]:
+    """``snakemake --profile profiles/slurm`` in ``workdir``; returns (result, submissions).
+
+    submissions: (snakemake job id, SLURM job id, SLURM log path) per submitted job.
+    """
+    res = subprocess.run(
+        [*SNAKEMAKE, "--profile", str(SLURM_PROFILE), *TEST_OVERRIDES, *args],
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=_env(),
+    )
+    return res, SUBMITTED.findall(res.stdout + res.stderr)
+
+
+def job_count(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake log -> {rule: count} (without 'total')."""
+    m = re.search(r"Job stats:\n\s*job\s+count\n\s*-+\s+-+\n(.*?)\n\s*total\s+(\d+)", output, re.S)
+    assert m, "no Job stats table in the log"
+    rows = dict(line.split() for line in m.group(1).strip().splitlines())
+    return {k: int(v) for k, v in rows.items()}
+
+
+TRIVIAL = r'''
+PATIENTS = ["p1", "p2", "p3"]
+
+rule all:
+    input: "results/summary.txt"
+
+rule per_patient:
+    output: "results/{patient}.txt"
+    log: "results/logs/{patient}.log"
+    threads: 1
+    resources: mem_mb=200, runtime=5
+    shell:
+        "python -c 'import hashlib, os, sys; "
+        "open(\"{output}\", \"w\").write(hashlib.sha256(b\"{wildcards.patient}\").hexdigest() + \"\\n\"); "
+        "print(os.environ.get(\"SLURM_JOB_ID\", \"\"), file=sys.stderr)' 2> {log}"
+
+rule summary:
+    input: expand("results/{patient}.txt", patient=PATIENTS)
+    output: "results/summary.txt"
+    log: "results/logs/summary.log"
+    threads: 1
+    resources: mem_mb=200, runtime=5
+    shell: "cat {input} > {output}; echo ${{SLURM_JOB_ID:-}} > {log}"
+'''
+
+
+def test_trivial_workflow_runs_through_sbatch(slurm: slurm_cluster.SlurmCluster, tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(TRIVIAL)
+    t0 = time.monotonic()
+    res, subs = run_slurm(tmp_path, timeout=150)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{out[-4000:]}\n{slurm.logs()}"
+    # 3 per_patient + summary submitted; `all` is a local target rule
+    assert len(subs) == 4, out[-3000:]
+    assert len({s[1] for s in subs}) == 4  # four distinct SLURM job ids
+    for _, slurm_id, log in subs:
+        assert Path(log).is_file(), f"SLURM log {log} not kept"
+        assert Path(log).is_relative_to(tmp_path / ".snakemake" / "slurm_logs")
+    # inside each job SLURM_JOB_ID was set, and is one of the submitted ids
+    ids = {s[1] for s in subs}
+    seen = {(tmp_path / "results" / "logs" / f"{p}.log").read_text().strip() for p in ("p1", "p2", "p3")}
+    seen.add((tmp_path / "results" / "logs" / "summary.log").read_text().strip())
+    assert seen == ids
+    expected = "".join(hashlib.sha256(p.encode()).hexdigest() + "\n" for p in ("p1", "p2", "p3"))
+    assert (tmp_path / "results" / "summary.txt").read_text() == expected
+    assert time.monotonic() - t0 < 150
+
+
+def test_job_stats_parser_known_answer() -> None:
+    log = ("Job stats:\njob            count\n-----------  -------\nall                1\n"
+           "per_patient        3\ntotal              4\n\nSelect jobs")
+    assert job_count(log) == {"all": 1, "per_patient": 3}

@@ -1,0 +1,224 @@
+"""Training entry point: outputs, exact resume, learning on a fixed pair, bad input, settings, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ct2mr.cli import main as cli_main
+from ct2mr.errors import InputError
+from ct2mr.slices import save_slices
+from ct2mr.train import train
+from ct2mr.training_config import (
+    PRESETS,
+    TrainSettings,
+    load_settings_arg,
+    preset_settings,
+    resolve_training_settings,
+    settings_from_dict,
+    settings_hash,
+)
+
+
+def make_slices(path: Path, role: str, n: int = 3, size: int = 64, seed: int = 0) -> Path:
+    """A slice file of the DEVELOPING.md contract: an ellipse 'head' whose MR is a function of the CT."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    cts, mrs = [], []
+    for _ in range(n):
+        r = np.sqrt((xx / (0.35 + 0.05 * rng.random())) ** 2 + (yy / (0.4 + 0.05 * rng.random())) ** 2)
+        skull = (r > 0.8) & (r < 1)
+        blob = np.exp(-((xx - 0.1 * rng.standard_normal()) ** 2 + yy**2) / 0.01) * (r < 0.8)
+        cts.append((np.where(r < 1, 90, 0) + 160 * skull + 60 * blob).clip(0, 255).astype(np.uint8))
+        mrs.append((np.where(r < 0.8, 200, 0) - 80 * blob + 40 * skull).clip(0, 255).astype(np.uint8))
+    d = {
+        "head_mask": np.ones((n, size, size), bool),
+        "brain_mask": np.ones((n, size, size), bool),
+        "z_index": np.arange(n, dtype=np.int64),
+        "crop_origin": np.zeros(2, np.int64),
+        "crop_size": np.int64(size),
+        "ref_shape": np.array([n, size, size], np.int64),
+        "ref_spacing": np.ones(3),
+        "ref_origin": np.zeros(3),
+        "ref_direction": np.eye(3).ravel(),
+        "patient": path.stem,
+        "role": role,
+        "source": "volume",
+    }
+    if role != "mr_only":
+        d["ct"] = np.stack(cts)
+    if role != "ct_only":
+        d["mr"] = np.stack(mrs)
+    save_slices(path, d)
+    return path
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("slices")
+    return {
+        "paired": make_slices(d / "p1.npz", "paired_train", seed=1),
+        "ct": make_slices(d / "c1.npz", "ct_only", seed=2),
+        "mr": make_slices(d / "m1.npz", "mr_only", seed=3),
+        "test": make_slices(d / "t1.npz", "paired_test", seed=4),
+    }
+
+
+def tiny(**kw) -> TrainSettings:
+    return settings_from_dict({**PRESETS["tiny"], **kw})
+
+
+def states_equal(a: Path, b: Path) -> bool:
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("variant", ["paired", "unpaired", "mrgan"])
+def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
+    files = list(slice_files.values())
+    out = tmp_path / variant
+    res = train(tiny(), files, out, variant)
+    assert res["finished"] and res["iteration"] == 8
+    state = torch.load(out / "syn_mr.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert (out / "syn_ct.pt").exists() == (variant != "paired")
+    info = json.loads((out / "model.json").read_text())
+    assert info["variant"] == variant
+    assert info["architecture"] == {"image_size": 32, "ngf": 8, "ndf": 8, "n_blocks": 1, "norm": "instance",
+                                    "in_channels": 1, "out_channels": 1}
+    assert info["settings_hash"] == settings_hash(tiny())
+    assert "t1" not in json.dumps(info["patients"])  # paired_test is never trained on
+    rows = list(csv.DictReader((out / "losses.tsv").open(), delimiter="\t"))
+    assert [int(r["iteration"]) for r in rows] == [2, 4, 6, 8]
+    assert {"G_total", "lr", "seconds"} <= rows[0].keys()
+    assert float(rows[-1]["lr"]) == pytest.approx(2e-4 * 1 / 4)  # last of 4 decay iterations
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "it/s" in (out / "train.log").read_text()
+    # the generator can be rebuilt from model.json alone (what synthesis does)
+    from ct2mr.models import load_generator
+
+    g = load_generator(info["architecture"], str(out / "syn_mr.pt"))
+    assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_kill_and_resume_is_bit_identical(slice_files, tmp_path) -> None:
+    files = [slice_files["paired"], slice_files["ct"], slice_files["mr"]]
+    s = tiny(n_const=3, n_decay=3, checkpoint_every=2, pool_size=2)
+    train(s, files, tmp_path / "straight", "mrgan")
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(s, files, tmp_path / "killed", "mrgan", _fail_after=3)  # checkpoint at 2, iteration 3 lost
+    assert not (tmp_path / "killed" / "syn_mr.pt").exists()  # an interrupted run does not look finished
+    assert (tmp_path / "killed" / "checkpoint.pt").exists()
+    res = train(s, files, tmp_path / "killed", "mrgan")
+    assert res["finished"]
+    for name in ("syn_mr.pt", "syn_ct.pt"):
+        assert states_equal(tmp_path / "straight" / name, tmp_path / "killed" / name), name
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["trainer"]
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["trainer"]
+    for net in ("dis_mr", "dis_ct"):
+        assert all(torch.equal(a["nets"][net][k], b["nets"][net][k]) for k in a["nets"][net])
+    # chunked run (max_iterations_this_run) continues to the same weights too
+    assert not train(s, files, tmp_path / "chunks", "mrgan", max_iterations_this_run=4)["finished"]
+    train(s, files, tmp_path / "chunks", "mrgan")
+    assert states_equal(tmp_path / "straight" / "syn_mr.pt", tmp_path / "chunks" / "syn_mr.pt")
+
+
+def test_paired_training_drives_l1_down_on_one_pair(tmp_path) -> None:
+    f = make_slices(tmp_path / "one.npz", "paired_train", n=1, size=32, seed=7)
+    s = tiny(n_const=100, n_decay=0, augment=False, log_every=10, checkpoint_every=1000, ngf=8, n_blocks=1)
+    train(s, [f], tmp_path / "m", "paired")
+    rows = list(csv.DictReader((tmp_path / "m" / "losses.tsv").open(), delimiter="\t"))
+    first, last = float(rows[0]["l1_mr_paired"]), float(rows[-1]["l1_mr_paired"])
+    assert last < 0.5 * first, (first, last)
+
+
+def test_variant_without_its_data(slice_files, tmp_path) -> None:
+    with pytest.raises(InputError, match=r"variant paired.*paired_train.*c1\.npz, m1\.npz"):
+        train(tiny(), [slice_files["ct"], slice_files["mr"]], tmp_path / "a", "paired")
+    with pytest.raises(InputError, match=r"variant unpaired.*mr_only"):
+        train(tiny(), [slice_files["paired"], slice_files["ct"]], tmp_path / "b", "unpaired")
+    with pytest.raises(InputError, match=r"variant mrgan.*ct_only.*mr_only"):
+        train(tiny(), [slice_files["paired"]], tmp_path / "c", "mrgan")
+    # paired data only, used as unpaired too: fine
+    s = tiny(unpaired_includes_paired=True, n_const=1, n_decay=0)
+    assert train(s, [slice_files["paired"]], tmp_path / "d", "mrgan")["finished"]
+
+
+def test_checkpoint_from_another_run_is_refused_and_kept(slice_files, tmp_path) -> None:
+    files = [slice_files["paired"]]
+    out = tmp_path / "m"
+    train(tiny(), files, out, "paired", max_iterations_this_run=2)
+    ckpt = out / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    with pytest.raises(InputError, match=r"checkpoint\.pt.*architecture\.ngf 8 != 4"):
+        train(tiny(ngf=4), files, out, "paired")
+    with pytest.raises(InputError, match=r"checkpoint\.pt.*settings differ.*gamma_l1"):
+        train(tiny(gamma_l1=1.0), files, out, "paired")
+    with pytest.raises(InputError, match=r"checkpoint\.pt.*variant 'paired' != 'mrgan'"):
+        train(tiny(unpaired_includes_paired=True), files, out, "mrgan")
+    assert ckpt.read_bytes() == before
+    # device / log cadence are not part of the identity: resuming with others is fine
+    assert train(tiny(log_every=4), files, out, "paired")["finished"]
+
+
+def test_corrupt_checkpoint_is_reported_and_left_in_place(slice_files, tmp_path) -> None:
+    out = tmp_path / "m"
+    train(tiny(), [slice_files["paired"]], out, "paired", max_iterations_this_run=2)
+    ckpt = out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"checkpoint\.pt.*unreadable"):
+        train(tiny(), [slice_files["paired"]], out, "paired")
+    assert ckpt.read_bytes() == data[: len(data) // 2]
+    with pytest.raises(InputError, match="resume is off"):
+        train(tiny(), [slice_files["paired"]], out, "paired", resume=False)
+
+
+def test_settings_presets_and_validation(tmp_path) -> None:
+    paper = preset_settings("paper")
+    assert (paper.image_size, paper.ngf, paper.ndf, paper.n_blocks) == (256, 64, 64, 9)
+    assert (paper.n_const, paper.n_decay, paper.lambda_cycle, paper.gamma_l1) == (100_000, 200_000, 10.0, 100.0)
+    assert (paper.lr, paper.beta1, paper.beta2, paper.pool_size, paper.device) == (2e-4, 0.5, 0.999, 50, "auto")
+    assert paper.effective_pad_to == 286
+    resolved = resolve_training_settings({"preset": "demo", "seed": 3, "device": "auto", "gpus": 0,
+                                          "variants": ["mrgan"], "overrides": {"n_const": 5}})
+    assert resolved["seed"] == 3 and resolved["n_const"] == 5 and resolved["device"] == "cpu"
+    with pytest.raises(InputError, match=r"cfg\.yaml: training\.overrides\.learning_rate: unknown"):
+        resolve_training_settings({"preset": "demo", "overrides": {"learning_rate": 1}}, "cfg.yaml")
+    with pytest.raises(InputError, match=r"training\.colour"):
+        resolve_training_settings({"colour": 1})
+    with pytest.raises(InputError, match=r"training\.preset"):
+        resolve_training_settings({"preset": "huge"})
+    with pytest.raises(InputError, match="image_size.*multiple of 16"):
+        settings_from_dict({"image_size": 40})
+    with pytest.raises(InputError, match="ngf.*expected int"):
+        settings_from_dict({"ngf": 8.5})
+    with pytest.raises(InputError, match="augment.*expected bool"):
+        settings_from_dict({"augment": "yes"})
+    # --settings: JSON text, a JSON file, or a YAML config with a training: section
+    s, _ = load_settings_arg(json.dumps(resolved))
+    assert s.to_dict() == resolved
+    (tmp_path / "c.yaml").write_text("training:\n  preset: tiny\n  seed: 9\n")
+    s2, src = load_settings_arg(str(tmp_path / "c.yaml"))
+    assert s2.seed == 9 and s2.image_size == 32 and src.endswith("c.yaml")
+    # the hash ignores run-only fields
+    assert settings_hash(tiny(device="cpu", log_every=1)) == settings_hash(tiny(log_every=7))
+    assert settings_hash(tiny(lr=1e-3)) != settings_hash(tiny())
+
+
+def test_cli(slice_files, tmp_path, capsys) -> None:
+    out = tmp_path / "m"
+    args = ["train", "--variant", "paired", "--out-dir", str(out), "--settings",
+            json.dumps({**PRESETS["tiny"], "n_const": 2, "n_decay": 0}), "--slices", str(slice_files["paired"])]
+    assert cli_main(args) == 0
+    assert (out / "syn_mr.pt").exists() and not (out / "syn_ct.pt").exists()
+    bad = ["train", "--variant", "unpaired", "--out-dir", str(tmp_path / "u"), "--settings",
+           json.dumps(PRESETS["tiny"]), "--slices", str(slice_files["paired"])]
+    assert cli_main(bad) == 2
+    assert "variant unpaired" in capsys.readouterr().err
+    assert cli_main([*args[:6], '{"ngf": 8, "colour": 1}', *args[7:]]) == 2
