@@ -34,6 +34,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 report: "workflow/report/workflow.rst"

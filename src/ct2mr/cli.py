@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("ct2mr.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
     "predict": ("ct2mr.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
     "check-config": ("ct2mr.config", "validate a config file and its patient table"),
+    "report-tables": ("ct2mr.report_tables", "result tables (TSV, registration JSON) as HTML pages for the report"),
 }
 
 

@@ -221,6 +221,52 @@ def _check_nifti_size(path: Path, img: sitk.Image) -> None:
         raise InputError(path, None, f"truncated NIfTI file: {actual} bytes, header needs {offset + nbytes}")
 
 
+def nifti_nonfinite_count(path: str | os.PathLike[str]) -> int:
+    """Number of NaN / infinite voxels stored in a float NIfTI file (0 for integer data).
+
+    ITK's NIfTI reader silently turns NaN and inf into 0, so a reader-side check
+    cannot see them; this reads the raw voxel block (``.nii`` or ``.nii.gz``).
+    """
+    import gzip
+
+    p = Path(path)
+    opener = gzip.open if p.name.lower().endswith(".gz") else open
+    with opener(p, "rb") as fh:
+        head = fh.read(540)
+        for order in ("<", ">"):
+            sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+            if sizeof_hdr == 348:
+                dims = np.frombuffer(head[40:56], dtype=f"{order}i2")
+                datatype = int(np.frombuffer(head[70:72], dtype=f"{order}i2")[0])
+                offset = int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+                break
+            if sizeof_hdr == 540:
+                dims = np.frombuffer(head[16:80], dtype=f"{order}i8")
+                datatype = int(np.frombuffer(head[12:14], dtype=f"{order}i2")[0])
+                offset = int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+                break
+        else:
+            return 0
+        dtypes = {16: "f4", 64: "f8", 32: "f4", 1792: "f8"}  # float32, float64, complex64, complex128
+        if datatype not in dtypes:
+            return 0
+        ndim = int(dims[0])
+        nvox = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + ndim]]))
+        if datatype in (32, 1792):
+            nvox *= 2
+        dt = np.dtype(f"{order}{dtypes[datatype]}")
+        fh.seek(offset)
+        bad, left = 0, nvox
+        while left > 0:
+            n = min(left, 1 << 22)
+            block = np.frombuffer(fh.read(n * dt.itemsize), dtype=dt)
+            if block.size == 0:
+                break
+            bad += int(np.count_nonzero(~np.isfinite(block)))
+            left -= block.size
+    return bad
+
+
 def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = True) -> None:
     """Write ``img`` atomically to ``path``; the format comes from the ending.
 

@@ -45,7 +45,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
-from ct2mr.imageio import detect_format, image_suffix, read_image, write_image
+from ct2mr.imageio import detect_format, image_suffix, nifti_nonfinite_count, read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,10 @@ def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"]) -> sitk.
     if arr.size == 0:
         raise InputError(p, "size", "empty image")
     _check_finite(arr, p)
+    if fmt == "nifti":  # ITK's NIfTI reader turns NaN / inf into 0: count them in the file itself
+        bad = nifti_nonfinite_count(p)
+        if bad:
+            raise InputError(p, "voxel values", f"{bad} of {arr.size} voxels are NaN or infinite")
     vmin, vmax = float(arr.min()), float(arr.max())
     if modality == "ct":
         _check_ct(arr, p)

@@ -10,6 +10,7 @@ from ct2mr.config import validate_config
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import load_patients
+from ct2mr.report_tables import ReportNumbers
 from ct2mr.training_config import resolve_training_settings
 
 export_job_environment(
@@ -78,6 +79,8 @@ def preprocess_outputs():
         if r.has_mr:
             out.append(f"{PRE.format(patient=p)}/masking_qa_mr.png")
     out += expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D)
+    if PAIRED_3D:
+        out.append("results/report_tables/registration.html")
     return out
 
 
@@ -87,11 +90,7 @@ def all_outputs():
     out += expand("results/models/{variant}/syn_mr.pt", variant=VARIANTS)
     if TEST:
         out += expand("results/synth/{variant}/{patient}_mr.nii.gz", variant=VARIANTS, patient=TEST)
-        out += [
-            "results/metrics/per_patient.tsv",
-            "results/metrics/summary.tsv",
-            "results/metrics/wilcoxon.tsv",
-        ]
+        out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon"])
         out += figure_outputs()
     return out
 

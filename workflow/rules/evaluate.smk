@@ -9,27 +9,9 @@ rule evaluate:
         slices=expand("results/slices/{patient}.npz", patient=TEST),
         synth=expand("results/synth/{variant}/{patient}_slices.npz", variant=VARIANTS, patient=TEST),
     output:
-        per_patient=report(
-            "results/metrics/per_patient.tsv",
-            caption="../report/per_patient.rst",
-            category="4. Evaluation",
-            subcategory="Tables",
-            labels={"table": "per patient"},
-        ),
-        summary=report(
-            "results/metrics/summary.tsv",
-            caption="../report/summary.rst",
-            category="4. Evaluation",
-            subcategory="Tables",
-            labels={"table": "summary (Table 1)"},
-        ),
-        stats=report(
-            "results/metrics/wilcoxon.tsv",
-            caption="../report/wilcoxon.rst",
-            category="4. Evaluation",
-            subcategory="Tables",
-            labels={"table": "Wilcoxon tests"},
-        ),
+        per_patient="results/metrics/per_patient.tsv",
+        summary="results/metrics/summary.tsv",
+        stats="results/metrics/wilcoxon.tsv",
     params:
         variants=" ".join(VARIANTS),
         data_range=config["evaluation"]["data_range"],

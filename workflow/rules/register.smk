@@ -14,13 +14,7 @@ rule register:
     output:
         image="results/preprocessed/{patient}/mr.nii.gz",
         transform="results/preprocessed/{patient}/transform.tfm",
-        qa_json=report(
-            "results/preprocessed/{patient}/registration_qa.json",
-            caption="../report/registration_qa_json.rst",
-            category="2. Registration",
-            subcategory="Numbers",
-            labels={"patient": "{patient}", "file": "registration_qa.json"},
-        ),
+        qa_json="results/preprocessed/{patient}/registration_qa.json",
         qa_png=report(
             "results/preprocessed/{patient}/registration_qa.png",
             caption="../report/registration_qa.rst",
@@ -30,6 +24,7 @@ rule register:
         ),
     params:
         args=registration_args,
+        numbers=lambda w, output: ReportNumbers(output.qa_json),
     log:
         "results/logs/register/{patient}.log",
     benchmark:

@@ -1,0 +1,126 @@
+"""Tables for the Snakemake report: TSV/JSON results as readable HTML, and their numbers for captions.
+
+Snakemake's report shows HTML inline but offers TSV files only as downloads, so
+each table a person should read in the report is also written as a small,
+self-contained HTML page (``ct2mr report-tables``).
+
+:class:`ReportNumbers` lets a caption quote the numbers of a result file: the
+rule passes ``ReportNumbers(path)`` as a param; it is read only when the report
+is rendered (Snakemake leaves such objects out of its parameter change check, so
+it never triggers a rerun). In a caption::
+
+    {% set qa = snakemake.params.numbers.json() %}
+    TRE {{ "%.2f" | format(qa.tre_mm) }} mm
+
+CLI::
+
+    ct2mr report-tables --tsv results/metrics/per_patient.tsv --title "Per-patient metrics" \\
+        --output results/report_tables/per_patient.html
+    ct2mr report-tables --registration-json results/preprocessed/*/registration_qa.json \\
+        --title "Registration" --output results/report_tables/registration.html \\
+        --output-tsv results/metrics/registration.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ct2mr.atomic import write_text
+from ct2mr.errors import InputError
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1em; color: #222; }
+h1 { font-size: 1.2em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; }
+tr:nth-child(even) td { background: #fafafa; }
+p.note { color: #555; max-width: 60em; }
+"""
+
+
+class ReportNumbers:
+    """Lazy reader of a result file (JSON or TSV) for report captions.
+
+    ``str()`` is the path, so the object is harmless if it ends up in a shell
+    command; the file is read only when :meth:`json` or :meth:`rows` is called.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def json(self) -> dict[str, Any]:
+        """The JSON object in the file ({} when it does not exist yet)."""
+        if not self.path.is_file():
+            return {}
+        return json.loads(self.path.read_text(encoding="utf-8"))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows of the TSV file as dicts ([] when it does not exist yet)."""
+        if not self.path.is_file():
+            return []
+        return pd.read_csv(self.path, sep="\t").to_dict("records")
+
+
+def html_table(df: pd.DataFrame, title: str, note: str = "", float_format: str = "{:.3f}") -> str:
+    """A self-contained HTML page holding ``df`` as a table."""
+    body = df.to_html(index=False, border=0, na_rep="", float_format=float_format.format, escape=True)
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{note_html}{body}</body></html>\n"
+    )
+
+
+def registration_table(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per patient from its ``registration_qa.json`` (patient = the folder name)."""
+    rows = []
+    for path in sorted(map(Path, paths)):
+        try:
+            qa = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(path, None, f"not a readable registration QA file ({exc})") from None
+        rows.append({
+            "patient": path.parent.name,
+            "backend": qa.get("backend"),
+            "runtime_s": qa.get("runtime_s"),
+            "mi_before": qa.get("mi_before"),
+            "mi_after": qa.get("mi_after"),
+            "tre_mm_before": qa.get("tre_mm_before"),
+            "tre_mm": qa.get("tre_mm"),
+        })
+    return pd.DataFrame(rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tsv", help="a TSV table to show")
+    src.add_argument("--registration-json", nargs="+", help="registration_qa.json files (one row each)")
+    parser.add_argument("--title", required=True, help="page title")
+    parser.add_argument("--note", default="", help="a sentence shown above the table")
+    parser.add_argument("--output", required=True, help="output HTML page")
+    parser.add_argument("--output-tsv", default=None, help="also write the table as TSV (registration)")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.tsv:
+        path = Path(args.tsv)
+        if not path.is_file():
+            raise InputError(path, None, "table not found")
+        df = pd.read_csv(path, sep="\t")
+    else:
+        df = registration_table(args.registration_json)
+    if args.output_tsv:
+        write_text(args.output_tsv, df.to_csv(sep="\t", index=False))
+    write_text(args.output, html_table(df, args.title, args.note))

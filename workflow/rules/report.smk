@@ -1,0 +1,80 @@
+# Tables for the report: the metric and registration tables as HTML pages, which
+# Snakemake's report shows inline (it offers TSV files only as downloads).
+# Captions quote the numbers through ReportNumbers params (read at report time).
+
+
+rule metric_tables:
+    input:
+        per_patient="results/metrics/per_patient.tsv",
+        summary="results/metrics/summary.tsv",
+        stats="results/metrics/wilcoxon.tsv",
+    output:
+        per_patient=report(
+            "results/report_tables/per_patient.html",
+            caption="../report/per_patient.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "per patient"},
+        ),
+        summary=report(
+            "results/report_tables/summary.html",
+            caption="../report/summary.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "summary (Table 1)"},
+        ),
+        stats=report(
+            "results/report_tables/wilcoxon.html",
+            caption="../report/wilcoxon.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "Wilcoxon tests"},
+        ),
+    params:
+        summary=lambda w, input: ReportNumbers(input.summary),
+        stats=lambda w, input: ReportNumbers(input.stats),
+    log:
+        "results/logs/report/metric_tables.log",
+    benchmark:
+        "results/benchmarks/report/metric_tables.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "(python -m ct2mr report-tables --tsv {input.per_patient} --output {output.per_patient}"
+        " --title 'Per-patient metrics (0-255 scale)'"
+        " && python -m ct2mr report-tables --tsv {input.summary} --output {output.summary}"
+        " --title 'Summary over test patients (Table 1 layout)'"
+        " && python -m ct2mr report-tables --tsv {input.stats} --output {output.stats}"
+        " --title 'Wilcoxon signed-rank tests') > {log} 2>&1"
+
+
+rule registration_table:
+    input:
+        expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
+    output:
+        tsv="results/metrics/registration.tsv",
+        html=report(
+            "results/report_tables/registration.html",
+            caption="../report/registration_table.rst",
+            category="2. Registration",
+            subcategory="Numbers",
+            labels={"patient": "all", "file": "registration table"},
+        ),
+    params:
+        numbers=lambda w, output: ReportNumbers(output.tsv),
+    log:
+        "results/logs/report/registration_table.log",
+    benchmark:
+        "results/benchmarks/report/registration_table.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "python -m ct2mr report-tables --registration-json {input} --output {output.html}"
+        " --output-tsv {output.tsv} --title 'Registration (MR -> CT, affine, mutual information)'"
+        " > {log} 2>&1"
