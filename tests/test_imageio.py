@@ -36,7 +36,9 @@ def _assert_same_geometry(a: sitk.Image, b: sitk.Image, tol: float = 1e-5) -> No
     np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=tol)
 
 
-@pytest.mark.parametrize(("suffix", "fmt"), [(".nii.gz", "nifti"), (".nii", "nifti"), (".mha", "mha"), (".nrrd", "nrrd")])
+@pytest.mark.parametrize(
+    ("suffix", "fmt"), [(".nii.gz", "nifti"), (".nii", "nifti"), (".mha", "mha"), (".nrrd", "nrrd")]
+)
 def test_write_read_round_trip_each_format(tmp_path: Path, suffix: str, fmt: str) -> None:
     img = _oblique_image(np.float32)
     path = tmp_path / f"img{suffix}"
@@ -55,6 +57,7 @@ def test_detect_format_folders_and_globs(tmp_path: Path) -> None:
         sitk.WriteImage(sitk.Image(4, 4, sitk.sitkUInt8), str(png / f"16{i:03d}.png"))
     assert detect_format(png) == "png"
     assert detect_format(str(png / "16*.png")) == "png"
+    assert detect_format(png / "16000.png") == "png"
     dcm = tmp_path / "dcm"
     write_dicom_series(_oblique_image(), dcm)
     assert detect_format(dcm) == "dicom"
@@ -165,6 +168,34 @@ def test_several_series_takes_largest_and_warns(tmp_path: Path, caplog) -> None:
         img = read_image(mixed)
     assert img.GetSize() == (5, 4, 7)
     assert "2 DICOM series" in caplog.text
+
+
+def test_single_dicom_file_reads_its_series(tmp_path: Path) -> None:
+    img = _oblique_image(np.int16, seed=5)
+    write_dicom_series(img, tmp_path / "s", uid_seed="one")
+    one = sorted((tmp_path / "s").iterdir())[2]
+    assert detect_format(one) == "dicom"
+    back = read_image(one)
+    _assert_same_geometry(img, back, tol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(img))
+
+
+def test_nifti_nonfinite_count(tmp_path: Path) -> None:
+    arr = np.zeros((4, 5, 6), np.float32)
+    arr[1, 2, 3], arr[2, 2, 2], arr[3, 0, 0] = np.nan, np.inf, -np.inf
+    for suffix in (".nii", ".nii.gz"):
+        write_image(sitk.GetImageFromArray(arr), tmp_path / f"a{suffix}")
+        assert imageio.nifti_nonfinite_count(tmp_path / f"a{suffix}") == 3
+    write_image(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), tmp_path / "i.nii.gz")
+    assert imageio.nifti_nonfinite_count(tmp_path / "i.nii.gz") == 0
+
+
+def test_dicom_series_in_sub_folder(tmp_path: Path) -> None:
+    img = _oblique_image(np.int16, seed=6)
+    write_dicom_series(img, tmp_path / "export" / "study1" / "series3")
+    assert detect_format(tmp_path / "export") == "dicom"
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(tmp_path / "export")),
+                                  sitk.GetArrayFromImage(img))
 
 
 def test_empty_dicom_folder(tmp_path: Path) -> None:

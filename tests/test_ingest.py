@@ -92,6 +92,27 @@ def test_ct_padding_and_metal_are_clipped(tmp_path: Path, phantom) -> None:
     assert out[-1, 0, 0] == 3071 and out[-1, 0, 1] == 40
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float32])
+def test_ct_high_hu_kept_exactly(tmp_path: Path, phantom, dtype) -> None:
+    arr = _arr(phantom.ct).astype(dtype)
+    arr[-1, 0, :4] = [2049, 2051, 2999, 3071]  # not representable in float16
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(phantom.ct)
+    write_image(img, tmp_path / "ct.nii.gz")
+    out = _arr(ingest(tmp_path / "ct.nii.gz", "ct"))
+    np.testing.assert_array_equal(out[-1, 0, :4], [2049, 2051, 2999, 3071])
+    write_dicom_series(img, tmp_path / "dcm")
+    np.testing.assert_array_equal(_arr(read_image(tmp_path / "dcm"))[-1, 0, :4], [2049, 2051, 2999, 3071])
+
+
+def test_cli_rejects_output_without_image_ending(tmp_path: Path, phantom, capsys) -> None:
+    write_image(phantom.ct, tmp_path / "ct.nii.gz")
+    assert main(["ingest", "--modality", "ct", "--input", str(tmp_path / "ct.nii.gz"),
+                 "--output", str(tmp_path / "out.txt")]) == 2
+    assert "out.txt" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()
+
+
 def test_mr_small_negatives_set_to_zero(tmp_path: Path, phantom) -> None:
     arr = _arr(phantom.mr)
     arr[0, 0, :5] = -3.0

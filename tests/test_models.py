@@ -83,9 +83,9 @@ def test_trunk_is_shared_heads_and_tails_are_not() -> None:
 def test_init_weights_statistics() -> None:
     g = ResnetGenerator(1, 1, ngf=32, n_blocks=2)
     init_weights(g, 0.02, generator=torch.Generator().manual_seed(0))
-    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
+    w = torch.cat([m.weight.detach().flatten() for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
     assert abs(float(w.mean())) < 1e-3 and abs(float(w.std()) - 0.02) < 1e-3
-    s = torch.cat([m.weight for m in g.modules() if isinstance(m, torch.nn.InstanceNorm2d)])
+    s = torch.cat([m.weight.detach() for m in g.modules() if isinstance(m, torch.nn.InstanceNorm2d)])
     assert abs(float(s.mean()) - 1.0) < 5e-3 and abs(float(s.std()) - 0.02) < 5e-3
     biases = [m.bias for m in g.modules() if getattr(m, "bias", None) is not None]
     assert all(torch.count_nonzero(b) == 0 for b in biases)

@@ -19,7 +19,10 @@ from ct2mr.phantom import (
     MR_FOV_MARGIN,
     PhantomParams,
     brain_points,
+    make_ct,
+    make_mr,
     make_patient,
+    make_truth,
     tre_mm,
     truth_from_json,
     truth_to_json,
@@ -63,6 +66,14 @@ def test_deterministic_and_grid_independent_anatomy(p01) -> None:
     other_grid = make_patient("P01", 2018, PhantomParams(ct_spacing_mm=(3.0, 3.0, 4.0), mr_spacing_mm=(4.0, 4.0, 4.0)))
     assert other_grid.anatomy == p01.anatomy
     assert truth_to_json(other_grid.truth) == truth_to_json(p01.truth)
+
+
+def test_parts_equal_whole(p01) -> None:
+    ct, labels = make_ct("P01", 2018, COARSE)
+    np.testing.assert_array_equal(_arr(ct), _arr(p01.ct))
+    np.testing.assert_array_equal(_arr(labels), _arr(p01.labels))
+    np.testing.assert_array_equal(_arr(make_mr("P01", 2018, COARSE)), _arr(p01.mr))
+    assert truth_to_json(make_truth("P01", 2018, COARSE)) == truth_to_json(p01.truth)
 
 
 def test_patients_and_seeds_differ(p01) -> None:
@@ -177,6 +188,14 @@ def test_truth_json_round_trip(tmp_path: Path, p01) -> None:
     np.testing.assert_allclose(p01.truth.TransformPoint(tuple(p)), m @ (p - c) + c + t, atol=1e-9)
 
 
+def test_truth_json_of_other_linear_transforms(tmp_path: Path) -> None:
+    euler = sitk.Euler3DTransform((5.0, -3.0, 2.0), 0.1, -0.05, 0.2, (1.0, 2.0, -4.0))
+    path = tmp_path / "t.json"
+    write_json(path, truth_to_json(euler))
+    pts = np.random.default_rng(2).uniform(-100, 100, (50, 3))
+    assert tre_mm(truth_from_json(path), euler, pts) < 1e-9
+
+
 @pytest.mark.parametrize(
     ("content", "field"),
     [("{}", "matrix"), ('{"matrix": [[1,0],[0,1]], "translation": [0,0,0], "center": [0,0,0]}', "matrix"),
@@ -222,6 +241,8 @@ def test_cli_subsets_are_consistent(tmp_path: Path, p01) -> None:
                  "--truth", str(tmp_path / "truth.json"), "--labels", str(tmp_path / "labels.nii.gz")]) == 0
     assert main([*common, "--ct", str(tmp_path / "ct_alone.nii.gz")]) == 0
     assert main([*common, "--truth", str(tmp_path / "truth_alone.json")]) == 0
+    assert main([*common, "--mr", str(tmp_path / "mr_alone.nrrd")]) == 0
+    np.testing.assert_array_equal(_arr(read_image(tmp_path / "mr_alone.nrrd")), _arr(p01.mr))
     ct, alone = read_image(tmp_path / "ct.nii.gz"), read_image(tmp_path / "ct_alone.nii.gz")
     np.testing.assert_array_equal(_arr(ct), _arr(alone))
     np.testing.assert_array_equal(_arr(ct), _arr(p01.ct))
@@ -238,4 +259,6 @@ def test_cli_rejects_bad_flags(tmp_path: Path, capsys) -> None:
     assert main(["phantom", "--patient", "P01", "--ct-spacing", "0", "1", "1", "--ct", str(tmp_path / "c.nii.gz")]) == 2
     assert "--ct-spacing" in capsys.readouterr().err
     assert main(["phantom", "--patient", "P01", "--labels", str(tmp_path / "labels_folder")]) == 2
+    assert main(["phantom", "--patient", "P01"]) == 2
+    assert "at least one of" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -74,6 +74,18 @@ def test_cli_with_a_tiny_model(tmp_path: Path, phantom_ct: Path) -> None:
     assert arr.dtype == np.uint8 and arr.any()
 
 
+def test_dicom_folder_input(tmp_path: Path, phantom_ct: Path) -> None:
+    """A DICOM series folder: the output has the grid SimpleITK reads from the series."""
+    from ct2mr.imageio import write_dicom_series
+
+    folder = tmp_path / "dicom"
+    write_dicom_series(read_image(phantom_ct), folder, "CT")
+    model = make_untrained_model(tmp_path / "paired", "paired", image_size=32, ngf=4, n_blocks=1)
+    out = tmp_path / "synth_mr.mha"
+    assert cli.main(["predict", "--model", str(model), "--ct", str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    _same_grid(read_image(out), read_image(folder))
+
+
 def test_bad_inputs(tmp_path: Path, phantom_ct: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = make_untrained_model(tmp_path / "paired", "paired", image_size=32, ngf=4, n_blocks=1)
     out = tmp_path / "o.nii.gz"

@@ -138,3 +138,111 @@ def test_job_stats_parser_known_answer() -> None:
     log = ("Job stats:\njob            count\n-----------  -------\nall                1\n"
            "per_patient        3\ntotal              4\n\nSelect jobs")
     assert job_count(log) == {"all": 1, "per_patient": 3}
+
+
+# --------------------------------------------------------------------------------
+# the real workflow, tiny cohort: one patient's preprocessing, SLURM vs local
+# --------------------------------------------------------------------------------
+SNAKEFILE = REPO / "Snakefile"
+#: one paired patient's whole preprocessing chain: phantom (NIfTI CT, DICOM MR,
+#: truth), ingest, resample, CT and MR masks, registration, window/normalise, slices
+TINY_TARGETS = ["results/slices/T4.npz"]
+#: volatile JSON fields (wall-clock measurements)
+VOLATILE_KEYS = re.compile(r"(runtime|time|duration|elapsed|host|date)", re.I)
+
+
+def _tiny_workdir(path: Path) -> Path:
+    from tests.workflow_helpers import make_tiny_workdir
+
+    make_tiny_workdir(path)
+    return path
+
+
+def _workflow_args(workdir: Path) -> list[str]:
+    return ["--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+            "--configfile", str(workdir / "config.yaml")]
+
+
+def _strip_volatile(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_volatile(v) for k, v in obj.items() if not VOLATILE_KEYS.search(k)}
+    if isinstance(obj, list):
+        return [_strip_volatile(v) for v in obj]
+    return obj
+
+
+def result_files(workdir: Path) -> dict[str, Path]:
+    """results/ files except logs and benchmarks (their content is run-specific)."""
+    root = workdir / "results"
+    return {
+        str(p.relative_to(root)): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not {"logs", "benchmarks"} & set(p.relative_to(root).parts)
+    }
+
+
+def differing_files(a: Path, b: Path) -> list[str]:
+    """Relative paths whose content differs between two runs (JSON: volatile keys ignored)."""
+    import json
+
+    fa, fb = result_files(a), result_files(b)
+    diffs = sorted(set(fa) ^ set(fb))
+    for rel in sorted(set(fa) & set(fb)):
+        if rel.endswith(".json"):
+            same = _strip_volatile(json.loads(fa[rel].read_text())) == _strip_volatile(json.loads(fb[rel].read_text()))
+        else:
+            same = hashlib.sha256(fa[rel].read_bytes()).digest() == hashlib.sha256(fb[rel].read_bytes()).digest()
+        if not same:
+            diffs.append(rel)
+    return diffs
+
+
+@pytest.fixture(scope="module")
+def tiny_local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny targets run locally (the reference for the SLURM run)."""
+    if not SNAKEFILE.is_file():
+        pytest.skip("no Snakefile yet")
+    workdir = _tiny_workdir(tmp_path_factory.mktemp("tiny_local"))
+    res = subprocess.run(
+        [*SNAKEMAKE, *_workflow_args(workdir), "--cores", "2", *TINY_TARGETS],
+        capture_output=True, text=True, timeout=300, env=_env(),
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    return workdir
+
+
+def test_tiny_pipeline_through_slurm_equals_local_run(
+    slurm: slurm_cluster.SlurmCluster, tiny_local: Path, tmp_path: Path
+) -> None:
+    workdir = _tiny_workdir(tmp_path / "slurm_run")
+    res, subs = run_slurm(workdir, *_workflow_args(workdir), *TINY_TARGETS, timeout=280)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{out[-5000:]}\n{slurm.logs()}"
+    planned = job_count(out)
+    # which rule each snakemake job id belongs to, from the job blocks of the log
+    rule_of = {jid: rule for rule, jid in re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)", out, re.M)}
+    submitted_rules: dict[str, int] = {}
+    for jid, _, log in subs:
+        submitted_rules[rule_of[jid]] = submitted_rules.get(rule_of[jid], 0) + 1
+        assert Path(log).is_file(), f"SLURM log {log} missing"
+    # every planned job went through sbatch, once
+    assert submitted_rules == planned, (submitted_rules, planned)
+    assert {"ingest", "register", "slices"} <= set(submitted_rules)
+    # and produced the same files as the local run
+    assert set(result_files(workdir)) == set(result_files(tiny_local))
+    assert differing_files(workdir, tiny_local) == []
+
+
+def test_differing_files_known_answer(tmp_path: Path) -> None:
+    import json
+
+    for name, rt, val in (("a", 1.0, 5), ("b", 2.0, 5)):
+        d = tmp_path / name / "results"
+        (d / "logs").mkdir(parents=True)
+        (d / "logs" / "x.log").write_text(name)  # logs are ignored
+        (d / "qa.json").write_text(json.dumps({"runtime_s": rt, "mi": val}))
+        (d / "img.bin").write_bytes(b"\x00\x01")
+    assert differing_files(tmp_path / "a", tmp_path / "b") == []
+    (tmp_path / "b" / "results" / "img.bin").write_bytes(b"\x00\x02")
+    (tmp_path / "b" / "results" / "extra.txt").write_text("x")
+    assert differing_files(tmp_path / "a", tmp_path / "b") == ["extra.txt", "img.bin"]

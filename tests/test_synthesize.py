@@ -174,3 +174,28 @@ def test_cli_reports_missing_weights(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert rc == 2
     assert "missing its weights syn_mr.pt" in capsys.readouterr().err
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_model_folder_written_by_train(tmp_path: Path) -> None:
+    """The real trainer's model folder (tiny preset, 2 iterations) loads and synthesizes; losses plot."""
+    from ct2mr.figures import figure_losses
+    from ct2mr.train import train
+    from ct2mr.training_config import PRESETS, settings_from_dict
+
+    files = []
+    for k, role in enumerate(("paired_train", "ct_only", "mr_only")):
+        s = fake_slices(3, with_mr=role != "ct_only", seed=k)
+        s["role"], s["patient"] = role, f"T{k}"
+        if role == "mr_only":
+            del s["ct"]
+        files.append(tmp_path / f"T{k}.npz")
+        save_slices(files[-1], s)
+    settings = settings_from_dict({**PRESETS["tiny"], "n_const": 1, "n_decay": 1, "log_every": 1})
+    out = tmp_path / "models" / "mrgan"
+    assert train(settings, files, out, "mrgan", device="cpu")["finished"]
+    m = load_generators(out, device="cpu")
+    assert m.variant == "mrgan" and m.syn_ct is not None and m.image_size == settings.image_size
+    synth = synthesize_patient(m, fake_slices(4))
+    assert synth["mr_slices"].shape == (4, 256, 256) and synth["recon_ct_slices"].shape == (4, 256, 256)
+    figure_losses([out / "losses.tsv"], tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 1000

@@ -76,21 +76,36 @@ def sample_params(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentParams
     return AugmentParams(flip=bool(u_flip < cfg.flip_prob), top=top, left=left, angle_deg=angle)
 
 
+_BASE_GRIDS: dict[tuple[str, int, int], torch.Tensor] = {}
+
+
+def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Identity sampling grid (1, h, w, 2) of ``affine_grid`` (align_corners=False), cached per device."""
+    key = (str(device), h, w)
+    if key not in _BASE_GRIDS:
+        eye = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+        _BASE_GRIDS[key] = F.affine_grid(eye, [1, 1, h, w], align_corners=False).to(device)
+    return _BASE_GRIDS[key]
+
+
 def rotate(images: torch.Tensor, angle_deg: float, fill: float = -1.0) -> torch.Tensor:
-    """Rotate (..., H, W) images about their centre by ``angle_deg`` (bilinear), filling with ``fill``."""
+    """Rotate (..., H, W) images about their centre by ``angle_deg`` (bilinear), filling with ``fill``.
+
+    The sampling grid is built from a cached identity grid and Python scalars, so
+    no host-to-device copy (and no GPU synchronisation) happens per call.
+    """
     if angle_deg == 0.0:
         return images
     shape = images.shape
-    x = images.reshape(-1, 1, shape[-2], shape[-1])
-    a = math.radians(angle_deg)
     h, w = shape[-2], shape[-1]
-    # affine_grid works in normalised coordinates; correct for a non-square aspect
-    theta = torch.tensor(
-        [[math.cos(a), -math.sin(a) * h / w, 0.0], [math.sin(a) * w / h, math.cos(a), 0.0]],
-        dtype=torch.float32,
-        device=images.device,
-    )
-    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    x = images.reshape(-1, 1, h, w)
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    base = _base_grid(h, w, images.device)
+    bx, by = base[..., 0], base[..., 1]
+    # output pixel (bx, by) samples the input at R (bx, by) (normalised coordinates; aspect corrected)
+    grid = torch.stack([c * bx - s * (h / w) * by, s * (w / h) * bx + c * by], dim=-1)
+    grid = grid.expand(x.shape[0], h, w, 2)
     # sample (x - fill) with zero padding, then add fill back: outside -> fill
     out = F.grid_sample((x - fill).float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
     return out.to(images.dtype).reshape(shape)

@@ -247,7 +247,7 @@ def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference
                 row["statistic"], row["p_value"] = float(res.statistic), float(res.pvalue)
                 if nz < n:
                     notes.append(f"{n - nz} zero differences dropped")
-            if 0 < nz <= 5:
+            if 0 < nz <= 5 and not row["p_value"] < 0.05:
                 notes.append(f"only {nz} non-zero pairs: the smallest possible two-sided p is "
                              f"{2 / 2**nz:.4g} > 0.05, so significance at 0.05 cannot be reached")
             row["note"] = "; ".join(notes)

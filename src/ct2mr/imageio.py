@@ -78,21 +78,27 @@ def _has_dicm_magic(path: Path) -> bool:
 def _dicom_series(folder: Path) -> dict[str, list[str]]:
     """Series instance UID -> sorted file names, for every DICOM series in ``folder``."""
     series: dict[str, list[str]] = {}
-    for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)
-        if files:
-            series[sid] = list(files)
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" is reported by us
+    try:
+        for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)
+            if files:
+                series[sid] = list(files)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     return series
 
 
 def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
     """Format of an input image path.
 
-    * a folder: ``"dicom"`` when it holds a DICOM series (found by GDCM, or files
-      named ``*.dcm``, or files with the ``DICM`` magic); ``"png"`` when it holds
-      ``*.png`` files;
+    * a folder: ``"dicom"`` when it (or, failing that, a sub-folder) holds a
+      DICOM series (files named ``*.dcm``, files with the ``DICM`` magic, or
+      found by GDCM); ``"png"`` when it holds ``*.png`` files;
     * a glob pattern (``*``, ``?``, ``[``) matching png files: ``"png"``;
-    * a file: by its ending (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``).
+    * a file: by its ending (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``,
+      ``.nhdr``; ``.png`` -> ``"png"``), else ``"dicom"`` when it has the ``DICM`` magic.
 
     Raises
     ------
@@ -116,12 +122,20 @@ def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
             return "dicom"
         if any(f.suffix.lower() == ".png" for f in files):
             return "png"
-        if _dicom_series(p) or any(_has_dicm_magic(f) for f in files[:50]):
+        if any(_has_dicm_magic(f) for f in files[:50]) or _dicom_series(p):
             return "dicom"
+        # a DICOM export with the series in sub-folders (study/series/...)
+        for sub, _, names in os.walk(p):
+            if Path(sub) != p and any(
+                n.lower().endswith(".dcm") or _has_dicm_magic(Path(sub) / n) for n in sorted(names)[:20]
+            ):
+                return "dicom"
         raise InputError(text, None, "no DICOM series found (and no .png files)")
     suffix = image_suffix(p)
     if suffix is not None:
         return _SUFFIXES[suffix]
+    if p.name.lower().endswith(".png"):
+        return "png"
     if _has_dicm_magic(p):
         return "dicom"
     raise InputError(
@@ -130,9 +144,17 @@ def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
 
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """Read the largest DICOM series in ``folder`` (logs a warning if there are several)."""
+    """Read the largest DICOM series in ``folder``, or in its sub-folders when it has none itself.
+
+    Logs a warning when there are several series.
+    """
     try:
         series = _dicom_series(folder)
+        if not series:  # look in sub-folders (a DICOM export: study/series/...)
+            for sub, dirs, _ in os.walk(folder):
+                dirs.sort()
+                if Path(sub) != folder:
+                    series.update(_dicom_series(Path(sub)))
     except RuntimeError as exc:
         raise InputError(folder, None, f"cannot scan DICOM folder: {_short(exc)}") from None
     if not series:
@@ -150,6 +172,28 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     except RuntimeError as exc:
         raise InputError(folder, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
     log.info("read DICOM series %s from %s: %d files", sid, folder, len(files))
+    return img
+
+
+def _read_dicom_file_series(path: Path) -> sitk.Image:
+    """Read the whole series that the DICOM file ``path`` belongs to (from its folder)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        sid = reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else ""
+    except RuntimeError as exc:
+        raise InputError(path, None, f"cannot read DICOM file: {_short(exc)}") from None
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), sid)) if sid else []
+    if not files:
+        files = [str(path)]
+    series = sitk.ImageSeriesReader()
+    series.SetFileNames(files)
+    try:
+        img = series.Execute()
+    except RuntimeError as exc:
+        raise InputError(path, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
+    log.info("read DICOM series %s (%d files) containing %s", sid, len(files), path)
     return img
 
 
@@ -176,8 +220,10 @@ def read_image(path: str | os.PathLike[str]) -> sitk.Image:
     """Read a 3D (or any-dimensional) image: a DICOM series folder, NIfTI, MHA/MHD or NRRD.
 
     Values and geometry are returned as stored (DICOM rescale slope/intercept are
-    applied by GDCM, so CT comes back in HU). A folder with several DICOM series
-    gives the series with the most files (a warning is logged).
+    applied by GDCM, so CT comes back in HU, as int32). A folder with several
+    DICOM series gives the series with the most files (a warning is logged); a
+    single DICOM file gives the whole series it belongs to (from its folder).
+    NIfTI caveat: ITK turns stored NaN / inf into 0; see :func:`nifti_nonfinite_count`.
 
     Raises
     ------
@@ -191,6 +237,8 @@ def read_image(path: str | os.PathLike[str]) -> sitk.Image:
         raise InputError(p, None, "png slices are 2D; use `ct2mr slices-png` for pre-registered png pairs")
     if fmt == "dicom" and p.is_dir():
         return _read_dicom_folder(p)
+    if fmt == "dicom":
+        return _read_dicom_file_series(p)
     if p.name.lower().endswith(".gz"):
         _check_gzip(p)
     try:
@@ -335,12 +383,15 @@ def write_dicom_series(
     if np.linalg.det(direction) < 0:
         img = sitk.Flip(img, [False, False, True], flipAboutOrigin=False)
         direction = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
-    arr = sitk.GetArrayViewFromImage(img).astype(np.float64)
+    arr = sitk.GetArrayViewFromImage(img)
     pixel_tags: dict[str, str] = {}
     if modality == "CT":
         # GDCM takes real-world values and stores (value - intercept) / slope itself.
         intercept, slope = -1024.0, 1.0
-        stored = np.clip(np.rint(arr), -1024, 3071).astype(np.int16)
+        if np.issubdtype(arr.dtype, np.integer):  # (np.rint of int16 would give float16)
+            stored = np.clip(arr, -1024, 3071).astype(np.int16)
+        else:
+            stored = np.clip(np.rint(arr), -1024, 3071).astype(np.int16)
     else:
         intercept = 0.0
         vmax = float(np.max(arr)) if arr.size else 0.0
@@ -386,6 +437,9 @@ def write_dicom_series(
     dest = Path(folder)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give the folder the usual permissions
     try:
         writer = sitk.ImageFileWriter()
         writer.KeepOriginalImageUIDOn()

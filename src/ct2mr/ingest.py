@@ -27,7 +27,8 @@ Checks (each failure is an :class:`ct2mr.errors.InputError` naming the file):
 CLI (``ct2mr ingest``)::
 
     --modality ct|mr      what the input is                     [required]
-    --input PATH          DICOM series folder, .nii/.nii.gz/.mha/.mhd/.nrrd  [required]
+    --input PATH          DICOM series folder (or sub-folders, or one file of
+                          the series), .nii/.nii.gz/.mha/.mhd/.nrrd      [required]
     --output OUT.nii.gz   canonical image (.nii.gz; also .nii/.mha/.nrrd)     [required]
 
 The output is written atomically; nothing is written when a check fails.
@@ -66,9 +67,8 @@ def orientation_code(img: sitk.Image) -> str:
 def _to_3d(img: sitk.Image, path: Path) -> sitk.Image:
     """Return a 3D scalar image or raise InputError (squeezes a singleton 4th axis)."""
     if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(
-            path, "pixel type", f"{img.GetNumberOfComponentsPerPixel()} components per voxel; expected a grey-level scan"
-        )
+        n = img.GetNumberOfComponentsPerPixel()
+        raise InputError(path, "pixel type", f"{n} components per voxel; expected a grey-level scan")
     dim, size = img.GetDimension(), list(img.GetSize())
     if dim == 4 and size[3] == 1:
         log.info("%s: 4D image with a single volume; using it as 3D", path)
@@ -131,6 +131,17 @@ def _check_mr(arr: np.ndarray, path: Path) -> None:
         )
 
 
+def _to_int16_hu(arr: np.ndarray) -> np.ndarray:
+    """Round (float input only) and clip to :data:`CT_RANGE_HU`, as int16.
+
+    Integer input is never sent through ``np.rint``: for int16 that returns
+    float16, which cannot hold every integer above 2048.
+    """
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr, *CT_RANGE_HU).astype(np.int16)
+    return np.clip(np.rint(arr), *CT_RANGE_HU).astype(np.int16)
+
+
 def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"]) -> sitk.Image:
     """Read, check and canonicalise one scan (see the module docstring).
 
@@ -160,7 +171,7 @@ def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"]) -> sitk.
             log.info("%s: %d voxels below %d HU (padding) set to %d", p, n_low, CT_RANGE_HU[0], CT_RANGE_HU[0])
         if n_high:
             log.warning("%s: %d voxels above %d HU (metal?) clipped", p, n_high, CT_RANGE_HU[1])
-        out_arr = np.clip(np.rint(arr), *CT_RANGE_HU).astype(np.int16)
+        out_arr = _to_int16_hu(arr)
     else:
         _check_mr(arr, p)
         out_arr = np.asarray(arr, dtype=np.float32)

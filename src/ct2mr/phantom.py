@@ -20,7 +20,7 @@ lateral ventricles and a nose. The anatomy is a function of physical position
 Partial volume: every tissue boundary is a linear ramp 1 mm wide in physical
 space (independent of the grid), so edges are not pure staircases.
 
-Values: CT in HU (air -1000, scalp ~40, skull 700-1500 with a darker diploe,
+Values: CT in HU (air -1000, scalp ~40, skull 1100-1500 with a diploe down to 60 % of that,
 CSF ~8, GM ~38, WM ~28), Gaussian noise sigma 5-10 HU, int16 clipped to
 [-1024, 3071]. MR T2-like, arbitrary units 0..~1100 (CSF/ventricles bright
 ~900-1000, GM ~600 > WM ~420, scalp fat ~480, skull ~40), times a smooth
@@ -28,7 +28,13 @@ quadratic bias field (within +-15 %), Rician noise, float32 >= 0.
 
 Everything is deterministic from ``(patient, seed)``: anatomy and intensities
 do not depend on the grid parameters, and each output is the same whichever
-subset one CLI call writes.
+subset one CLI call writes (:func:`make_ct`, :func:`make_mr`,
+:func:`make_truth` compute one part each; :func:`make_patient` all of them).
+Default-size patient: ~1 s CPU (CT 262x300x48 + MR 219x273x50).
+
+Helpers for registration tests: :func:`tre_mm` (mean target registration
+error of an estimated transform against the truth) and :func:`brain_points`
+(target points inside the brain of a label map).
 
 CLI (``ct2mr phantom``)::
 
@@ -57,7 +63,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -158,6 +164,10 @@ class _Anatomy:
     mr_values: dict[str, float]
     mr_noise: float
     bias_coef: np.ndarray  # (10,) quadratic bias field coefficients
+    deep_gm_centres: np.ndarray  # (2, 3) thalami
+    deep_gm_axes: np.ndarray  # (2, 3)
+    fissure_half_width: float  # interhemispheric fissure (CSF sheet), mm
+    fissure_bottom_z: float  # the fissure reaches down to this z (mm, above the ventricles)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -208,7 +218,7 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
     ct_values = {
         "air": -1000.0,
         "scalp": u(30, 50),
-        "skull": u(1000, 1400),
+        "skull": u(1100, 1500),  # outer and inner tables; the diploe is 40 % less dense
         "csf": u(5, 12),
         "gm": u(35, 42),
         "wm": u(25, 31),
@@ -227,6 +237,11 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
     }
     mr_noise = u(8, 20)
     bias_coef = rng.uniform(-1, 1, 10)
+    tx, ty, tz = u(9, 12), vy + u(6, 12), vz - u(11, 15)
+    deep_gm_centres = np.array([centre + [-tx, ty, tz], centre + [tx, ty, tz]])
+    deep_gm_axes = np.array([[u(6, 8), u(10, 13), u(6, 8)]] * 2)
+    fissure_half_width = u(0.8, 1.5)
+    fissure_bottom_z = float(centre[2] + vz + base_axes[2] + u(2, 5))
     return _Anatomy(
         centre=centre,
         axes=axes,
@@ -247,12 +262,34 @@ def _draw_anatomy(rng: np.random.Generator) -> _Anatomy:
         mr_values=mr_values,
         mr_noise=mr_noise,
         bias_coef=bias_coef,
+        deep_gm_centres=deep_gm_centres,
+        deep_gm_axes=deep_gm_axes,
+        fissure_half_width=fissure_half_width,
+        fissure_bottom_z=fissure_bottom_z,
     )
 
 
 def _ramp(x: np.ndarray) -> np.ndarray:
     """Partial-volume fraction: 0 for x <= -RAMP_MM/2, 1 for x >= RAMP_MM/2, linear between."""
     return np.clip(0.5 + x / RAMP_MM, 0.0, 1.0)
+
+
+def _matmul_small(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m`` for (N, k) x (k, j) with tiny k, j, without BLAS (its threads stall on a busy machine)."""
+    out = np.empty((x.shape[0], m.shape[1]), dtype=x.dtype)
+    for j in range(m.shape[1]):
+        col = x[:, 0] * m[0, j]
+        for i in range(1, m.shape[0]):
+            col += x[:, i] * m[i, j]
+        out[:, j] = col
+    return out
+
+
+def _affine(x: np.ndarray, m: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """``x @ m.T + off`` for points (N, 3)."""
+    out = _matmul_small(x, np.ascontiguousarray(m.T))
+    out += off
+    return out
 
 
 def _near_box(p: np.ndarray, centre: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -270,7 +307,7 @@ def _ellipsoid_depth(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, rot: n
     """Radial depth (mm) of points inside an ellipsoid: > 0 inside, < 0 outside."""
     d = p - centre.astype(p.dtype)
     if rot is not None:
-        d = d @ rot.astype(p.dtype)  # into the ellipsoid's own frame (rot columns = its axes)
+        d = _matmul_small(d, rot.astype(p.dtype))  # into the ellipsoid's own frame (rot columns = its axes)
     dist = np.sqrt((d * d).sum(axis=1))
     da = d * (1.0 / axes).astype(p.dtype)
     r = np.sqrt((da * da).sum(axis=1))
@@ -280,13 +317,40 @@ def _ellipsoid_depth(p: np.ndarray, centre: np.ndarray, axes: np.ndarray, rot: n
 def _tissue_fractions(
     a: _Anatomy, p: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_fractions_core` on the points that can be inside the head; air elsewhere."""
+    f = p.dtype.type
+    bound = (a.axes * (1.0 + np.abs(a.shape_coef).sum()) + RAMP_MM).astype(p.dtype)
+    d = (p - a.centre.astype(p.dtype)) * (f(1.0) / bound)
+    cand = (d * d).sum(axis=1) <= 1.0
+    cand |= _near_box(p, a.nose_centre, a.nose_axes + RAMP_MM)
+    if cand.all():
+        return _fractions_core(a, p)
+    n = len(p)
+    s_c, vent_c, lab_c, dip_c = _fractions_core(a, p[cand])
+    s = []
+    for sc in s_c:
+        full = np.zeros(n, dtype=p.dtype)
+        full[cand] = sc
+        s.append(full)
+    s_vent = np.zeros(n, dtype=p.dtype)
+    s_vent[cand] = vent_c
+    labels = np.zeros(n, dtype=np.uint8)
+    labels[cand] = lab_c
+    diploe = np.ones(n, dtype=p.dtype)
+    diploe[cand] = dip_c
+    return s, s_vent, labels, diploe
+
+
+def _fractions_core(
+    a: _Anatomy, p: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Partial-volume fractions at physical points ``p`` (N, 3), in mm.
 
     Returns ``(s, s_vent, labels, diploe)``: ``s[k]`` is the fraction deeper than
     boundary k (0 scalp surface, 1 skull outer, 2 skull inner, 3 grey-matter
     surface, 4 white-matter surface); ``s_vent`` the ventricle fraction;
     ``labels`` the hard label (uint8, :data:`LABELS`); ``diploe`` the relative
-    skull density (0.65..1, darker cancellous middle layer).
+    skull density (0.6..1, darker cancellous middle layer).
     Expensive terms are only evaluated where they can matter.
     """
     n = len(p)
@@ -324,7 +388,7 @@ def _tissue_fractions(
     inner = depth > b2 - RAMP_MM
     if inner.any():
         # gyral pattern: waves on the (scaled) unit sphere, std ~ 1
-        waves = unit[inner] @ (65.0 * a.gyri_k.T).astype(p.dtype)
+        waves = _matmul_small(unit[inner], (65.0 * a.gyri_k.T).astype(p.dtype))
         waves += a.gyri_phase.astype(p.dtype)
         gyri = np.sin(waves, out=waves).sum(axis=1) / f(np.sqrt(3.0))
         b3 = b2 + a.t_csf + 6.0 * np.clip(gyri - f(0.3), 0.0, None)  # sulci: CSF reaches deeper
@@ -338,6 +402,18 @@ def _tissue_fractions(
         if near.any():
             s_vent[near] = np.maximum(s_vent[near], _ramp(_ellipsoid_depth(p[near], vc, va, vr)))
     s_vent *= s4  # ventricles only inside white matter
+    # interhemispheric fissure: a CSF sheet lined with cortex, from the vertex down to above the ventricles
+    near = (np.abs(p[:, 0] - f(a.centre[0])) <= a.fissure_half_width + a.t_gm + RAMP_MM) & (s3 > 0)
+    if near.any():
+        fd = np.abs(p[near, 0] - f(a.centre[0]))
+        above = _ramp(p[near, 2] - f(a.fissure_bottom_z))
+        s3[near] *= 1.0 - _ramp(f(a.fissure_half_width) - fd) * above
+        s4[near] *= 1.0 - _ramp(f(a.fissure_half_width + a.t_gm) - fd) * above
+    # deep grey matter (thalami) inside the white matter
+    for gc, ga in zip(a.deep_gm_centres, a.deep_gm_axes, strict=True):
+        near = _near_box(p, gc, ga + RAMP_MM)
+        if near.any():
+            s4[near] *= 1.0 - _ramp(_ellipsoid_depth(p[near], gc, ga))
     s = [s0, s1, s2, s3, s4]
     labels = np.zeros(n, dtype=np.uint8)
     for k, sk in enumerate(s, start=1):
@@ -346,7 +422,7 @@ def _tissue_fractions(
     mid = f((b1 + b2) / 2)
     diploe = np.ones(n, dtype=p.dtype)
     bone = (s1 > 0) & (s2 < 1)
-    diploe[bone] = 1.0 - 0.35 * np.exp(-(((depth[bone] - mid) / f(a.t_skull / 4)) ** 2))
+    diploe[bone] = 1.0 - 0.4 * np.exp(-(((depth[bone] - mid) / f(a.t_skull / 4)) ** 2))
     return s, s_vent, labels, diploe
 
 
@@ -394,66 +470,94 @@ def _draw_truth(rng: np.random.Generator, params: PhantomParams, centre: np.ndar
     return t
 
 
-def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -> PhantomPatient:
-    """Generate one synthetic patient, deterministically from ``(patient, seed)``.
-
-    See the module docstring for grids, values and the ``truth`` convention.
-    """
-    params = params or PhantomParams()
-    t0 = time.perf_counter()
+def _draw(
+    patient: str, seed: int, params: PhantomParams
+) -> tuple[_Anatomy, sitk.AffineTransform, list[np.random.SeedSequence]]:
+    """Anatomy, truth and the seeds of the CT / MR noise streams, all from ``(patient, seed)``."""
     rng = _rng(patient, seed)
     anatomy = _draw_anatomy(rng)
     truth = _draw_truth(rng, params, anatomy.centre)
-    ct_noise_rng, mr_noise_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
+    noise_seeds = rng.bit_generator.seed_seq.spawn(2)  # type: ignore[attr-defined]
+    return anatomy, truth, noise_seeds
 
-    ct_ref = _grid(params.ct_spacing_mm, params.fov_mm)
-    nx, ny, nz = ct_ref.GetSize()
+
+def make_truth(patient: str, seed: int, params: PhantomParams | None = None) -> sitk.AffineTransform:
+    """The true affine of a patient (CT physical point -> MR physical point, mm); no images computed."""
+    return _draw(patient, seed, params or PhantomParams())[1]
+
+
+def make_ct(patient: str, seed: int, params: PhantomParams | None = None) -> tuple[sitk.Image, sitk.Image]:
+    """``(ct, labels)`` of a patient: int16 HU and uint8 labels on the CT grid (LPS)."""
+    params = params or PhantomParams()
+    anatomy, _, noise_seeds = _draw(patient, seed, params)
+    ref = _grid(params.ct_spacing_mm, params.fov_mm)
+    nx, ny, nz = ref.GetSize()
     ct_arr = np.empty((nz, ny, nx), dtype=np.float32)
     lab_arr = np.empty((nz, ny, nx), dtype=np.uint8)
-
-    def ct_slice(z: int) -> None:
-        s, s_vent, lab, diploe = _tissue_fractions(anatomy, _points(ct_ref, z))
+    for z in range(nz):
+        s, s_vent, lab, diploe = _tissue_fractions(anatomy, _points(ref, z))
         skull = anatomy.ct_values["skull"] * diploe
         ct_arr[z] = _mix(s, s_vent, anatomy.ct_values, skull).reshape(ny, nx)
         lab_arr[z] = lab.reshape(ny, nx)
-
-    for z in range(nz):
-        ct_slice(z)
-    ct_arr += np.float32(anatomy.ct_noise) * ct_noise_rng.standard_normal(ct_arr.shape, dtype=np.float32)
+    noise = np.random.default_rng(noise_seeds[0]).standard_normal(ct_arr.shape, dtype=np.float32)
+    ct_arr += np.float32(anatomy.ct_noise) * noise
     ct = sitk.GetImageFromArray(np.clip(np.rint(ct_arr), -1024, 3071).astype(np.int16))
-    ct.CopyInformation(ct_ref)
+    ct.CopyInformation(ref)
     labels = sitk.GetImageFromArray(lab_arr)
-    labels.CopyInformation(ct_ref)
+    labels.CopyInformation(ref)
+    return ct, labels
 
+
+def make_mr(patient: str, seed: int, params: PhantomParams | None = None) -> sitk.Image:
+    """The misaligned T2-like MR of a patient: float32 >= 0 on the MR grid (LPS)."""
+    params = params or PhantomParams()
+    anatomy, truth, noise_seeds = _draw(patient, seed, params)
     mr_fov = tuple(f * MR_FOV_MARGIN for f in params.fov_mm)
-    mr_ref = _grid(params.mr_spacing_mm, mr_fov)  # type: ignore[arg-type]
+    ref = _grid(params.mr_spacing_mm, mr_fov)  # type: ignore[arg-type]
+    # the MR voxel at q shows the anatomy at truth^-1(q) = m_inv @ q + off
     inv = truth.GetInverse()
-    m_inv = np.asarray(inv.GetMatrix()).reshape(3, 3)
-    # affine inverse as p = m_inv @ q + off  (ITK: m (q - c) + c + t)
-    off = np.asarray(inv.TransformPoint((0.0, 0.0, 0.0)))
-    mx, my, mz = mr_ref.GetSize()
+    m_inv = np.asarray(inv.GetMatrix(), dtype=np.float32).reshape(3, 3)
+    off = np.asarray(inv.TransformPoint((0.0, 0.0, 0.0)), dtype=np.float32)
+    half_extent = (np.asarray(mr_fov) / 2).astype(np.float32)
+    mx, my, mz = ref.GetSize()
     mr_arr = np.empty((mz, my, mx), dtype=np.float32)
-    extent = np.asarray(mr_fov) / 2
-
-    def mr_slice(z: int) -> None:
-        q = _points(mr_ref, z)
-        s, s_vent, _, _ = _tissue_fractions(anatomy, q @ m_inv.T.astype(np.float32) + off.astype(np.float32))
-        val = _mix(s, s_vent, anatomy.mr_values, anatomy.mr_values["skull"])
-        mr_arr[z] = (val * _bias(anatomy.bias_coef, q / extent.astype(np.float32))).reshape(my, mx)
-
     for z in range(mz):
-        mr_slice(z)
-    sigma = anatomy.mr_noise
-    n1 = np.float32(sigma) * mr_noise_rng.standard_normal(mr_arr.shape, dtype=np.float32)
-    mr_arr += n1
+        q = _points(ref, z)
+        s, s_vent, _, _ = _tissue_fractions(anatomy, _affine(q, m_inv, off))
+        val = _mix(s, s_vent, anatomy.mr_values, anatomy.mr_values["skull"])
+        # the bias field belongs to the scanner: a function of the MR's own coordinates
+        mr_arr[z] = (val * _bias(anatomy.bias_coef, q / half_extent)).reshape(my, mx)
+    rng = np.random.default_rng(noise_seeds[1])
+    sigma = np.float32(anatomy.mr_noise)
+    mr_arr += sigma * rng.standard_normal(mr_arr.shape, dtype=np.float32)
     np.square(mr_arr, out=mr_arr)
-    n1 = np.float32(sigma) * mr_noise_rng.standard_normal(mr_arr.shape, dtype=np.float32)
-    mr_arr += np.square(n1, out=n1)
+    imag = sigma * rng.standard_normal(mr_arr.shape, dtype=np.float32)
+    mr_arr += np.square(imag, out=imag)
     np.sqrt(mr_arr, out=mr_arr)  # Rician: |signal + complex Gaussian noise|
-    mr = sitk.GetImageFromArray(mr_arr.astype(np.float32))
-    mr.CopyInformation(mr_ref)
+    mr = sitk.GetImageFromArray(mr_arr)
+    mr.CopyInformation(ref)
+    return mr
+
+
+def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -> PhantomPatient:
+    """Generate one synthetic patient, deterministically from ``(patient, seed)``.
+
+    Equal to :func:`make_ct`, :func:`make_mr` and :func:`make_truth` called
+    separately. See the module docstring for grids, values and the ``truth``
+    convention.
+    """
+    params = params or PhantomParams()
+    t0 = time.perf_counter()
+    anatomy, truth, _ = _draw(patient, seed, params)
+    ct, labels = make_ct(patient, seed, params)
+    mr = make_mr(patient, seed, params)
     log.debug("phantom %s seed %d generated in %.2f s", patient, seed, time.perf_counter() - t0)
     return PhantomPatient(ct=ct, mr=mr, labels=labels, truth=truth, anatomy=anatomy.summary())
+
+
+def anatomy_summary(patient: str, seed: int) -> dict[str, Any]:
+    """The drawn anatomy parameters of a patient (sizes in mm, values in HU / MR units)."""
+    return _draw(patient, seed, PhantomParams())[0].summary()
 
 
 def _bias(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -575,9 +679,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Generate one patient and write the requested outputs."""
-    from ct2mr.imageio import image_suffix, write_dicom_series, write_image
+    """Generate one patient and write the requested outputs (only what they need is computed)."""
+    from ct2mr.imageio import image_suffix, write_image
 
+    if not (args.ct or args.mr or args.truth or args.labels):
+        raise InputError(None, "outputs", "give at least one of --ct, --mr, --truth, --labels")
     for name in ("ct_spacing", "mr_spacing", "fov"):
         if any(v <= 0 for v in getattr(args, name)):
             raise InputError(None, f"--{name.replace('_', '-')}", "must be > 0")
@@ -591,26 +697,36 @@ def run(args: argparse.Namespace) -> None:
         max_translation_mm=args.max_translation_mm,
         max_scale=args.max_scale,
     )
-    t0 = time.perf_counter()
-    pat = make_patient(args.patient, args.seed, params)
-    log.info("phantom %s (seed %d) generated in %.2f s: %s", args.patient, args.seed, time.perf_counter() - t0,
-             json.dumps(pat.anatomy))
-    for key, modality in (("ct", "CT"), ("mr", "MR")):
-        out = getattr(args, key)
-        if not out:
-            continue
-        img = getattr(pat, key)
-        if image_suffix(out) is None:
-            write_dicom_series(img, out, modality=modality, series_description=f"ct2mr phantom {modality}",
-                               patient_id=args.patient, uid_seed=f"{args.patient}-{args.seed}-{asdict(params)}")
-        else:
-            write_image(img, out)
-        log.info("wrote %s %s", key, out)
-    if args.labels:
-        write_image(pat.labels, args.labels)
-        log.info("wrote labels %s", args.labels)
+    log.info("phantom %s (seed %d): %s", args.patient, args.seed, json.dumps(anatomy_summary(args.patient, args.seed)))
+    uid_seed = f"{args.patient}-{args.seed}-{asdict(params)}"
+    if args.ct or args.labels:
+        t0 = time.perf_counter()
+        ct, labels = make_ct(args.patient, args.seed, params)
+        log.info("CT %s generated in %.2f s", "x".join(map(str, ct.GetSize())), time.perf_counter() - t0)
+        if args.ct:
+            _write(ct, args.ct, "CT", args.patient, uid_seed)
+        if args.labels:
+            write_image(labels, args.labels)
+            log.info("wrote labels %s", args.labels)
+    if args.mr:
+        t0 = time.perf_counter()
+        mr = make_mr(args.patient, args.seed, params)
+        log.info("MR %s generated in %.2f s", "x".join(map(str, mr.GetSize())), time.perf_counter() - t0)
+        _write(mr, args.mr, "MR", args.patient, uid_seed)
     if args.truth:
-        data = truth_to_json(pat.truth)
+        data = truth_to_json(make_truth(args.patient, args.seed, params))
         data.update(patient=args.patient, seed=args.seed, params=asdict(params))
         write_json(args.truth, data)
         log.info("wrote truth %s", args.truth)
+
+
+def _write(img: sitk.Image, out: str, modality: Literal["CT", "MR"], patient: str, uid_seed: str) -> None:
+    """Write to ``out``: a DICOM series folder when it has no image ending, else NIfTI/MHA/NRRD."""
+    from ct2mr.imageio import image_suffix, write_dicom_series, write_image
+
+    if image_suffix(out) is None:
+        write_dicom_series(img, out, modality=modality, series_description=f"ct2mr phantom {modality}",
+                           patient_id=patient, uid_seed=f"{uid_seed}-{modality}")
+    else:
+        write_image(img, out)
+    log.info("wrote %s %s", modality, out)

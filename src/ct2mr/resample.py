@@ -99,7 +99,7 @@ def output_grid(img: sitk.Image, spacing_mm: tuple[float, float, float]) -> tupl
     if len(spacing) != img.GetDimension() or not all(s > 0 for s in spacing):
         raise InputError(None, "spacing", f"need {img.GetDimension()} positive values in mm, got {spacing_mm}")
     size = tuple(
-        max(1, math.ceil(n * s_in / s - 1e-6))
+        max(1, math.ceil(n * s_in / s - 1e-3))
         for n, s_in, s in zip(img.GetSize(), img.GetSpacing(), spacing, strict=True)
     )
     return size, spacing

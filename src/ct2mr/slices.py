@@ -84,7 +84,7 @@ def crop_window(bbox: tuple[int, int, int, int], size: int) -> tuple[tuple[int, 
     return (r0, c0), side
 
 
-def _cut_window(stack: np.ndarray, origin: tuple[int, int], side: int) -> np.ndarray:
+def cut_window(stack: np.ndarray, origin: tuple[int, int], side: int) -> np.ndarray:
     """``stack[:, r0:r0+side, c0:c0+side]`` with zero padding where it leaves the array."""
     n, h, w = stack.shape
     r0, c0 = origin
@@ -96,7 +96,7 @@ def _cut_window(stack: np.ndarray, origin: tuple[int, int], side: int) -> np.nda
     return out
 
 
-def _resize_stack(stack: np.ndarray, side: int, *, mask: bool) -> np.ndarray:
+def resize_stack(stack: np.ndarray, side: int, *, mask: bool) -> np.ndarray:
     """Resize each (h, w) slice to (side, side): nearest for masks, linear (+anti-aliasing) for images."""
     from skimage.transform import resize  # noqa: PLC0415
 
@@ -180,9 +180,9 @@ def extract_slices(
     out: dict[str, Any] = {}
     for key, arr in arrays.items():
         if arr is not None:
-            out[key] = _resize_stack(_cut_window(arr[keep], (r0, c0), side), size, mask=False)
-    out["head_mask"] = _resize_stack(_cut_window(head_k, (r0, c0), side), size, mask=True)
-    out["brain_mask"] = _resize_stack(_cut_window(brain[keep], (r0, c0), side), size, mask=True)
+            out[key] = resize_stack(cut_window(arr[keep], (r0, c0), side), size, mask=False)
+    out["head_mask"] = resize_stack(cut_window(head_k, (r0, c0), side), size, mask=True)
+    out["brain_mask"] = resize_stack(cut_window(brain[keep], (r0, c0), side), size, mask=True)
     out.update(
         z_index=keep.astype(np.int64),
         crop_origin=np.array([r0, c0], dtype=np.int64),
@@ -291,7 +291,7 @@ def volume_from_slices(slices: np.ndarray, meta: dict[str, Any], fill: float = 0
     if np.asarray(fill).astype(dtype) != fill:
         dtype = np.dtype(np.float32)
     vol = np.full(ref_shape, fill, dtype=dtype)
-    big = _resize_stack(slices, side, mask=slices.dtype == np.bool_) if side != slices.shape[1] else slices
+    big = resize_stack(slices, side, mask=slices.dtype == np.bool_) if side != slices.shape[1] else slices
     h, w = ref_shape[1], ref_shape[2]
     rs, re = max(r0, 0), min(r0 + side, h)
     cs, ce = max(c0, 0), min(c0 + side, w)

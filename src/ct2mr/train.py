@@ -178,8 +178,9 @@ class Trainer:
         gens = [p for n in self.net_names if n.startswith("syn") for p in self.nets[n].parameters()]
         diss = [p for n in self.net_names if n.startswith("dis") for p in self.nets[n].parameters()]
         betas = (settings.beta1, settings.beta2)
-        self.opt_g = torch.optim.Adam(gens, lr=settings.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas)
+        # fused Adam on CUDA (one kernel for all parameters); same state_dict layout
+        self.opt_g = torch.optim.Adam(gens, lr=settings.lr, betas=betas, fused=self.cuda or None)
+        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas, fused=self.cuda or None)
         self.pools = {
             key: ImagePool(settings.pool_size if (kind == "unpaired" or settings.pool_paired) else 0)
             for _, (_, kind, key) in ADV_TERMS.items()
@@ -200,7 +201,7 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _prep(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -225,10 +226,11 @@ class Trainer:
         return [next(parts) if x is not None else None for x in inputs]
 
     # ----------------------------------------------------------------- steps
-    def generator_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def generator_step(self, batch: dict[str, torch.Tensor], sync: bool = True) -> dict[str, Any]:
         """One Adam step of the generators on the variant's terms; discriminators frozen.
 
-        Returns the unweighted terms and ``G_total`` (the weighted sum) as floats.
+        Returns the unweighted terms and ``G_total`` (the weighted sum): floats, or
+        detached 0-d tensors with ``sync=False`` (no device synchronisation).
         Keeps the fakes for the following :meth:`discriminator_step`.
         """
         b = self._prep(batch)
@@ -300,20 +302,22 @@ class Trainer:
             total = total_generator_loss(terms, self.settings.lambda_cycle, self.settings.gamma_l1)
             total.backward()
             self.opt_g.step()
+            self.opt_g.zero_grad(set_to_none=True)  # free the gradients until the next step
         finally:
             self._set_dis_grad(True)
         self._fakes = {k: v.detach() for k, v in fakes.items()}
         self._reals = {k: v.detach() for k, v in reals.items()}
-        out = {k: float(terms[k].detach()) for k in self.terms}
-        out["G_total"] = float(total.detach())
-        return out
+        out: dict[str, Any] = {k: terms[k].detach() for k in self.terms}
+        out["G_total"] = total.detach()
+        return {k: float(v) for k, v in out.items()} if sync else out
 
-    def discriminator_step(self) -> dict[str, float]:
+    def discriminator_step(self, sync: bool = True) -> dict[str, Any]:
         """One Adam step of the discriminators on the fakes of the last generator step.
 
         Each adversarial term contributes ``0.5 * (crit(D(real)) + crit(D(fake)))``;
         unpaired fakes (and paired ones with ``pool_paired``) come through the
-        image pool. Returns the terms and ``D_total`` as floats.
+        image pool. Returns the terms and ``D_total`` (floats, or 0-d tensors with
+        ``sync=False``).
         """
         if not self.adv_terms:
             return {}
@@ -333,18 +337,20 @@ class Trainer:
             total = total + dterms[name]
         total.backward()
         self.opt_d.step()
-        out = {k: float(v.detach()) for k, v in dterms.items()}
-        out["D_total"] = float(total.detach())
-        return out
+        self.opt_d.zero_grad(set_to_none=True)
+        out: dict[str, Any] = {k: v.detach() for k, v in dterms.items()}
+        out["D_total"] = total.detach()
+        return {k: float(v) for k, v in out.items()} if sync else out
 
-    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One iteration: set the lr, generator step, discriminator step; returns all logged values."""
+    def step(self, batch: dict[str, torch.Tensor], sync: bool = True) -> dict[str, Any]:
+        """One iteration: set the lr, generator step, discriminator step; returns all logged values
+        (loss values as floats, or as 0-d device tensors with ``sync=False``; ``lr`` a float)."""
         lr = self.lr_at(self.iteration)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
-        values = self.generator_step(batch)
-        values.update(self.discriminator_step())
+        values = self.generator_step(batch, sync)
+        values.update(self.discriminator_step(sync))
         values["lr"] = lr
         self.iteration += 1
         return values
@@ -407,8 +413,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np_state["state"] = {"key": np_state["state"]["key"].numpy().astype(np.uint32), "pos": np_state["state"]["pos"]}
     np.random.set_state(np_state)
     torch.set_rng_state(state["torch_cpu"])
-    if "torch_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
+    cuda_states = state.get("torch_cuda")
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -627,13 +634,18 @@ def train(
         )
 
         def extra() -> dict[str, Any]:
-            return {"history": history, "acc": acc, "acc_n": acc_n, "elapsed_s": elapsed + (time.perf_counter() - t0)}
+            return {
+                "history": history,
+                "acc": {k: float(v) for k, v in acc.items()},
+                "acc_n": acc_n,
+                "elapsed_s": elapsed + (time.perf_counter() - t0),
+            }
 
         t0 = time.perf_counter()
         start_it = trainer.iteration
         done_this_run = 0
         while trainer.iteration < total:
-            values = trainer.step(sampler.draw())
+            values = trainer.step(sampler.draw(), sync=False)  # losses stay on the device until logged
             for k in columns:
                 acc[k] = acc.get(k, 0.0) + values[k]
             acc_n += 1
@@ -641,7 +653,7 @@ def train(
             it = trainer.iteration
             if it % settings.log_every == 0 or it == total:
                 now = time.perf_counter() - t0
-                row = {"iteration": float(it), **{k: acc[k] / acc_n for k in columns}, "seconds": elapsed + now}
+                row = {"iteration": float(it), **{k: float(acc[k]) / acc_n for k in columns}, "seconds": elapsed + now}
                 row["lr"] = values["lr"]
                 history.append(row)
                 acc, acc_n = {}, 0

@@ -34,7 +34,7 @@ from ct2mr.errors import InputError
 class TrainSettings:
     """All settings of one training run (units in brackets).
 
-    Architecture: ``image_size`` [pixels, multiple of 16; slices are resized from
+    Architecture: ``image_size`` [pixels, multiple of 16, >= 32; slices are resized from
     256 when different], ``ngf`` / ``ndf`` [channels of the first generator /
     discriminator layer], ``n_blocks`` [residual blocks].
     Schedule: ``n_const`` [iterations at constant lr], ``n_decay`` [iterations of
@@ -125,20 +125,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_decay": 4,
         "pool_size": 4,
         "device": "cpu",
+        "num_threads": 1,  # tiny tensors: extra threads only add overhead
         "log_every": 2,
         "checkpoint_every": 4,
     },
-    # CPU demo: the three variants together train in about 4-5 minutes on 2 cores
-    # (bench/results/training.md)
+    # CPU demo: the three variants together train in about 4-5 minutes on 2 shared
+    # cores (one thread per run, so Snakemake can run two at once; see
+    # bench/results/training.md and training_harvard.md)
     "demo": {
         "image_size": 64,
         "ngf": 16,
         "ndf": 16,
         "n_blocks": 3,
-        "n_const": 150,
-        "n_decay": 150,
+        "n_const": 400,
+        "n_decay": 400,
         "pool_size": 50,
         "device": "cpu",
+        "num_threads": 1,
         "log_every": 10,
         "checkpoint_every": 100,
     },
@@ -210,7 +213,7 @@ def settings_from_dict(values: Mapping[str, Any], source: str | None = None) -> 
         clean[key] = _check_type(key, value, source)
     s = TrainSettings(**clean)
     checks: list[tuple[str, bool, str]] = [
-        ("image_size", s.image_size >= 16 and s.image_size % 16 == 0, "must be a multiple of 16, >= 16"),
+        ("image_size", s.image_size >= 32 and s.image_size % 16 == 0, "must be a multiple of 16, >= 32"),
         ("ngf", s.ngf >= 1, "must be >= 1"),
         ("ndf", s.ndf >= 1, "must be >= 1"),
         ("n_blocks", s.n_blocks >= 0, "must be >= 0"),

@@ -23,7 +23,8 @@ neither normalisation nor activation; every other one is followed by
 leaky ReLU (as in pix2pix's PatchGAN) so that head and trunk do not collapse into
 one linear map. 3x3 stride-1 convolutions in head and tails keep the spatial size,
 so an H x W input gives an (H/16) x (W/16) map of patch logits (16 x 16 for 256 x
-256; any H, W multiple of 16 work, down to 16).
+256; any H, W multiple of 16 work, down to 32: instance norm needs more
+than one pixel per channel).
 
 Parameter count (C = D)::
 

@@ -76,6 +76,9 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
     mmask = prepare_mask(moving_mask, moving, "moving_mask", settings.mask_dilation_mm)
 
     n_levels = len(settings.shrink_factors)
+    n_vox = int(sitk.GetArrayViewFromImage(fmask).sum()) if fmask is not None else fixed.GetNumberOfPixels()
+    # one rate for all levels: the settings' fraction, or enough for min_samples at full resolution
+    rate = min(1.0, max(float(settings.sampling_fraction), int(settings.min_samples) / max(n_vox, 1)))
     tmp = tempfile.mkdtemp(prefix="ct2mr_ants_")
     try:
         kwargs: dict[str, object] = {}
@@ -94,7 +97,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
                     type_of_transform="Affine",
                     aff_metric="mattes",
                     aff_sampling=int(settings.mi_bins),
-                    aff_random_sampling_rate=float(settings.sampling_fraction),
+                    aff_random_sampling_rate=rate,
                     aff_iterations=tuple([int(settings.iterations)] * n_levels),
                     aff_shrink_factors=tuple(settings.shrink_factors),
                     aff_smoothing_sigmas=tuple(settings.smoothing_sigmas()),

@@ -37,7 +37,12 @@ class RegistrationSettings:
     mi_bins:
         Histogram bins of the (Mattes) mutual information metric, >= 8.
     sampling_fraction:
-        Fraction (0, 1] of the fixed-mask voxels sampled by the metric per level.
+        Fraction (0, 1] of the (dilated) fixed-mask voxels sampled by the metric
+        per resolution level ...
+    min_samples:
+        ... but at least this many samples per level (all voxels when fewer), so
+        coarse levels are not starved. Defaults (0.02, 20000) were tuned with
+        ``bench/bench_registration.py``: ~40k samples at the 1 mm level of a head.
     iterations:
         Maximum optimizer iterations at the finest level (coarser levels get
         the same number; backends whose schedules are per level use it for each).
@@ -63,7 +68,8 @@ class RegistrationSettings:
     """
 
     mi_bins: int = 32
-    sampling_fraction: float = 0.1
+    sampling_fraction: float = 0.02
+    min_samples: int = 20000
     iterations: int = 200
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     seed: int = 0
@@ -76,6 +82,8 @@ class RegistrationSettings:
             raise InputError(None, "mi_bins", f"must be >= 8, got {self.mi_bins}")
         if not 0.0 < float(self.sampling_fraction) <= 1.0:
             raise InputError(None, "sampling_fraction", f"must be in (0, 1], got {self.sampling_fraction}")
+        if int(self.min_samples) < 0:
+            raise InputError(None, "min_samples", f"must be >= 0, got {self.min_samples}")
         if int(self.iterations) < 1:
             raise InputError(None, "iterations", f"must be >= 1, got {self.iterations}")
         sf = tuple(int(s) for s in self.shrink_factors)

@@ -1,0 +1,164 @@
+"""Benchmark: milliseconds per training iteration of each variant (paired, unpaired, mrgan).
+
+One iteration = sampling + augmentation + generator step + discriminator step
+(what ``ct2mr train`` does per iteration, without checkpoint / log writing).
+
+CPU (default)::
+
+    .venv/bin/python bench/bench_training.py            # demo size (1 and 2 threads) + paper size
+    .venv/bin/python bench/bench_training.py --quick    # fewer iterations
+
+GPU (not measured in the session that wrote this: no device was lent)::
+
+    python bench/bench_training.py --device cuda --out bench/results/training_gpu
+
+runs the ``paper`` preset (256 x 256, ngf 64, 9 blocks) in three modes: fp32
+eager (TF32 allowed), bf16 autocast eager, bf16 autocast + torch.compile; target
+<= 15 ms per full MR-GAN iteration on an H100.
+
+Results: ``<out>.md`` and ``<out>.json`` (default ``bench/results/training``).
+Synthetic slices (random uint8) are used: the cost does not depend on content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ct2mr.augment import AugmentConfig  # noqa: E402
+from ct2mr.losses import VARIANTS, data_for  # noqa: E402
+from ct2mr.train import Sampler, Trainer, _runtime  # noqa: E402
+from ct2mr.training_config import preset_settings, settings_from_dict  # noqa: E402
+from ct2mr.training_data import SlicePools  # noqa: E402
+
+
+def synthetic_pools(size: int, n: int = 8) -> SlicePools:
+    g = torch.Generator().manual_seed(0)
+
+    def rnd() -> torch.Tensor:
+        return torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8)
+
+    return SlicePools(rnd(), rnd(), rnd(), rnd())
+
+
+def time_variant(settings, variant: str, device: torch.device, warmup: int, iters: int) -> dict[str, float]:
+    pools = synthetic_pools(settings.image_size).to(device)
+    aug = AugmentConfig(settings.image_size, settings.effective_pad_to)
+    with _runtime(settings, device):
+        trainer = Trainer(settings, variant, device)
+        sampler = Sampler(pools, data_for(variant), aug, settings.seed)
+        times = []
+        for i in range(warmup + iters):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            trainer.step(sampler.draw())  # .step() reads the losses back (float()), i.e. synchronises
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append((time.perf_counter() - t) * 1000)
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "iterations_timed": len(times),
+        "warmup": warmup,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "training"), help="output path without suffix")
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--skip-paper", action="store_true", help="CPU: skip the (slow) paper-size runs")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    rows: list[dict[str, object]] = []
+    load_before = os.getloadavg()
+
+    if device.type == "cpu":
+        demo = preset_settings("demo")
+        paper = settings_from_dict({**preset_settings("paper").to_dict(), "device": "cpu"})
+        cases = [("demo", demo, threads, 3, 10 if args.quick else 30) for threads in (1, 2)]
+        if not args.skip_paper:
+            cases.append(("paper", paper, 1, 1, 1 if args.quick else 2))
+        for preset, base, threads, warmup, iters in cases:
+            s = settings_from_dict({**base.to_dict(), "num_threads": threads})
+            for variant in VARIANTS:
+                r = time_variant(s, variant, device, warmup, iters)
+                rows.append({"preset": preset, "image_size": s.image_size, "variant": variant, "mode": f"fp32, {threads} thread(s)", **r})
+                print(rows[-1], flush=True)
+    else:
+        base = preset_settings("paper")
+        modes = [("fp32 eager (TF32)", {"amp": "fp32"}), ("bf16 eager", {"amp": "bf16"}), ("bf16 + torch.compile", {"amp": "bf16", "compile": True})]
+        for label, over in modes:
+            s = settings_from_dict({**base.to_dict(), **over, "device": str(device)})
+            for variant in VARIANTS:
+                warm = 20 if over.get("compile") else 5
+                r = time_variant(s, variant, device, warm, 20 if args.quick else 100)
+                rows.append({"preset": "paper", "image_size": 256, "variant": variant, "mode": label, **r})
+                print(rows[-1], flush=True)
+
+    meta = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    lines = [
+        "# Training speed: ms per iteration",
+        "",
+        f"Device: {meta['device']} ({meta['cpu_count']} CPUs visible), torch {meta['torch']}, {meta['date_utc']} UTC.",
+        f"Command: `{meta['command']}`. Load average before/after: {load_before[0]:.1f} / {meta['load_average_after'][0]:.1f}"
+        " (the CPU is shared with other jobs: treat CPU numbers as upper bounds).",
+        "",
+        "One iteration = draw + augment one unpaired CT, one unpaired MR and one pair (as the variant needs),",
+        "generator step, discriminator step (batch size 1).",
+        "",
+        "| preset | size | variant | mode | median ms/it | min | max | timed its |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['image_size']} | {r['variant']} | {r['mode']} | {r['median_ms']:.1f} | "
+            f"{r['min_ms']:.1f} | {r['max_ms']:.1f} | {r['iterations_timed']} |"
+        )
+    if device.type == "cpu":
+        lines += [
+            "",
+            "Thread count: on this shared 2-core machine one thread per run is faster than two (OpenMP threads",
+            "wait on each other when other jobs hold the cores), hence `num_threads: 1` in the demo preset.",
+            "",
+            "## GPU",
+            "",
+            "Not measured: no GPU was lent to the session that wrote this. On a CUDA machine run",
+            "`python bench/bench_training.py --device cuda --out bench/results/training_gpu` (paper preset:",
+            "fp32 eager with TF32, bf16 autocast eager, bf16 autocast + torch.compile; target <= 15 ms per",
+            "MR-GAN iteration on an H100). CUDA graphs are not used by the trainer (the image pool and the",
+            "per-iteration learning rate are host-side).",
+        ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()

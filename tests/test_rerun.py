@@ -1,0 +1,147 @@
+"""Reruns of only what changed: dry runs on a finished tiny pipeline.
+
+The finished pipeline is the session's ``tiny_run`` (tests/conftest.py: the whole
+default DAG on the tiny phantom cohort, run once). Each test works on its own copy
+(``shutil.copytree`` keeps modification times, and ``.snakemake/`` metadata is
+keyed by paths relative to the working directory), changes one thing and asks
+Snakemake, with its default rerun triggers (mtime, params, input, software-env,
+code), which jobs it would run:
+
+* nothing changed -> nothing;
+* a training setting (``training.seed``) -> the three trainings and what uses
+  the models (synthesis, evaluation, figures, tables), no preprocessing;
+* the CT skull threshold -> CT masking of every CT patient, registration of every
+  paired patient and what follows; nothing before masking, no MR masking;
+* one test patient's raw CT touched -> that patient's chain from ingest on, and
+  what depends on it (its synthesis, the evaluation, figures); no job of another
+  patient and no training (a test patient does not feed training).
+
+Jobs are read from the dry run's job blocks (``rule NAME:`` ... ``wildcards: k=v``),
+not from its summary table, so the tests see which patient each job is for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
+if not SNAKEFILE.is_file():  # pragma: no cover - only before the workflow exists
+    pytest.skip("the workflow's Snakefile does not exist yet", allow_module_level=True)
+
+from tests.workflow_helpers import snakemake, write_config  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: rules that run before CT skull masking (inputs to it, or independent of it)
+BEFORE_MASKING = {"phantom_volume", "phantom_dicom", "phantom_truth", "ingest", "resample"}
+PREPROCESSING = BEFORE_MASKING | {
+    "skull_mask_ct", "skull_mask_mr", "register", "window_ct", "normalise_mr", "slices", "slices_png",
+}
+#: the tiny cohort (tests/data/tiny_patients.tsv)
+CT_PATIENTS = {"T1", "T2", "T3", "T4"}
+PAIRED = {"T1", "T2", "T3"}
+TEST_PATIENT = "T3"
+TEST_PATIENT_RAW_CT = "results/phantom/T3/ct.mha"
+
+JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\s*$")
+
+
+def parse_dry_run(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Jobs of a ``snakemake -n`` log: [(rule, {wildcard: value})], in log order."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in text.splitlines():
+        m = JOB_HEADER.match(line)
+        if m:
+            jobs.append((m.group(1), {}))
+            continue
+        if jobs and line.startswith("    wildcards: "):
+            pairs = line.split(":", 1)[1].strip()
+            jobs[-1][1].update(kv.split("=", 1) for kv in pairs.split(", ") if "=" in kv)
+    return jobs
+
+
+def planned(workdir: Path) -> list[tuple[str, dict[str, str]]]:
+    """Jobs a dry run with Snakemake's default rerun triggers would run in ``workdir``."""
+    proc = snakemake(workdir, "-n", "--rerun-triggers", "mtime", "params", "input", "software-env", "code")
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return []
+    jobs = parse_dry_run(text)
+    assert jobs, f"dry run planned jobs but none could be parsed:\n{text[-3000:]}"
+    return jobs
+
+
+def rules_of(jobs: list[tuple[str, dict[str, str]]]) -> set[str]:
+    return {r for r, _ in jobs}
+
+
+def patients_of(jobs: list[tuple[str, dict[str, str]]], rule: str) -> set[str]:
+    return {w.get("patient") for r, w in jobs if r == rule}
+
+
+@pytest.fixture
+def finished(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished tiny pipeline (times and metadata kept)."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run, dst, symlinks=True)
+    return dst
+
+
+def test_parse_dry_run_known_answer() -> None:
+    log = (
+        "Building DAG of jobs...\nJob stats:\njob  count\n---- -----\ningest 1\ntotal 2\n\n"
+        "[Tue Nov 24 06:19:19 2026]\nrule ingest:\n    input: a\n    output: b\n    jobid: 3\n"
+        "    reason: Updated input files: a\n    wildcards: patient=T3, modality=ct\n"
+        "    resources: tmpdir=/tmp\n\n[Tue Nov 24 06:19:19 2026]\nlocalrule all:\n    input: b\n"
+        "    jobid: 0\n"
+    )
+    assert parse_dry_run(log) == [("ingest", {"patient": "T3", "modality": "ct"}), ("all", {})]
+
+
+def test_nothing_changed_plans_nothing(finished: Path) -> None:
+    assert planned(finished) == []
+
+
+def test_training_setting_reruns_training_and_after_only(finished: Path) -> None:
+    write_config(finished, training={"seed": 1})
+    jobs = planned(finished)
+    rules = rules_of(jobs)
+    assert sum(r == "train" for r, _ in jobs) == 3, jobs  # paired, unpaired, mrgan
+    assert not rules & PREPROCESSING, f"preprocessing planned: {sorted(rules & PREPROCESSING)}"
+    assert {"synthesize", "evaluate"} <= rules
+
+
+def test_skull_threshold_reruns_masking_and_after_for_every_patient(finished: Path) -> None:
+    write_config(finished, skull_mask={"ct_skull_threshold_hu": 350})
+    jobs = planned(finished)
+    rules = rules_of(jobs)
+    assert not rules & BEFORE_MASKING, f"stages before masking planned: {sorted(rules & BEFORE_MASKING)}"
+    assert "skull_mask_mr" not in rules  # the MR masks do not use the CT threshold
+    assert patients_of(jobs, "skull_mask_ct") == CT_PATIENTS
+    assert patients_of(jobs, "register") == PAIRED
+    assert CT_PATIENTS <= patients_of(jobs, "slices")
+    assert {"train", "synthesize", "evaluate"} <= rules
+
+
+def test_touched_raw_ct_reruns_that_patients_chain_only(finished: Path) -> None:
+    raw = finished / TEST_PATIENT_RAW_CT
+    assert raw.exists(), f"tiny cohort changed? {raw} missing"
+    now = time.time() + 5  # safely newer than every output of the finished run
+    os.utime(raw, (now, now))
+    jobs = planned(finished)
+    rules = rules_of(jobs)
+    others = {(r, w.get("patient")) for r, w in jobs if w.get("patient") not in (None, TEST_PATIENT)}
+    assert not others, f"jobs for other patients planned: {sorted(others)}"
+    assert ("ingest", {"patient": TEST_PATIENT, "modality": "ct"}) in jobs
+    assert ("ingest", {"patient": TEST_PATIENT, "modality": "mr"}) not in jobs
+    for rule in ("resample", "skull_mask_ct", "register", "window_ct", "slices"):
+        assert patients_of(jobs, rule) == {TEST_PATIENT}, (rule, jobs)
+    assert "train" not in rules  # a test patient does not feed training
+    assert {"phantom_volume", "phantom_dicom", "phantom_truth"}.isdisjoint(rules)
+    assert "evaluate" in rules
