@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--skip-real", action="store_true")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         params = PhantomParams(ct_spacing_mm=(0.8, 0.8, 2.0), fov_mm=(256.0, 256.0, 256.0))
@@ -162,14 +163,16 @@ def main() -> None:
                         "max_peak_rss_mb": max(r["cli_peak_rss_mb"] for r in rr)}
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
            "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), "numpy": np.__version__,
-           "simpleitk": sitk.Version.VersionString(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+           "simpleitk": sitk.Version.VersionString(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+           "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     write_json(RESULTS / "preprocess.json", {"rows": rows, "totals": totals, "environment": env})
     lines = [
         "# Preprocessing benchmark (resample, skull masks, window, slices)",
         "",
         "Reproduce: `.venv/bin/python bench/bench_preprocess.py` "
         f"(environment: {env['cpus']} CPUs, SimpleITK {env['simpleitk']} with {env['sitk_threads']} threads, "
-        f"Python {env['python']}, {env['date_utc']} UTC).",
+        f"Python {env['python']}, {env['date_utc']} UTC; 1-min load average before/after the run: "
+        f"{env['load_avg_1min_before_after']} -- above 2 means other jobs shared the 2 cores and times are inflated).",
         "",
         "`compute` = the library call on in-memory images (median of repeats); `cli` = `python -m ct2mr ...` in a",
         "fresh process (import + read + compute + compressed NIfTI write), with its peak resident memory.",

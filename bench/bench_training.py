@@ -145,8 +145,8 @@ def main() -> None:
     if device.type == "cpu":
         lines += [
             "",
-            "Thread count: on this shared 2-core machine one thread per run is faster than two (OpenMP threads",
-            "wait on each other when other jobs hold the cores), hence `num_threads: 1` in the demo preset.",
+            "Thread count: compare the 1- and 2-thread rows; on a shared machine two OpenMP threads stall when",
+            "other jobs hold the cores (max column), hence `num_threads: 1` in the demo preset.",
             "",
             "## GPU",
             "",

@@ -5,7 +5,7 @@ read-only, nothing is copied into the repo). Patient split: cases 2, 16, 20, 21
 train (role paired_train), 28 and 32 held out. The data set has paired patients
 only, so ``unpaired_includes_paired: true`` feeds the training slices to the
 unpaired pools too. Settings: the ``demo`` preset (64 x 64, ngf 16, 3 blocks,
-800 iterations, 1 thread) unless ``--iterations`` is given.
+1200 iterations, 1 thread) unless ``--iterations`` is given.
 
 Records in ``bench/results/training_harvard.{md,json}``: wall time per variant,
 final losses, and the held-out MAE of Syn_MR (grey levels 0..255, whole slice at
@@ -173,7 +173,7 @@ def main() -> None:
         "",
         "Loss curves: " + ", ".join(f"`{args.out.name}_{v}.png`" for v in VARIANTS)
         + f"; example: `{args.out.name}_examples.png`.",
-        "A few hundred iterations at 64 x 64 is a smoke test of the training, not a reproduction of the paper's",
+        "A thousand-odd iterations at 64 x 64 is a smoke test of the training, not a reproduction of the paper's",
         "numbers (3e5 iterations at 256 x 256 on a GPU).",
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -24,8 +24,11 @@ start is already running: it never reconfigures somebody's real cluster.
 
 Used by ``tests/test_slurm.py``; also runnable by hand::
 
-    python tests/slurm_cluster.py start   # prints the environment to use
-    python tests/slurm_cluster.py stop
+    python tests/slurm_cluster.py start   # runs until Ctrl-C, then stops the cluster
+    python tests/slurm_cluster.py conf    # prints the slurm.conf it would write
+
+A cluster this helper started and that is still running (its session was killed)
+is reused as it is and left running.
 """
 
 from __future__ import annotations
@@ -157,6 +160,11 @@ class SlurmCluster:
         if reason:
             raise RuntimeError(reason)
         ensure_installed()
+        if _pids_of("slurmctld") and _pids_of("slurmd"):
+            # ours (unavailable_reason checked the marker), left by an earlier
+            # session that was killed: use it as it is, and leave it running
+            self._wait_idle(timeout_s)
+            return
         try:
             self._start_munge()
             self._write_conf()

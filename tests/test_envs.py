@@ -27,6 +27,7 @@ What is checked:
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import re
@@ -252,9 +253,14 @@ def import_closure(
     return third
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def import_to_dist(name: str) -> str:
     """Normalised distribution name providing top-level import ``name``."""
-    dists = importlib.metadata.packages_distributions().get(name)
+    dists = _installed_distributions().get(name)
     if dists:
         return normalise(dists[0])
     return normalise(IMPORT_TO_DIST_FALLBACK.get(name, name))

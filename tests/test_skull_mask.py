@@ -137,3 +137,23 @@ def test_real_t1(shared_data, name) -> None:  # noqa: ANN001
     assert 1500 < _cm3(m.head) < 5000
     brain, head = _a(m.brain) > 0, _a(m.head) > 0
     assert not (brain & ~head).any()
+
+
+def test_qa_images_overlay_and_contours(phantom, tmp_path) -> None:  # noqa: ANN001
+    from ct2mr.qa_images import save_contours_png, save_overlay_png
+
+    ct = phantom.ct
+    shifted = sitk.Resample(ct, ct, sitk.TranslationTransform(3, (5.0, 0.0, 0.0)), sitk.sitkLinear, -1024.0)
+    save_overlay_png(tmp_path / "ov.png", ct, {"before": shifted, "after": ct}, title="test")
+    save_contours_png(tmp_path / "c.png", ct, {"head": ct > -400})
+    from PIL import Image
+
+    with Image.open(tmp_path / "ov.png") as im:
+        assert im.height > im.width / 5  # two rows (before, after) of five views
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    # misalignment shows colour (magenta/green fringes), alignment grey: some strongly coloured pixels exist
+    assert (np.abs(rgb[..., 0] - rgb[..., 1]) > 100).any()
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(InputError, match="shape"):
+        save_contours_png(tmp_path / "bad.png", ct, {"m": np.zeros((2, 2, 2), np.uint8)})
+    assert not (tmp_path / "bad.png").exists()

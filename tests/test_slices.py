@@ -135,6 +135,11 @@ def test_too_few_slices_and_bad_files(tmp_path) -> None:  # noqa: ANN001
              ct=d["ct"][:, :32])
     with pytest.raises(InputError, match="ct: shape"):
         load_slices(tmp_path / "z.npz")
+    (tmp_path / "t.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InputError, match=r"t\.npz: cannot read npz"):
+        load_slices(tmp_path / "t.npz")
+    with pytest.raises(InputError, match="not found"):
+        load_slices(tmp_path / "missing.npz")
 
 
 def test_cli(tmp_path) -> None:  # noqa: ANN001
@@ -168,3 +173,20 @@ def test_phantom_slices() -> None:
     assert (d["brain_mask"].sum(axis=(1, 2)) >= 500).all()
     head = sitk.GetArrayViewFromImage(m.head)[d["z_index"]] > 0
     assert d["head_mask"].sum() == head.sum()
+
+
+@pytest.mark.realdata
+def test_real_ct_slices(shared_data) -> None:  # noqa: ANN001
+    from ct2mr.resample import resample_isotropic
+    from ct2mr.skull_mask import ct_masks
+    from ct2mr.window import window_ct
+
+    ct = resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(shared_data / "volumes" / "ct_head_invesalius.nii.gz")),
+                                             "LPS"))
+    m = ct_masks(ct)
+    d = extract_slices(window_ct(ct), None, m.head, m.brain, patient="INV", role="ct_only")
+    assert d["ct"].shape[1:] == (256, 256) and 60 <= d["ct"].shape[0] <= 162
+    assert int(d["crop_size"]) == 256  # 245 x 162 mm field of view fits at 1 mm
+    vol = volume_from_slices(d["ct"], d)
+    a = sitk.GetArrayViewFromImage(window_ct(ct))
+    np.testing.assert_array_equal(vol[d["z_index"]], a[d["z_index"]])  # the whole slice is inside the window

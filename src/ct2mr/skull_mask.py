@@ -27,9 +27,14 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
   removes the skin surface layer); ``t`` = 0.5 x the median MR inside ``core``;
   ``tissue`` = core & MR > t (drops the dark skull, air cavities and, in T1,
   dark CSF at the surface); ``tissue`` is opened with a ball of
-  ``brain_erosion_mm`` (cuts the thin bridges between scalp and brain), its
-  largest 3D component kept, then closed (3 mm) and holes filled in 3D and per
-  axial slice (restores ventricles, which are dark in T1).
+  ``brain_opening_mm`` (default 5 mm: cuts the bridges between scalp and
+  brain), its largest 3D component kept, dilated by ``brain_erosion_mm`` inside
+  ``tissue`` (regrows the cortex the opening shaved off, without re-crossing
+  the cut bridges), closed (3 mm) and holes filled in 3D and per axial slice
+  (restores ventricles, which are dark in T1). Phantom (T2-like): Dice >= 0.99
+  against labels 3..6. Real T1 heads: brain 1300-1700 cm3, with some leaks
+  into temporal scalp / skull base where no dark layer separates them (a
+  morphology-only method; no atlas).
 * **stripped** = MR x brain (input pixel type).
 
 QA: :func:`save_masking_qa` draws mask contours (3 axial slices, one coronal,
@@ -40,7 +45,7 @@ CLI (``ct2mr skull-mask``)::
     ct2mr skull-mask --modality ct --input ct.nii.gz --head-mask H --brain-mask B --stripped S
                      --skull-mask K --qa-png Q [--skull-threshold-hu 300] [--head-threshold-hu -400]
     ct2mr skull-mask --modality mr --input mr.nii.gz --head-mask H --brain-mask B --stripped S
-                     --qa-png Q [--brain-erosion-mm 3]
+                     --qa-png Q [--brain-erosion-mm 3] [--brain-opening-mm 5]
 
 ``--skull-mask`` is accepted (and then written) only for ``ct``.
 """
@@ -232,7 +237,7 @@ def _otsu(a: np.ndarray) -> float:
     return float(threshold_otsu(np.ascontiguousarray(a[::2, ::2, ::2]), nbins=256))
 
 
-def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0) -> MrMasks:
+def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: float = 5.0) -> MrMasks:
     """Head and brain masks of an MR and the skull-stripped MR (see module docstring)."""
     _check_3d(mr)
     if brain_erosion_mm < 0:
@@ -252,9 +257,14 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0) -> MrMasks:
     if not core_a.any():
         raise InputError(None, "brain", "head mask vanishes after erosion: head too small or erosion too large")
     t = 0.5 * float(np.median(a[core_a]))
-    tissue = _open(core_a & (a > t), sp, brain_erosion_mm)
-    _require_nonempty(tissue, "brain")
-    brain_a = _fill(_close(_largest_component(tissue), sp, 3.0)) & head_a
+    tissue = core_a & (a > t)
+    seed = _largest_component(_open(tissue, sp, brain_opening_mm))
+    _require_nonempty(seed, "brain")
+    rr = _radius(sp, brain_erosion_mm)
+    if any(rr):  # regrow what the opening shaved off, without crossing long bridges
+        seed = _boxed(lambda b: _arr(sitk.BinaryDilate(_img(b, sp), rr, sitk.sitkBall, 0, 1)), seed,
+                      max(rr) + 1) & tissue
+    brain_a = _fill(_close(seed, sp, 3.0)) & head_a
 
     stripped = sitk.GetImageFromArray((a * brain_a).astype(a.dtype))
     stripped.CopyInformation(mr)
@@ -269,7 +279,7 @@ def save_masking_qa(path: str | Path, image: sitk.Image, masks: CtMasks | MrMask
     from ct2mr.qa_images import save_contours_png  # noqa: PLC0415
 
     if isinstance(masks, CtMasks):
-        contours = {"head": masks.head, "brain": masks.brain, "skull": masks.skull}
+        contours = {"head": masks.head, "skull": masks.skull, "brain": masks.brain}
         vmin, vmax = -100.0, 200.0
     else:
         contours = {"head": masks.head, "brain": masks.brain}
@@ -295,7 +305,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-threshold-hu", type=float, default=-400.0,
                         help="CT: head = largest component of HU > this (default -400)")
     parser.add_argument("--brain-erosion-mm", type=float, default=3.0,
-                        help="MR: erosion/opening radius for the brain mask in mm (default 3)")
+                        help="MR: head-mask erosion and regrow radius for the brain mask in mm (default 3)")
+    parser.add_argument("--brain-opening-mm", type=float, default=5.0,
+                        help="MR: opening radius that cuts scalp-brain bridges, mm (default 5)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -308,7 +320,7 @@ def run(args: argparse.Namespace) -> None:
         else:
             if args.skull_mask is not None:
                 raise InputError(None, "--skull-mask", "only for --modality ct")
-            masks = mr_masks(img, args.brain_erosion_mm)
+            masks = mr_masks(img, args.brain_erosion_mm, args.brain_opening_mm)
     except InputError as exc:
         raise InputError(args.input, exc.field, exc.problem) from exc
     write_image(masks.head, args.head_mask)

@@ -40,6 +40,7 @@ import argparse
 import logging
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as z:
             d: dict[str, Any] = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(path, None, f"cannot read npz: {exc}") from exc
     validate_slices(d, path)
     for k in STR_KEYS:

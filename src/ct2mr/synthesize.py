@@ -58,7 +58,6 @@ from ct2mr.model_loading import LoadedModel, load_generators
 
 log = logging.getLogger(__name__)
 
-SLICE_SIZE = 256
 
 
 def to_unit(x_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -139,8 +138,8 @@ def synthesize_patient(
         pid = slices.get("patient", "?")
         raise InputError(source, "ct", f"patient {pid} has no CT slices: nothing to synthesize from")
     ct = np.asarray(slices["ct"])
-    if ct.ndim != 3 or ct.shape[1:] != (SLICE_SIZE, SLICE_SIZE):
-        raise InputError(source, "ct", f"expected (N, {SLICE_SIZE}, {SLICE_SIZE}) slices, got {ct.shape}")
+    if ct.ndim != 3 or ct.shape[1] != ct.shape[2]:
+        raise InputError(source, "ct", f"expected square slices (N, S, S) (S = slices.size, 256 by default), got {ct.shape}")
     return synthesize_slices(model, ct, batch_size=batch_size)
 
 

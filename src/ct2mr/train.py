@@ -15,7 +15,8 @@ resolve_training_settings(config["training"])`` dumped as JSON), or a path to a
 ``--device`` overrides ``settings.device``. ``--no-resume`` refuses to start when
 a checkpoint exists (instead of continuing it). ``--max-iterations-this-run N``
 stops after N iterations in this call, writing a checkpoint (for time-limited
-batch jobs; rerun the same command to continue).
+batch jobs; rerun the same command to continue). Threads: ``settings.num_threads``
+(1 in the tiny and demo presets), when set, wins over ``ct2mr --threads``.
 
 Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
 

@@ -90,7 +90,7 @@ def all_outputs():
     out += expand("results/models/{variant}/syn_mr.pt", variant=VARIANTS)
     if TEST:
         out += expand("results/synth/{variant}/{patient}_mr.nii.gz", variant=VARIANTS, patient=TEST)
-        out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon"])
+        out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
         out += figure_outputs()
     return out
 
@@ -188,6 +188,11 @@ def training_slices(wildcards):
         "results/slices/{patient}.npz",
         patient=[p for p in TRAIN if PATIENTS[p].role in roles],
     )
+
+
+#: CPU threads of a training job: the preset's num_threads (the CPU presets use 1, so
+#: two variants train side by side on 2 cores), else 4 to feed a GPU
+TRAIN_THREADS = TRAINING_SETTINGS.get("num_threads") or 4
 
 
 def training_settings(wildcards):

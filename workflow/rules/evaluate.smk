@@ -12,6 +12,7 @@ rule evaluate:
         per_patient="results/metrics/per_patient.tsv",
         summary="results/metrics/summary.tsv",
         stats="results/metrics/wilcoxon.tsv",
+        table1="results/metrics/table1.tsv",
     params:
         variants=" ".join(VARIANTS),
         data_range=config["evaluation"]["data_range"],
@@ -27,4 +28,5 @@ rule evaluate:
     shell:
         "python -m ct2mr --threads {threads} evaluate --slices {input.slices} --synth-dir results/synth"
         " --variants {params.variants} --data-range {params.data_range}"
-        " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats} > {log} 2>&1"
+        " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats}"
+        " --table1 {output.table1} > {log} 2>&1"

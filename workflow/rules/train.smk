@@ -35,7 +35,7 @@ rule train:
         "results/benchmarks/train/{variant}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         mem_mb=8000,
         gpu=config["training"]["gpus"],

@@ -31,6 +31,7 @@ from ct2mr.registration.base import (
     RegistrationSettings,
     as_affine,
     check_image,
+    crop_to_foreground,
     matrix_offset,
     prepare_intensities,
     prepare_mask,
@@ -118,6 +119,9 @@ def register_affine(
     moving = check_image(moving, "moving")
     fmask = prepare_mask(fixed_mask, fixed, "fixed_mask")
     mmask = prepare_mask(moving_mask, moving, "moving_mask")
+    # crop to the brain (+ margin): the cost then scales with the head, not the field of view
+    fixed, fmask = crop_to_foreground(fixed, fmask, settings.mask_dilation_mm + 10.0, fmask)
+    moving, mmask = crop_to_foreground(moving, mmask, settings.mask_dilation_mm + 20.0, mmask)
     fixed, moving = prepare_intensities(fixed, moving, fmask, mmask, settings.clip_percentiles)
     result: RegistrationResult = mod.register(fixed, moving, settings, fixed_mask=fmask, moving_mask=mmask)
     if not isinstance(result.transform, sitk.AffineTransform):  # pragma: no cover - backends already convert

@@ -11,7 +11,9 @@ corresponding **moving (MR) physical point in mm (LPS)**, so that::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,23 +39,29 @@ class RegistrationSettings:
     mi_bins:
         Histogram bins of the (Mattes) mutual information metric, >= 8.
     sampling_fraction:
-        Fraction (0, 1] of the (dilated) fixed-mask voxels sampled by the metric
-        per resolution level ...
+        Fraction (0, 1] of the (dilated) fixed-mask voxels sampled by the
+        metric at each resolution level, but at least ``min_samples``.
     min_samples:
-        ... but at least this many samples per level (all voxels when fewer), so
-        coarse levels are not starved. Defaults (0.02, 20000) were tuned with
-        ``bench/bench_registration.py``: ~40k samples at the 1 mm level of a head.
+        Minimum metric samples per level (all voxels when fewer), so coarse
+        levels are not starved. Defaults (0.02, 20000) were tuned with
+        ``bench/bench_registration.py``: ~45k samples at the 1 mm level of a
+        head, 20k at the coarser ones. Backend mapping: simpleitk per level as
+        said; antspy one rate for all levels, ``max(fraction, 5 * min_samples / N)``;
+        elastix 2048..5000 new random samples every iteration; afni ignores it.
     iterations:
-        Maximum optimizer iterations at the finest level (coarser levels get
-        the same number; backends whose schedules are per level use it for each).
+        Maximum optimizer iterations per resolution level (and per stage).
     shrink_factors:
         Multi-resolution pyramid, coarse to fine (e.g. ``(4, 2, 1)``); the
-        Gaussian smoothing sigma per level is :meth:`smoothing_sigmas`.
+        smoothing sigma per level (antspy) is :meth:`smoothing_sigmas`;
+        simpleitk block-averages, elastix uses its own smoothing pyramid.
     seed:
-        Seed of the random metric sampling (runs with the same seed and thread
-        count give the same transform).
+        Seed of the random metric sampling; with ``threads=1`` the simpleitk
+        backend gives bit-identical transforms for the same inputs and seed.
     threads:
         Worker threads for the backend; ``None`` = library default (all cores).
+        Default 1: ITK's multi-threaded metric sums in a run-dependent order, so
+        only single-threaded SimpleITK runs are bit-reproducible (and on 2
+        cores they were not slower in our benchmark).
     clip_percentiles:
         Intensity preparation before any backend sees the images (see
         :func:`prepare_intensities`): each image is clipped to these
@@ -73,7 +81,7 @@ class RegistrationSettings:
     iterations: int = 200
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = 1
     mask_dilation_mm: float = 4.0
     clip_percentiles: tuple[float, float] | None = (0.5, 99.5)
 
@@ -124,6 +132,20 @@ class RegistrationResult:
     backend: str
     log: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def itk_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set SimpleITK's global default number of threads (``None``: leave it)."""
+    if n is None:
+        yield
+        return
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
 
 
 def affine_from_matrix(matrix: np.ndarray, translation: np.ndarray, center: np.ndarray | None = None) -> sitk.AffineTransform:
@@ -267,3 +289,35 @@ def prepare_intensities(
         res.CopyInformation(img)
         out.append(res)
     return out[0], out[1]
+
+
+def crop_to_foreground(img: sitk.Image, region: sitk.Image | None, margin_mm: float,
+                       mask: sitk.Image | None = None) -> tuple[sitk.Image, sitk.Image | None]:
+    """Crop ``img`` (and ``mask``, same grid) to the bounding box of ``region`` > 0, plus ``margin_mm``.
+
+    ``region`` ``None`` = voxels of ``img`` above its minimum. Physical
+    positions are unchanged (the origin moves with the crop), so a transform
+    estimated on the crop is valid for the whole image. Registration cost then
+    scales with the head, not with the field of view (a 1 mm MR resampled from
+    a large FOV is mostly background).
+    """
+    if region is None:
+        arr = sitk.GetArrayViewFromImage(img)
+        fg = arr > arr.min()
+    else:
+        fg = sitk.GetArrayViewFromImage(region) > 0
+    if not fg.any():
+        return img, mask
+    size = img.GetSize()
+    lo, hi = [], []
+    for axis_np, sp in zip((2, 1, 0), img.GetSpacing(), strict=True):  # numpy axes of x, y, z
+        other = tuple(a for a in range(3) if a != axis_np)
+        idx = np.flatnonzero(fg.any(axis=other))
+        pad = int(np.ceil(margin_mm / sp))
+        lo.append(max(0, int(idx[0]) - pad))
+        hi.append(min(size[2 - axis_np], int(idx[-1]) + pad + 1))
+    crop_size = [h - l for l, h in zip(lo, hi, strict=True)]
+    if crop_size == list(size):
+        return img, mask
+    out = sitk.RegionOfInterest(img, crop_size, lo)
+    return out, (None if mask is None else sitk.RegionOfInterest(mask, crop_size, lo))
