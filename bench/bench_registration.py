@@ -76,11 +76,12 @@ def case_stroke() -> dict[str, Any] | None:
 
 
 RECOMMENDATION = (
-    "Default backend: **simpleitk** (settings above). On the 256^3 1 mm phantom heads it takes about 2 s "
-    "(one thread) with a mean TRE well under 0.5 mm, and on the real T1/T2 pair it is as accurate as "
-    "ANTs and within ~0.05 mm of elastix; antspy and elastix take 10-20 s wall for the same accuracy, "
-    "which does not fit the <= 15 s per-patient chain on 2 cores. elastix (most accurate by a small "
-    "margin on the real pair) and antspy remain selectable with `--backend`; afni needs AFNI installed."
+    "Default backend: **simpleitk** (settings above). On the 256^3 1 mm phantom heads it takes 1-3 s wall "
+    "(one thread; two threads ~1.5x faster but not bit-reproducible) with a mean TRE under 0.3 mm, and on "
+    "the real T1/T2 pair it is as accurate as antspy and within ~0.05 mm of elastix. antspy and elastix "
+    "reach similar accuracy (TRE 0.16-0.42 mm) in 4-10x the time (5-12 s wall here), which does not fit "
+    "the <= 15 s per-patient chain on 2 cores; they stay selectable with `--backend` as cross-checks. "
+    "afni needs AFNI installed (not available here, so not measured)."
 )
 
 

@@ -167,3 +167,32 @@ def test_workstation_profile_retries_a_failed_job_once(tmp_path: Path) -> None:
     (tmp_path / "attempted").unlink()
     res = _run(tmp_path, "--restart-times", "0")
     assert res.returncode != 0 and not (tmp_path / "done.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["workstation", "slurm"])
+def test_profile_plans_the_real_workflow(name: str, tmp_path: Path) -> None:
+    """A dry run of the real workflow (tiny cohort) through each profile."""
+    if SNAKEFILE is None:
+        pytest.skip("no Snakefile yet")
+    from tests.workflow_helpers import make_tiny_workdir
+
+    make_tiny_workdir(tmp_path)
+    res = subprocess.run(
+        [*SNAKEMAKE, "--profile", str(PROFILES / name), "--snakefile", str(SNAKEFILE),
+         "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "-n"],
+        capture_output=True, text=True, timeout=120,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert f"Using profile {PROFILES / name}" in out
+    # the profile's resources reach the jobs (slurm: runtime per rule, default 60 min)
+    def resources(rule: str) -> str:
+        m = re.search(rf"rule {rule}:\n(?:    .*\n)*?    resources: (.*)", out)
+        assert m, f"no {rule} job planned:\n{out[-3000:]}"
+        return m.group(1)
+
+    if name == "slurm":
+        assert "runtime=120" in resources("register")
+        assert "runtime=60" in resources("ingest")
+        assert "runtime=1440" in resources("train")
+    assert "mem_mb=4000" in resources("ingest")  # the rule's own, not the profile default

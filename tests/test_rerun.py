@@ -12,9 +12,15 @@ code), which jobs it would run:
   the models (synthesis, evaluation, figures, tables), no preprocessing;
 * the CT skull threshold -> CT masking of every CT patient, registration of every
   paired patient and what follows; nothing before masking, no MR masking;
-* one test patient's raw CT touched -> that patient's chain from ingest on, and
-  what depends on it (its synthesis, the evaluation, figures); no job of another
-  patient and no training (a test patient does not feed training).
+* one test patient's raw CT replaced (one voxel changed, newer time) -> that
+  patient's chain from ingest on, and what depends on it (its synthesis, the
+  evaluation, figures); no job of another patient and no training (a test
+  patient does not feed training).
+
+Note: Snakemake 9 reruns for a newer input only when its content changed: for
+inputs under ``--max-checksum-file-size`` (1 MB) it compares the checksum it
+recorded, so a bare ``touch`` of a small raw scan plans nothing. That is why the
+raw CT is rewritten with a changed voxel, as a corrected scan would be.
 
 Jobs are read from the dry run's job blocks (``rule NAME:`` ... ``wildcards: k=v``),
 not from its summary table, so the tests see which patient each job is for.
@@ -129,9 +135,15 @@ def test_skull_threshold_reruns_masking_and_after_for_every_patient(finished: Pa
     assert {"train", "synthesize", "evaluate"} <= rules
 
 
-def test_touched_raw_ct_reruns_that_patients_chain_only(finished: Path) -> None:
+def test_changed_raw_ct_reruns_that_patients_chain_only(finished: Path) -> None:
+    import SimpleITK as sitk
+
     raw = finished / TEST_PATIENT_RAW_CT
     assert raw.exists(), f"tiny cohort changed? {raw} missing"
+    image = sitk.ReadImage(str(raw))
+    index = tuple(s // 2 for s in image.GetSize())
+    image[index] = image[index] + 1  # one voxel, +1 HU: a corrected scan
+    sitk.WriteImage(image, str(raw))
     now = time.time() + 5  # safely newer than every output of the finished run
     os.utime(raw, (now, now))
     jobs = planned(finished)

@@ -18,9 +18,9 @@ and the outputs equal those of a local run.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +175,6 @@ def result_files(workdir: Path) -> dict[str, Path]:
 
 def differing_files(a: Path, b: Path) -> list[str]:
     """Relative paths whose content differs between two runs (JSON: volatile keys ignored)."""
-    import json
 
     fa, fb = result_files(a), result_files(b)
     diffs = sorted(set(fa) ^ set(fb))
@@ -227,7 +226,6 @@ def test_tiny_pipeline_through_slurm_equals_local_run(
 
 
 def test_differing_files_known_answer(tmp_path: Path) -> None:
-    import json
 
     for name, rt, val in (("a", 1.0, 5), ("b", 2.0, 5)):
         d = tmp_path / name / "results"
