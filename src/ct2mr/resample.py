@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path
 from ct2mr.errors import InputError
+from ct2mr.imageio import read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -53,41 +52,6 @@ _INT_RANGES = {
     sitk.sitkUInt32: (0, 2**32 - 1),
     sitk.sitkInt32: (-(2**31), 2**31 - 1),
 }
-
-
-# ------------------------------------------------------------------ image I/O
-# Thin wrappers: ct2mr.imageio (the project's reader/writer) when available,
-# else SimpleITK with an atomic write. Used by the preprocessing CLIs.
-
-
-def read_image(path: str | os.PathLike[str]) -> sitk.Image:
-    """Read an image (NIfTI/MHA/NRRD...) through ``ct2mr.imageio`` if present."""
-    try:
-        from ct2mr import imageio  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - only before imageio exists
-        imageio = None  # type: ignore[assignment]
-    if imageio is not None and hasattr(imageio, "read_image"):
-        return imageio.read_image(path)
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, None, "file not found")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InputError(path, None, f"cannot read image: {exc}") from exc
-
-
-def write_image(img: sitk.Image, path: str | os.PathLike[str]) -> None:
-    """Write an image atomically through ``ct2mr.imageio`` if present (compressed)."""
-    try:
-        from ct2mr import imageio  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        imageio = None  # type: ignore[assignment]
-    if imageio is not None and hasattr(imageio, "write_image"):
-        imageio.write_image(img, path)
-        return
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(img, str(tmp), True)
 
 
 # ------------------------------------------------------------------ resampling

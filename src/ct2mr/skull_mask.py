@@ -311,7 +311,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.resample import read_image, write_image  # noqa: PLC0415
+    from ct2mr.imageio import read_image, write_image  # noqa: PLC0415
 
     img = read_image(args.input)
     try:

@@ -329,7 +329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.resample import read_image  # noqa: PLC0415
+    from ct2mr.imageio import read_image  # noqa: PLC0415
 
     if args.ct is None and args.mr is None:
         raise InputError(None, "--ct/--mr", "give at least one of --ct and --mr")

@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.resample import read_image, write_image
+    from ct2mr.imageio import read_image, write_image
 
     img = read_image(args.input)
     if args.modality == "ct":
