@@ -34,13 +34,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.registration.base import (
+    backend_inputs,
     BackendUnavailable,
     RegistrationResult,
     RegistrationSettings,
     affine_from_matrix,
-    check_image,
-    nonnegative,
-    prepare_mask,
 )
 
 UNAVAILABLE = ("needs AFNI's 3dAllineate on PATH; install AFNI (https://afni.nimh.nih.gov/, "
@@ -83,10 +81,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
     from nipype.interfaces.afni import Allineate
 
     t0 = time.perf_counter()
-    fixed = nonnegative(check_image(fixed, "fixed"))
-    moving = nonnegative(check_image(moving, "moving"))
-    fmask = prepare_mask(fixed_mask, fixed, "fixed_mask", settings.mask_dilation_mm)
-    mmask = prepare_mask(moving_mask, moving, "moving_mask", settings.mask_dilation_mm)
+    fixed, moving, fmask, mmask = backend_inputs(fixed, moving, fixed_mask, moving_mask, settings)
     tmp = Path(tempfile.mkdtemp(prefix="ct2mr_afni_"))
     try:
         sitk.WriteImage(fixed, str(tmp / "fixed.nii"))

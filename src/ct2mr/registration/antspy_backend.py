@@ -31,13 +31,11 @@ from collections.abc import Iterator
 import SimpleITK as sitk
 
 from ct2mr.registration.base import (
+    backend_inputs,
     BackendUnavailable,
     RegistrationResult,
     RegistrationSettings,
     as_affine,
-    check_image,
-    nonnegative,
-    prepare_mask,
 )
 
 
@@ -73,10 +71,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
     import ants
 
     t0 = time.perf_counter()
-    fixed = nonnegative(check_image(fixed, "fixed"))
-    moving = nonnegative(check_image(moving, "moving"))
-    fmask = prepare_mask(fixed_mask, fixed, "fixed_mask", settings.mask_dilation_mm)
-    mmask = prepare_mask(moving_mask, moving, "moving_mask", settings.mask_dilation_mm)
+    fixed, moving, fmask, mmask = backend_inputs(fixed, moving, fixed_mask, moving_mask, settings)
 
     n_levels = len(settings.shrink_factors)
     n_vox = int(sitk.GetArrayViewFromImage(fmask).sum()) if fmask is not None else fixed.GetNumberOfPixels()

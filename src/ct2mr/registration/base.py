@@ -222,6 +222,27 @@ def prepare_mask(mask: sitk.Image | None, ref: sitk.Image, name: str, dilation_m
     return m
 
 
+def backend_inputs(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    fixed_mask: sitk.Image | None,
+    moving_mask: sitk.Image | None,
+    settings: RegistrationSettings,
+    *,
+    shift_to_nonnegative: bool = True,
+) -> tuple[sitk.Image, sitk.Image, sitk.Image | None, sitk.Image | None]:
+    """What every backend starts from: checked images (shifted to >= 0 for the
+    command-line tools' histograms) and the masks dilated by ``settings.mask_dilation_mm``
+    that restrict where the metric is evaluated."""
+    fixed = check_image(fixed, "fixed")
+    moving = check_image(moving, "moving")
+    if shift_to_nonnegative:
+        fixed, moving = nonnegative(fixed), nonnegative(moving)
+    fmask = prepare_mask(fixed_mask, fixed, "fixed_mask", settings.mask_dilation_mm)
+    mmask = prepare_mask(moving_mask, moving, "moving_mask", settings.mask_dilation_mm)
+    return fixed, moving, fmask, mmask
+
+
 def nonnegative(img: sitk.Image) -> sitk.Image:
     """``img - min(img)`` as float32: intensities >= 0 with the background at 0.
 

@@ -30,12 +30,11 @@ import time
 import SimpleITK as sitk
 
 from ct2mr.registration.base import (
+    backend_inputs,
     RegistrationResult,
     RegistrationSettings,
-    check_image,
     itk_threads,
     moments_initializer,
-    prepare_mask,
 )
 
 
@@ -105,10 +104,9 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
 def _register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettings,
               fixed_mask: sitk.Image | None, moving_mask: sitk.Image | None) -> RegistrationResult:
     t0 = time.perf_counter()
-    fixed = check_image(fixed, "fixed")
-    moving = check_image(moving, "moving")
-    fmask = prepare_mask(fixed_mask, fixed, "fixed_mask", settings.mask_dilation_mm)
-    mmask = prepare_mask(moving_mask, moving, "moving_mask", settings.mask_dilation_mm)
+    fixed, moving, fmask, mmask = backend_inputs(
+        fixed, moving, fixed_mask, moving_mask, settings, shift_to_nonnegative=False
+    )
     log = io.StringIO()
 
     init = moments_initializer(fixed, moving)
