@@ -103,7 +103,7 @@ rule gpu_job:
     threads: 1
     resources: mem_mb=100, gpu=1
     shell:
-        "python -c 'import time; t=time.time(); time.sleep(1.5); "
+        "python -c 'import time; t=time.time(); time.sleep(1.0); "
         "open(\"{output}\", \"w\").write(str(t) + \" \" + str(time.time()))' > {log} 2>&1"
 '''
 
