@@ -1,6 +1,6 @@
 """Benchmark: how long Snakemake takes to plan the real workflow for large cohorts.
 
-Run:  .venv/bin/python bench/bench_dag_scale.py [--sizes 20 200 2000] [--repeats 1]
+Run:  .venv/bin/python bench/bench_dag_scale.py [--sizes 20 200 2000] [--repeats 3] [--render]
 Writes bench/results/dag_scale.md and bench/results/dag_scale.json.
 
 For each cohort size N a scratch project is made in a temporary folder: the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import resource
@@ -97,11 +98,62 @@ def files_of_patient(log: str, patient: str) -> dict[str, int]:
     return counts
 
 
+def render(result: dict) -> None:
+    """Write bench/results/dag_scale.md from the result dict (also: --render, from the JSON)."""
+    rows = result["rows"]
+    per_patient = result["files_per_patient"]
+    sizes = [r["patients"] for r in rows]
+    repeats = len(rows[0]["plan_wall_s_all"])
+    big = rows[-1]
+    per_job_ms = 1000 * (big["plan_wall_s"] - big["load_workflow_wall_s"]) / big["jobs_total"]
+    lines = [
+        "# DAG planning time vs cohort size",
+        "",
+        "`.venv/bin/python bench/bench_dag_scale.py` "
+        f"(sizes {' '.join(map(str, sizes))}, {repeats} run(s) each, median).",
+        f"Dry run of the real Snakefile: `{result['command']}`; wall time of the whole",
+        "snakemake process (start-up, config validation, patient table, DAG).",
+        f"Machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
+        f"Snakemake {result['snakemake']}.",
+        "",
+        "| patients | jobs planned | plan wall time (s), median | min-max (s) | of which loading the workflow (s) | target (s) | met | peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|:--:|---:|",
+    ]
+    for r in rows:
+        met = "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "**no**")
+        tgt = "" if r["target_s"] is None else f"{r['target_s']:.0f}"
+        lines.append(f"| {r['patients']} | {r['jobs_total']} | {r['plan_wall_s']:.2f} "
+                     f"| {min(r['plan_wall_s_all']):.2f}-{max(r['plan_wall_s_all']):.2f} "
+                     f"| {r['load_workflow_wall_s']:.2f} | {tgt} | {met} "
+                     f"| {r['peak_rss_mb_max_so_far']:.0f} |")
+    if per_patient:
+        lines += [
+            "",
+            f"Files per patient ({per_patient['patient']}, from a full dry run): "
+            f"{per_patient['jobs']} jobs, {per_patient['outputs']} declared outputs, "
+            f"{per_patient['logs']} logs, {per_patient['benchmarks']} benchmark files.",
+        ]
+    lines += ["", f"Jobs per rule at N={big['patients']}: "
+              + ", ".join(f"{k} {v}" for k, v in big["jobs_per_rule"].items()) + "."]
+    lines += ["", "Loading the workflow = `snakemake --list-rules` (Snakefile, config validation, "
+              "patient table; no DAG); the rest of the plan time is Snakemake building the DAG "
+              f"and formatting every planned job ({per_job_ms:.1f} ms per job at N={big['patients']} on this machine)."]
+    lines += ["", "The machine is shared (2 cores): a concurrent CPU-heavy process can double these "
+              "times; the JSON file keeps every run."]
+    lines += ["", "Peak RSS is the largest resident set of any snakemake child so far "
+              "(ru_maxrss of children), so it is an upper bound for the smaller sizes."]
+    (RESULTS / "dag_scale.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 2000])
-    ap.add_argument("--repeats", type=int, default=1, help="dry runs per size (median reported)")
+    ap.add_argument("--repeats", type=int, default=3, help="dry runs per size (median reported)")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the recorded .json")
     args = ap.parse_args()
+    if args.render:
+        render(json.loads((RESULTS / "dag_scale.json").read_text()))
+        return
 
     rows = []
     per_patient = None
@@ -142,7 +194,7 @@ def main() -> None:
     result = {
         "benchmark": "dag_scale",
         "command": "snakemake -n --quiet rules (real Snakefile, default config, synthetic cohort)",
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
         "snakemake": subprocess.run([*SNAKEMAKE, "--version"], capture_output=True, text=True).stdout.strip(),
         "rows": rows,
@@ -151,41 +203,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "dag_scale.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    lines = [
-        "# DAG planning time vs cohort size",
-        "",
-        "`.venv/bin/python bench/bench_dag_scale.py` "
-        f"(sizes {' '.join(map(str, args.sizes))}, {args.repeats} run(s) each, median).",
-        f"Dry run of the real Snakefile: `{result['command']}`; wall time of the whole",
-        "snakemake process (start-up, config validation, patient table, DAG).",
-        f"Machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
-        f"Snakemake {result['snakemake']}.",
-        "",
-        "| patients | jobs planned | plan wall time (s) | of which loading the workflow (s) | target (s) | met | peak RSS (MB) |",
-        "|---:|---:|---:|---:|---:|:--:|---:|",
-    ]
-    for r in rows:
-        met = "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "**no**")
-        tgt = "" if r["target_s"] is None else f"{r['target_s']:.0f}"
-        lines.append(f"| {r['patients']} | {r['jobs_total']} | {r['plan_wall_s']:.2f} "
-                     f"| {r['load_workflow_wall_s']:.2f} | {tgt} | {met} "
-                     f"| {r['peak_rss_mb_max_so_far']:.0f} |")
-    if per_patient:
-        lines += [
-            "",
-            f"Files per patient ({per_patient['patient']}, from a full dry run): "
-            f"{per_patient['jobs']} jobs, {per_patient['outputs']} declared outputs, "
-            f"{per_patient['logs']} logs, {per_patient['benchmarks']} benchmark files.",
-        ]
-    big = rows[-1]
-    lines += ["", f"Jobs per rule at N={big['patients']}: "
-              + ", ".join(f"{k} {v}" for k, v in big["jobs_per_rule"].items()) + "."]
-    lines += ["", "Loading the workflow = `snakemake --list-rules` (Snakefile, config validation, "
-              "patient table; no DAG); the rest of the plan time is Snakemake building the DAG "
-              "and formatting every planned job (about 3 ms per job on this machine)."]
-    lines += ["", "Peak RSS is the largest resident set of any snakemake child so far "
-              "(ru_maxrss of children), so it is an upper bound for the smaller sizes."]
-    (RESULTS / "dag_scale.md").write_text("\n".join(lines) + "\n")
+    render(result)
     print((RESULTS / "dag_scale.md").read_text())
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,19 @@ def describe_error(err: jsonschema.ValidationError) -> tuple[str, str]:
     return key, err.message
 
 
+@functools.lru_cache(maxsize=None)
+def _validator(schema_path: Path) -> jsonschema.protocols.Validator:
+    """The default-filling validator of a schema file (read once per process)."""
+    return _DefaultFilling(load_yaml(schema_path))
+
+
 def validate(instance: Any, schema_path: Path, source: str | Path | None) -> Any:
     """Validate ``instance`` in place (defaults filled) against the schema at ``schema_path``.
 
     Raises :class:`InputError` naming ``source``, the key and the problem of the
     first error (the one deepest in the tree, which is the most specific).
     """
-    schema = load_yaml(schema_path)
-    errors = list(_DefaultFilling(schema).iter_errors(instance))
+    errors = list(_validator(Path(schema_path)).iter_errors(instance))
     if errors:
         err = max(errors, key=lambda e: len(e.absolute_path))
         key, problem = describe_error(err)
