@@ -111,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--note", default="", help="a sentence shown above the table")
     parser.add_argument("--output", required=True, help="output HTML page")
     parser.add_argument("--output-tsv", default=None, help="also write the table as TSV (registration)")
+    parser.add_argument("--columns", nargs="+", default=None,
+                        help="show only these columns, in this order (e.g. metric paired unpaired mrgan)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -121,6 +123,11 @@ def run(args: argparse.Namespace) -> None:
         df = pd.read_csv(path, sep="\t")
     else:
         df = registration_table(args.registration_json)
+    if args.columns:
+        missing = [c for c in args.columns if c not in df.columns]
+        if missing:
+            raise InputError(args.tsv, "columns", f"no column(s) {missing}; the table has {list(df.columns)}")
+        df = df[args.columns]
     if args.output_tsv:
         write_text(args.output_tsv, df.to_csv(sep="\t", index=False))
     write_text(args.output, html_table(df, args.title, args.note))

@@ -39,6 +39,7 @@ rule metric_tables:
             labels={"table": "Table 1 (paper layout)"},
         ),
     params:
+        columns=" ".join(["metric", *VARIANTS]),
         summary=lambda w, input: ReportNumbers(input.summary),
         stats=lambda w, input: ReportNumbers(input.stats),
     log:
@@ -54,6 +55,7 @@ rule metric_tables:
         "(python -m ct2mr report-tables --tsv {input.per_patient} --output {output.per_patient}"
         " --title 'Per-patient metrics (0-255 scale)'"
         " && python -m ct2mr report-tables --tsv {input.summary} --output {output.summary}"
+        " --columns {params.columns}"
         " --title 'Summary over test patients (Table 1 layout)'"
         " && python -m ct2mr report-tables --tsv {input.stats} --output {output.stats}"
         " --title 'Wilcoxon signed-rank tests'"
