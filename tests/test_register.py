@@ -61,6 +61,25 @@ def test_backend_recovers_phantom_affine(phantom_case, backend: str) -> None:
     assert err < 1.0, f"{backend}: TRE {err:.2f} mm (before {before:.2f} mm)\n{res.log[-1500:]}"
 
 
+def test_simpleitk_keeps_a_level_that_would_diverge_from_ruining_the_result() -> None:
+    """Regression: on a coarse (2 mm) phantom with a two-level pyramid the affine stage's
+    first level ran away (TRE 54 mm). A level that worsens the metric is now undone."""
+    from ct2mr.phantom import PhantomParams, make_patient
+    from ct2mr.resample import resample_isotropic
+    from ct2mr.skull_mask import ct_masks, mr_masks
+
+    p = make_patient("T1", 7, PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0), mr_spacing_mm=(2.5, 2.2, 4.0),
+                                            fov_mm=(190.0, 220.0, 90.0)))
+    ct = resample_isotropic(p.ct, (2.0, 2.0, 2.0))
+    mr = resample_isotropic(p.mr, (2.0, 2.0, 2.0))
+    cm, mm = ct_masks(ct), mr_masks(mr)
+    res = register_affine(cm.stripped, mm.stripped, "simpleitk", fixed_mask=cm.brain,
+                          settings=RegistrationSettings(shrink_factors=(2, 1), iterations=60))
+    err = tre_mm(res.transform, p.truth, mask_points(cm.brain, 3000, seed=0))
+    assert err < 1.5, f"TRE {err:.2f} mm\n{res.log}"
+    assert "kept the transform this level started from" in res.log  # the guard did act here
+
+
 def test_simpleitk_is_reproducible_with_one_thread(phantom_case) -> None:
     c = phantom_case
     s = RegistrationSettings(shrink_factors=(4, 2), iterations=30, threads=1)
@@ -278,3 +297,20 @@ def test_cli_bad_mask_is_input_error(phantom_case, tmp_path: Path, capsys) -> No
 def test_shutil_which_used_for_availability() -> None:
     ok, why = backend_available("elastix")
     assert ok == (shutil.which("elastix") is not None)
+
+
+def test_global_threads_flag_is_not_overwritten_by_register_threads() -> None:
+    """`ct2mr --threads 2 register ...` (the Snakemake rule) keeps the global 2 threads; the
+    sub-command's own --threads (backend threads, default 1) no longer overwrites it."""
+    from ct2mr.cli import build_parser
+    from ct2mr.register import _settings
+
+    req = ["--fixed", "a", "--moving", "b", "--fixed-full", "c", "--moving-full", "d", "--fixed-mask", "e",
+           "--out-image", "f", "--out-transform", "g", "--qa-json", "h", "--qa-png", "i"]
+    args = build_parser("register").parse_args(["--threads", "2", "register", *req])
+    assert args.threads == 2
+    assert _settings(args).threads == 1  # backend default: single-threaded, bit-reproducible
+    args = build_parser("register").parse_args(["--threads", "2", "register", *req, "--threads", "0"])
+    assert args.threads == 2 and _settings(args).threads is None  # 0 = all cores
+    args = build_parser("register").parse_args(["register", *req, "--threads", "3"])
+    assert args.threads is None and _settings(args).threads == 3

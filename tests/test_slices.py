@@ -171,7 +171,7 @@ def test_phantom_slices() -> None:
     assert int(d["crop_size"]) == 256  # a ~190 x 210 mm head fits in 256 mm at 1 mm
     # every kept slice has >= 500 brain voxels, and the whole head is in the window
     assert (d["brain_mask"].sum(axis=(1, 2)) >= 500).all()
-    head = sitk.GetArrayViewFromImage(m.head)[d["z_index"]] > 0
+    head = sitk.GetArrayFromImage(m.head)[d["z_index"]] > 0
     assert d["head_mask"].sum() == head.sum()
 
 
@@ -188,5 +188,24 @@ def test_real_ct_slices(shared_data) -> None:  # noqa: ANN001
     assert d["ct"].shape[1:] == (256, 256) and 60 <= d["ct"].shape[0] <= 162
     assert int(d["crop_size"]) == 256  # 245 x 162 mm field of view fits at 1 mm
     vol = volume_from_slices(d["ct"], d)
-    a = sitk.GetArrayViewFromImage(window_ct(ct))
-    np.testing.assert_array_equal(vol[d["z_index"]], a[d["z_index"]])  # the whole slice is inside the window
+    a = sitk.GetArrayFromImage(window_ct(ct))  # a copy: a view of a temporary image dangles
+    head = sitk.GetArrayFromImage(m.head)[d["z_index"]] > 0
+    # every head voxel of the kept slices is inside the 256 window and comes back exactly
+    np.testing.assert_array_equal(vol[d["z_index"]][head], a[d["z_index"]][head])
+
+
+@pytest.mark.parametrize("flag", [["--size", "0"], ["--size", "-4"], ["--min-slices", "0"]])
+def test_cli_non_positive_size_or_count_is_a_one_line_error(tmp_path, capsys, flag) -> None:  # noqa: ANN001
+    """`--size 0` ended in a raw OverflowError from skimage, `--min-slices 0` could end in an IndexError."""
+    ct, mr, head, brain = _volume()
+    for name, a in (("ct", ct), ("head", head), ("brain", brain)):
+        sitk.WriteImage(_img(a), str(tmp_path / f"{name}.nii.gz"))
+    out = tmp_path / "P001.npz"
+    args = ["slices", "--patient", "P001", "--role", "ct_only", "--ct", str(tmp_path / "ct.nii.gz"),
+            "--head-mask", str(tmp_path / "head.nii.gz"), "--brain-mask", str(tmp_path / "brain.nii.gz"),
+            "--output", str(out), *flag]
+    assert main(args) == 2
+    assert flag[0] in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(InputError, match="must be >= 1"):
+        extract_slices(_img(ct), None, _img(head), _img(brain), patient="P", role="ct_only", size=0)

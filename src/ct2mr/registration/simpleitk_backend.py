@@ -86,9 +86,19 @@ def _optimise(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | No
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(transform, inPlace=True)
     t0 = time.perf_counter()
+    start_params = transform.GetParameters()
+    before = reg.MetricEvaluate(fixed, moving)
     reg.Execute(fixed, moving)
-    log.write(f"{stage} shrink {factor}: {reg.GetOptimizerIteration()} iterations, metric {reg.GetMetricValue():.5f}, "
+    after = reg.MetricEvaluate(fixed, moving)
+    log.write(f"{stage} shrink {factor}: {reg.GetOptimizerIteration()} iterations, metric {before:.5f} -> {after:.5f}, "
               f"{time.perf_counter() - t0:.2f} s; {reg.GetOptimizerStopConditionDescription()}\n")
+    # Mattes MI is minimised (more negative = better aligned). A level that ends worse
+    # than it started has diverged (seen with an affine stage on a coarse 2-level
+    # pyramid): keep the transform it started from.
+    if not after <= before:
+        transform.SetParameters(start_params)
+        log.write(f"{stage} shrink {factor}: metric got worse ({before:.5f} -> {after:.5f}); "
+                  "kept the transform this level started from\n")
 
 
 def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettings, *,
