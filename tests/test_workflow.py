@@ -80,7 +80,8 @@ def test_whole_dag_end_to_end(tiny_run: Path) -> None:
         assert data[key].shape[1:] == (128, 128) and data[key].dtype == np.uint8
     for patient in ("T1", "T2", "T3"):
         qa = json.loads((results / "preprocessed" / patient / "registration_qa.json").read_text())
-        assert qa["tre_mm"] is not None and qa["tre_mm"] < qa["tre_mm_before"]
+        # 2 mm voxels and a short schedule in the tiny config: within one voxel, far below the start
+        assert qa["tre_mm"] is not None and qa["tre_mm"] < 2.0 < qa["tre_mm_before"]
         assert (results / "preprocessed" / patient / "registration_qa.png").stat().st_size > 1000
     # three trained variants, synthesis and metrics
     for variant in ("paired", "unpaired", "mrgan"):
