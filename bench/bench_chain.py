@@ -99,7 +99,7 @@ def workflow_chain(ct: Path, mr: Path | None, truth: Path | None, work: Path) ->
     config["patients"] = "patients.tsv"
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet", "all", "results/slices/B.npz"]
+           "--configfile", str(work / "config.yaml"), "--cores", "2", "results/slices/B.npz"]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
