@@ -199,3 +199,18 @@ def test_model_folder_written_by_train(tmp_path: Path) -> None:
     assert synth["mr_slices"].shape == (4, 256, 256) and synth["recon_ct_slices"].shape == (4, 256, 256)
     figure_losses([out / "losses.tsv"], tmp_path / "losses.png")
     assert (tmp_path / "losses.png").stat().st_size > 1000
+
+
+def test_auto_device_takes_the_gpu_with_most_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ct2mr.model_loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    free = {0: 2e9, 1: 70e9, 2: 40e9}  # GPU 0 busy with another training job
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i], 80e9))
+    assert resolve_device("auto") == torch.device("cuda:1")
+    assert resolve_device("cuda:2") == torch.device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda:0")

@@ -55,14 +55,24 @@ class LoadedModel:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; otherwise ``torch.device(device)``.
+    """``"auto"`` -> the CUDA device with the most free memory, else the CPU;
+    otherwise ``torch.device(device)``.
 
-    Raises InputError when CUDA is asked for but not available.
+    Picking the emptiest GPU lets jobs that Snakemake runs side by side (``--resources
+    gpu=N``) spread over N GPUs instead of all landing on ``cuda:0``; under SLURM each
+    job sees only its own GPU(s) (``CUDA_VISIBLE_DEVICES``). Raises InputError when
+    CUDA is asked for but not available.
     """
     if isinstance(device, torch.device):
         return device
     if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        n = torch.cuda.device_count()
+        if n <= 1:
+            return torch.device("cuda:0")
+        free = [torch.cuda.mem_get_info(i)[0] for i in range(n)]
+        return torch.device(f"cuda:{max(range(n), key=lambda i: (free[i], -i))}")
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
