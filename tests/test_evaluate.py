@@ -159,3 +159,39 @@ def test_few_patients_note_and_missing_synthesis(tmp_path: Path) -> None:
         from ct2mr.evaluate import evaluate_all
 
         evaluate_all(files, tmp_path / "synth", ["unpaired"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "bad_crc"])
+def test_load_npz_damaged_file_is_an_input_error(tmp_path: Path, damage: str) -> None:
+    """A truncated, empty or corrupt synthesis file is an InputError naming it (was a raw
+    BadZipFile / EOFError traceback from `ct2mr evaluate` and `ct2mr figures`)."""
+    from ct2mr.evaluate import load_npz
+
+    good = tmp_path / "good.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(good, mr_syn=rng.integers(0, 255, (3, 64, 64)).astype(np.uint8))
+    data = bytearray(good.read_bytes())
+    bad = tmp_path / f"{damage}.npz"
+    if damage == "truncated":
+        bad.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "empty":
+        bad.write_bytes(b"")
+    else:  # flip bytes inside the compressed member: CRC / zlib error on read
+        for i in range(100, 600):
+            data[i] ^= 0x5A
+        bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=str(bad.name)):
+        load_npz(bad)
+
+
+@pytest.mark.parametrize("value", ["0", "-255"])
+def test_cli_non_positive_data_range_is_a_one_line_error(tmp_path: Path, capsys, value: str) -> None:
+    """`--data-range 0` ended in a bare ValueError traceback from ct2mr.metrics."""
+    files = _write_case(tmp_path, ["P01"], {"mrgan": [10]})
+    out = tmp_path / "metrics"
+    rc = cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
+                   "--variants", "mrgan", "--per-patient", str(out / "p.tsv"), "--summary", str(out / "s.tsv"),
+                   "--stats", str(out / "w.tsv"), "--data-range", value])
+    assert rc == 2
+    assert "--data-range" in capsys.readouterr().err
+    assert not out.exists()

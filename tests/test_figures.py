@@ -114,3 +114,19 @@ def test_bad_inputs(tmp_path: Path, case: dict[str, Path], capsys: pytest.Captur
     assert not out.exists()
     with pytest.raises(InputError, match="no reference MR"):
         figure_synthesis(_slices(with_mr=False), {"mr_syn": np.zeros((N, 256, 256), np.uint8)}, out)
+
+
+def test_synthesis_from_other_slice_positions_is_refused(tmp_path: Path, case: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A stale synthesis file with the same slice count but other z positions was drawn beside the
+    wrong reference slices (ct2mr evaluate already refuses it)."""
+    from ct2mr.evaluate import load_npz
+
+    stale = load_npz(case["mrgan"])
+    stale["z_index"] = stale["z_index"] + 1
+    path = tmp_path / "stale" / "P05_slices.npz"
+    write_slices_npz(path, stale)
+    out = tmp_path / "fig.png"
+    assert cli.main(["figures", "--kind", "synthesis", "--slices", str(case["slices"]), "--synth", str(path),
+                     "--output", str(out)]) == 2
+    assert "z_index" in capsys.readouterr().err and not out.exists()

@@ -236,3 +236,28 @@ def test_write_image_refuses_unknown_suffix_and_leaves_nothing(tmp_path: Path, m
     with pytest.raises(RuntimeError):
         write_image(_oblique_image(), tmp_path / "y.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_output_with_unknown_image_ending_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    """`--output x.png` (any stage writing through write_image) -> exit 2 naming the file, not a traceback."""
+    from ct2mr.cli import main
+
+    src = tmp_path / "in.nii.gz"
+    write_image(_oblique_image(), src)
+    with pytest.raises(InputError) as err:
+        write_image(_oblique_image(), tmp_path / "x.png")
+    assert "x.png" in str(err.value) and ".nii.gz" in str(err.value)
+    out = tmp_path / "out.png"
+    assert main(["resample", "--input", str(src), "--output", str(out), "--spacing", "2", "2", "2"]) == 2
+    assert "out.png" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_dicom_writing_keeps_the_process_locale(tmp_path: Path) -> None:
+    """ITK's GDCM writer switched the process to the "C" locale: afterwards Python's default
+    text encoding was ASCII and e.g. ``Path.write_text("±")`` failed in the same process."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    write_dicom_series(_oblique_image(), tmp_path / "dcm", modality="CT", uid_seed="locale")
+    assert locale.setlocale(locale.LC_ALL) == before

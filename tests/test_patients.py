@@ -100,3 +100,15 @@ def test_png_sources(tmp_path: Path) -> None:
     assert patients[0].is_png
     with pytest.raises(InputError, match="file not found"):
         load_patients(table(tmp_path, [f"A\tct_only\t{folder}/9???.png\t"]))
+
+
+def test_line_numbers_count_comment_and_blank_lines(tmp_path: Path, scans: tuple[str, str]) -> None:
+    """The reader skips comment and blank lines; the message must still name the file's real line
+    (it said "line 2" for a row on line 4, and "first on line 2" for a duplicate on line 4)."""
+    ct, mr = scans
+    path = table(tmp_path, ["# cohort A", "", f"A\tct_only\t{ct}\t{mr}"])
+    with pytest.raises(InputError, match=r"line 4 \(patient 'A'\), column mr"):
+        load_patients(path)
+    path = table(tmp_path, [f"A\tct_only\t{ct}\t", "# the same patient again:", f"A\tct_only\t{ct}\t"])
+    with pytest.raises(InputError, match=r"line 4 \(patient 'A'\): duplicate patient id 'A' \(first on line 2\)"):
+        load_patients(path)

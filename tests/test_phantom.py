@@ -262,3 +262,17 @@ def test_cli_rejects_bad_flags(tmp_path: Path, capsys) -> None:
     assert main(["phantom", "--patient", "P01"]) == 2
     assert "at least one of" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_tre_function_and_one_affine_flattener() -> None:
+    """phantom's TRE / affine helpers are the registration package's (no second implementation)."""
+    from ct2mr import phantom
+    from ct2mr.registration import base, quality
+
+    assert phantom.tre_mm is quality.tre_mm
+    assert not hasattr(phantom, "_as_affine")
+    euler = sitk.Euler3DTransform((5.0, -3.0, 2.0), 0.1, -0.05, 0.2, (1.0, 2.0, -4.0))
+    d = truth_to_json(euler)
+    ref = base.as_affine(euler)
+    np.testing.assert_allclose(np.asarray(d["matrix"]).ravel(), ref.GetMatrix(), atol=1e-12)
+    np.testing.assert_allclose(d["translation"], ref.GetTranslation(), atol=1e-9)

@@ -108,3 +108,12 @@ def test_harvard_case_16(shared_data, tmp_path) -> None:  # noqa: ANN001
 
     save_slices(tmp_path / "H16.npz", d)
     assert load_slices(tmp_path / "H16.npz")["patient"] == "H16"
+
+
+def test_non_positive_size_is_an_input_error(tmp_path) -> None:  # noqa: ANN001
+    """size 0 used to end in a raw OverflowError from skimage's resize."""
+    folder = tmp_path / "CT"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 40), 100, np.uint8)).save(folder / "a001.png")
+    with pytest.raises(InputError, match="size"):
+        slices_from_png(folder, None, patient="P", role="ct_only", size=0)

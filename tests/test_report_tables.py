@@ -21,11 +21,11 @@ def test_report_numbers_reads_only_when_asked(tmp_path: Path) -> None:
 
 def test_tsv_to_html_with_chosen_columns(tmp_path: Path) -> None:
     tsv = tmp_path / "summary.tsv"
-    tsv.write_text("metric\tpaired\tpaired_mean\tmrgan\nmae\t9.87 ± 0.22\t9.873\t9.18 ± 0.21\n")
+    tsv.write_text("metric\tpaired\tpaired_mean\tmrgan\nmae\t9.87 ± 0.22\t9.873\t9.18 ± 0.21\n", encoding="utf-8")
     out = tmp_path / "summary.html"
     assert main(["report-tables", "--tsv", str(tsv), "--title", "Summary <T1>", "--output", str(out),
                  "--columns", "metric", "paired", "mrgan"]) == 0
-    page = out.read_text()
+    page = out.read_text(encoding="utf-8")
     assert "<th>paired</th>" in page and "<th>mrgan</th>" in page and "paired_mean" not in page
     assert "9.18 ± 0.21" in page and "Summary &lt;T1&gt;" in page  # escaped title
     assert main(["report-tables", "--tsv", str(tsv), "--title", "x", "--output", str(out),
@@ -48,3 +48,20 @@ def test_registration_table_one_row_per_patient(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(Exception, match="P03/registration_qa.json"):
         registration_table([bad])
+
+
+def test_unreadable_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A QA JSON that is not an object / not UTF-8, or an empty TSV, gave raw tracebacks
+    (AttributeError, UnicodeDecodeError, EmptyDataError)."""
+    from ct2mr.errors import InputError
+
+    for name, data in (("list", b"[1, 2]"), ("latin1", b'{"backend": "\xe9"}')):
+        qa = tmp_path / name / "registration_qa.json"
+        qa.parent.mkdir()
+        qa.write_bytes(data)
+        with pytest.raises(InputError, match=f"{name}/registration_qa.json"):
+            registration_table([qa])
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    assert main(["report-tables", "--tsv", str(empty), "--title", "x", "--output", str(tmp_path / "x.html")]) == 2
+    assert "empty.tsv" in capsys.readouterr().err

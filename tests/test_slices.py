@@ -209,3 +209,15 @@ def test_cli_non_positive_size_or_count_is_a_one_line_error(tmp_path, capsys, fl
     assert not out.exists()
     with pytest.raises(InputError, match="must be >= 1"):
         extract_slices(_img(ct), None, _img(head), _img(brain), patient="P", role="ct_only", size=0)
+
+
+def test_mask_with_another_orientation_is_refused() -> None:
+    """Same size, spacing and origin but another direction (a flipped axis): the arrays do not
+    line up voxel by voxel, so the mask must be refused (it was silently used)."""
+    ct, _, head, brain = _volume()
+    flipped = _img(head)
+    flipped.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with pytest.raises(InputError, match="direction") as err:
+        extract_slices(_img(ct), None, flipped, _img(brain), patient="P", role="ct_only", size=64,
+                       min_brain_voxels=100)
+    assert err.value.field == "head_mask"

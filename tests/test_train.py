@@ -222,3 +222,15 @@ def test_cli(slice_files, tmp_path, capsys) -> None:
     assert cli_main(bad) == 2
     assert "variant unpaired" in capsys.readouterr().err
     assert cli_main([*args[:6], '{"ngf": 8, "colour": 1}', *args[7:]]) == 2
+
+
+def test_device_resolution_is_the_shared_helper() -> None:
+    """train uses ct2mr.model_loading.resolve_device (no second copy): a bad device string is an
+    InputError naming the field, not a raw RuntimeError from torch.device."""
+    from ct2mr import model_loading, train as train_mod
+    from ct2mr.errors import InputError
+
+    assert train_mod.resolve_device is model_loading.resolve_device
+    assert str(train_mod.resolve_device("cpu")) == "cpu"
+    with pytest.raises(InputError, match="device"):
+        train_mod.resolve_device("gpu0")

@@ -71,3 +71,27 @@ def test_window_cli(tmp_path) -> None:  # noqa: ANN001
     assert main(["window", "--modality", "mr", "--input", str(tmp_path / "ct.nii.gz"),
                  "--output", str(tmp_path / "m.nii.gz")]) == 2
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_window_cli_mr_mask_on_another_grid_is_refused(tmp_path, capsys) -> None:  # noqa: ANN001
+    """A head mask with the MR's size but another origin or orientation gave percentiles of the
+    wrong voxels without any message; now exit 2 naming the mask file and the property."""
+    rng = np.random.default_rng(0)
+    mr = sitk.GetImageFromArray(rng.uniform(0, 100, (4, 6, 8)).astype(np.float32))
+    mask = sitk.GetImageFromArray(np.ones((4, 6, 8), np.uint8))
+    sitk.WriteImage(mr, str(tmp_path / "mr.nii.gz"))
+    for what, change in (("origin", lambda m: m.SetOrigin((5.0, 0.0, 0.0))),
+                         ("direction", lambda m: m.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1)))):
+        bad = sitk.Image(mask)
+        change(bad)
+        path = tmp_path / f"mask_{what}.nii.gz"
+        sitk.WriteImage(bad, str(path))
+        out = tmp_path / "m.nii.gz"
+        assert main(["window", "--modality", "mr", "--input", str(tmp_path / "mr.nii.gz"), "--mask", str(path),
+                     "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert path.name in err and what in err
+        assert not out.exists()
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))  # same grid: fine
+    assert main(["window", "--modality", "mr", "--input", str(tmp_path / "mr.nii.gz"),
+                 "--mask", str(tmp_path / "mask.nii.gz"), "--output", str(tmp_path / "ok.nii.gz")]) == 0

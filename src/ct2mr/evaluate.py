@@ -61,6 +61,8 @@ import argparse
 import io
 import logging
 import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +96,8 @@ def load_npz(path: str | Path) -> dict[str, Any]:
             for k in z.files:
                 v = z[k]
                 out[k] = str(v) if v.dtype.kind == "U" and v.ndim == 0 else v
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # truncated / empty / corrupt files (an interrupted copy): name the file, no traceback
         raise InputError(path, None, f"cannot read as .npz: {exc}") from exc
     return out
 
@@ -290,6 +293,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    if not args.data_range > 0:  # metrics.py would raise a bare ValueError mid-run
+        raise InputError(None, "--data-range", f"must be > 0 (255 for 8-bit grey levels), got {args.data_range}")
     variants = list(dict.fromkeys(args.variants))
     per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range)
     summ = summary_table(per, variants)

@@ -132,6 +132,9 @@ def _check_synth(slices: Mapping[str, Any], synth: Mapping[str, Any], path: str 
     n = len(np.asarray(slices["ct"])) if "ct" in slices else len(np.asarray(slices["head_mask"]))
     if np.asarray(synth[key]).shape[0] != n:
         raise InputError(path, key, f"{np.asarray(synth[key]).shape[0]} slices, the slice file has {n}")
+    # same check as ct2mr.evaluate: a stale synthesis with the same count would show other slices
+    if "z_index" in slices and "z_index" in synth and not np.array_equal(slices["z_index"], synth["z_index"]):
+        raise InputError(path, "z_index", "slice positions differ from the slice file: re-run synthesis")
 
 
 # ----------------------------------------------------------------------------- figures

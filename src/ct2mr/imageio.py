@@ -21,13 +21,16 @@ orientation or values (ingest does that). Supported formats:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import locale
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -322,13 +325,29 @@ def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = 
     self-contained files). For a DICOM series folder use :func:`write_dicom_series`.
     ``compress`` applies to formats that support it (gzip inside .mha / .nrrd;
     ``.nii.gz`` is always gzipped and ``.nii`` never).
+
+    Raises :class:`InputError` (a ``ValueError``) naming ``path`` for any other
+    ending, so a CLI ``--output x.png`` gives a one-line error, not a traceback.
     """
     p = Path(path)
     suffix = image_suffix(p)
     if suffix not in WRITE_SUFFIXES:
-        raise ValueError(f"{p}: cannot write this format; use one of {', '.join(WRITE_SUFFIXES)}")
+        raise InputError(p, None, f"cannot write this image format; use one of {', '.join(WRITE_SUFFIXES)}")
     with atomic_path(p) as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=compress or suffix == ".nii.gz")
+
+
+@contextlib.contextmanager
+def _keep_locale() -> Iterator[None]:
+    """Restore the C locale settings afterwards: ITK's GDCM writer switches the whole
+    process to the "C" locale, after which Python's default text encoding is ASCII
+    (any later ``open()``/``write_text`` of non-ASCII text without an encoding fails)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(locale.Error):
+            locale.setlocale(locale.LC_ALL, saved)
 
 
 def _uid(*parts: str) -> str:
@@ -453,7 +472,8 @@ def write_dicom_series(
             sl.SetMetaData("0020|1041", f"{float(np.dot(pos, direction[:, 2])):.10g}")  # SliceLocation
             sl.SetMetaData("0008|0018", _uid(seed, "sop", modality, series_description, str(k)))
             writer.SetFileName(str(tmp / f"slice_{k + 1:04d}.dcm"))
-            writer.Execute(sl)
+            with _keep_locale():
+                writer.Execute(sl)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
             os.replace(dest, old / dest.name)

@@ -87,6 +87,14 @@ def _exists(path: str) -> bool:
     return Path(path).exists()
 
 
+def _data_line_numbers(table: Path) -> list[int]:
+    """1-based file line of each data row: comment (``#``) and blank lines are skipped by
+    the reader, so error messages must not count rows from the header."""
+    text = table.read_text(encoding="utf-8")
+    used = [i for i, line in enumerate(text.splitlines(), start=1) if line.split("#", 1)[0].strip()]
+    return used[1:]  # the first one is the header
+
+
 def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
     """Read and validate the patient table.
 
@@ -114,7 +122,10 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
 
     patients: list[Patient] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(df.to_dict("records"), start=2):  # line 1 is the header
+    lines = _data_line_numbers(table)
+    if len(lines) != len(df):  # unexpected layout: count rows after the header instead
+        lines = list(range(2, len(df) + 2))
+    for i, raw in zip(lines, df.to_dict("records"), strict=True):
         row = {k: v.strip() for k, v in raw.items() if v.strip()}
         where = f"line {i}" + (f" (patient {row['patient']!r})" if "patient" in row else "")
         validate(row, PATIENTS_SCHEMA, f"{table}: {where}")

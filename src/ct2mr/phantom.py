@@ -32,8 +32,9 @@ subset one CLI call writes (:func:`make_ct`, :func:`make_mr`,
 :func:`make_truth` compute one part each; :func:`make_patient` all of them).
 Default-size patient: ~1 s CPU (CT 262x300x48 + MR 219x273x50).
 
-Helpers for registration tests: :func:`tre_mm` (mean target registration
-error of an estimated transform against the truth) and :func:`brain_points`
+Helpers for registration tests: ``tre_mm`` (mean target registration
+error of an estimated transform against the truth; re-exported from
+:func:`ct2mr.registration.quality.tre_mm`) and :func:`brain_points`
 (target points inside the brain of a label map).
 
 CLI (``ct2mr phantom``)::
@@ -70,6 +71,8 @@ import SimpleITK as sitk
 
 from ct2mr.atomic import write_json
 from ct2mr.errors import InputError
+from ct2mr.registration.base import as_affine
+from ct2mr.registration.quality import tre_mm  # noqa: F401 - re-exported; the one TRE function
 
 log = logging.getLogger(__name__)
 
@@ -581,23 +584,13 @@ def truth_to_json(transform: sitk.Transform) -> dict[str, Any]:
     and ``convention`` (text). ITK semantics:
     ``q = matrix @ (p - center) + center + translation``.
     """
-    aff = sitk.AffineTransform(transform) if isinstance(transform, sitk.AffineTransform) else _as_affine(transform)
+    aff = sitk.AffineTransform(transform) if isinstance(transform, sitk.AffineTransform) else as_affine(transform)
     return {
         "matrix": np.asarray(aff.GetMatrix()).reshape(3, 3).tolist(),
         "translation": list(aff.GetTranslation()),
         "center": list(aff.GetCenter()),
         "convention": TRUTH_CONVENTION,
     }
-
-
-def _as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
-    """Any linear 3D sitk transform as an AffineTransform (matrix + offset taken from point images)."""
-    o = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
-    m = np.column_stack([np.asarray(transform.TransformPoint(tuple(e))) - o for e in np.eye(3)])
-    aff = sitk.AffineTransform(3)
-    aff.SetMatrix([float(v) for v in m.ravel()])
-    aff.SetTranslation([float(v) for v in o])
-    return aff
 
 
 def truth_from_json(path: str | os.PathLike[str]) -> sitk.AffineTransform:
@@ -631,19 +624,6 @@ def truth_from_json(path: str | os.PathLike[str]) -> sitk.AffineTransform:
     t.SetMatrix([float(v) for v in vals["matrix"].ravel()])
     t.SetTranslation([float(v) for v in vals["translation"]])
     return t
-
-
-def tre_mm(estimated: sitk.Transform, truth: sitk.Transform, points: np.ndarray) -> float:
-    """Mean target registration error (mm): mean ``|estimated(p) - truth(p)|`` over ``points``.
-
-    ``points`` is (N, 3) physical coordinates (mm) in the fixed (CT) space.
-    """
-    pts = np.asarray(points, dtype=float).reshape(-1, 3)
-    if len(pts) == 0:
-        raise ValueError("tre_mm needs at least one point")
-    a = np.array([estimated.TransformPoint(tuple(map(float, q))) for q in pts])
-    b = np.array([truth.TransformPoint(tuple(map(float, q))) for q in pts])
-    return float(np.linalg.norm(a - b, axis=1).mean())
 
 
 def brain_points(labels: sitk.Image, n: int = 2000, seed: int = 0) -> np.ndarray:

@@ -48,7 +48,7 @@ import numpy as np
 from scipy import ndimage
 
 from ct2mr.errors import InputError
-from ct2mr.slices import cut_window, resize_stack, crop_window, save_slices
+from ct2mr.slices import _check_counts, crop_window, cut_window, resize_stack, save_slices
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def slices_from_png(
         raise InputError(None, "ct/mr", "give at least one of the CT and MR PNG folders / patterns")
     if role.startswith("paired") and (ct is None or mr is None):
         raise InputError(None, "role", f"role {role} needs both CT and MR PNGs")
+    _check_counts(size=size)
     ct_files = list_pngs(ct) if ct is not None else None
     mr_files = list_pngs(mr) if mr is not None else None
     if ct_files is not None and mr_files is not None:

@@ -141,7 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shrink-factors", type=int, nargs="+", default=list(d.shrink_factors),
                         help="multi-resolution shrink factors, coarse to fine (default 4 2 1)")
     parser.add_argument("--seed", type=int, default=d.seed, help="metric sampling seed (default 0)")
-    parser.add_argument("--threads", type=int, default=d.threads,
+    # dest differs from the global `ct2mr --threads` (cli.py): with the same dest this
+    # sub-command's default silently overwrote the rule's `ct2mr --threads N`
+    parser.add_argument("--threads", dest="registration_threads", type=int, default=d.threads,
                         help=f"backend threads; 0 = all cores (default {d.threads}: bit-reproducible)")
     parser.add_argument("--mask-dilation-mm", type=float, default=d.mask_dilation_mm,
                         help=f"dilate the CT brain mask by this before it restricts the metric (default {d.mask_dilation_mm})")
@@ -152,7 +154,7 @@ def _settings(args: argparse.Namespace) -> RegistrationSettings:
         return RegistrationSettings(
             mi_bins=args.mi_bins, sampling_fraction=args.sampling_fraction, min_samples=args.min_samples,
             iterations=args.iterations, shrink_factors=tuple(args.shrink_factors), seed=args.seed,
-            threads=None if args.threads == 0 else args.threads, mask_dilation_mm=args.mask_dilation_mm,
+            threads=None if args.registration_threads == 0 else args.registration_threads, mask_dilation_mm=args.mask_dilation_mm,
         )
     except InputError as exc:
         raise InputError(None, f"--{(exc.field or '').replace('_', '-')}", exc.problem) from None

@@ -89,8 +89,10 @@ def registration_table(paths: list[str | Path]) -> pd.DataFrame:
     for path in sorted(map(Path, paths)):
         try:
             qa = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(path, None, f"not a readable registration QA file ({exc})") from None
+        if not isinstance(qa, dict):
+            raise InputError(path, None, f"not a registration QA file: expected a JSON object, got {type(qa).__name__}")
         rows.append({
             "patient": path.parent.name,
             "backend": qa.get("backend"),
@@ -120,7 +122,10 @@ def run(args: argparse.Namespace) -> None:
         path = Path(args.tsv)
         if not path.is_file():
             raise InputError(path, None, "table not found")
-        df = pd.read_csv(path, sep="\t")
+        try:
+            df = pd.read_csv(path, sep="\t")
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(path, None, f"not a readable TSV table ({exc})") from None
     else:
         df = registration_table(args.registration_json)
     if args.columns:

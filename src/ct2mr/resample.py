@@ -2,9 +2,12 @@
 
 Output grid (:func:`output_grid`): same origin (the first voxel's centre stays
 where it was), same direction cosines, the requested spacing, and
-``size[i] = ceil(size_in[i] * spacing_in[i] / spacing[i])`` so the grid covers the
-input's physical extent (voxel edge to voxel edge). Points of the output grid
-outside the input get ``default_value``.
+``size[i] = ceil(size_in[i] * spacing_in[i] / spacing[i])`` output voxels, as
+many as the input's physical extent (voxel edge to voxel edge) holds. Because the
+first centre is kept, the output extent is the input's shifted by
+``(spacing_in - spacing) / 2`` towards the end of each axis: when upsampling, the
+first half input voxel is not covered, and output voxels past the input's last
+voxel edge (e.g. the last 1 mm slice of a 2.5 mm CT) get ``default_value``.
 
 Interpolation: ``"linear"`` for images (``sitk.sitkLinear``), ``"bspline"``
 (cubic B-spline, optional) or ``"nearest"`` for masks and label maps.

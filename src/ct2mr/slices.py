@@ -114,6 +114,13 @@ def resize_stack(stack: np.ndarray, side: int, *, mask: bool) -> np.ndarray:
     return res.astype(stack.dtype)
 
 
+def _check_counts(**values: int) -> None:
+    """InputError for a slice side / count below 1 (``size=0`` used to end in an OverflowError)."""
+    for name, v in values.items():
+        if int(v) < 1:
+            raise InputError(None, name, f"must be >= 1, got {v}")
+
+
 def _image_array(img: sitk.Image | None, name: str) -> np.ndarray | None:
     if img is None:
         return None
@@ -130,6 +137,9 @@ def _check_same_grid(ref: sitk.Image, other: sitk.Image, name: str) -> None:
         other.GetOrigin(), ref.GetOrigin(), atol=1e-3
     ):
         raise InputError(None, name, "spacing/origin differ from the reference grid")
+    if not np.allclose(other.GetDirection(), ref.GetDirection(), atol=1e-5):
+        # same size/origin but e.g. flipped axes: the arrays would be misaligned voxel by voxel
+        raise InputError(None, name, "direction (orientation) differs from the reference grid")
 
 
 # ------------------------------------------------------------------ extraction
@@ -155,6 +165,7 @@ def extract_slices(
     """
     if ct_u8 is None and mr_u8 is None:
         raise InputError(None, "ct/mr", "need at least one of the windowed CT and the normalised MR")
+    _check_counts(size=size, min_slices=min_slices)
     ref = ct_u8 if ct_u8 is not None else mr_u8
     assert ref is not None
     if ref.GetDimension() != 3:
@@ -333,6 +344,10 @@ def run(args: argparse.Namespace) -> None:
 
     if args.ct is None and args.mr is None:
         raise InputError(None, "--ct/--mr", "give at least one of --ct and --mr")
+    try:
+        _check_counts(size=args.size, min_slices=args.min_slices)
+    except InputError as exc:
+        raise InputError(None, f"--{(exc.field or '').replace('_', '-')}", exc.problem) from None
     paths = {"ct": args.ct, "mr": args.mr, "head_mask": args.head_mask, "brain_mask": args.brain_mask}
     imgs = {k: (read_image(p) if p is not None else None) for k, p in paths.items()}
     try:

@@ -73,6 +73,7 @@ from ct2mr.losses import (
     nll_gan_loss,
     total_generator_loss,
 )
+from ct2mr.model_loading import resolve_device
 from ct2mr.models import build_discriminator, build_generator, init_weights
 from ct2mr.training_config import TrainSettings, load_settings_arg, settings_from_dict, settings_hash
 from ct2mr.training_data import SlicePools, build_pools, check_pools, to_unit_range
@@ -93,16 +94,6 @@ ADV_TERMS: dict[str, tuple[str, str, str]] = {
 def dis_term_name(adv_term: str) -> str:
     """Name of the discriminator loss logged for a generator adversarial term."""
     return "dis_" + adv_term.removeprefix("adv_")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA if available else CPU; InputError when CUDA is asked for but absent."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "device", f"{device!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 # --------------------------------------------------------------------------- sampler

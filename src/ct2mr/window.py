@@ -136,6 +136,12 @@ def run(args: argparse.Namespace) -> None:
         mask = read_image(args.mask)
         if mask.GetSize() != img.GetSize():
             raise InputError(args.mask, "size", f"{mask.GetSize()} differs from the MR's {img.GetSize()}")
+        for what, a, b, tol in (("spacing", mask.GetSpacing(), img.GetSpacing(), 1e-4),
+                                ("origin", mask.GetOrigin(), img.GetOrigin(), 1e-3),
+                                ("direction", mask.GetDirection(), img.GetDirection(), 1e-5)):
+            if not np.allclose(a, b, atol=tol):  # same size, another grid: voxels would not match
+                raise InputError(args.mask, what, f"{tuple(round(v, 4) for v in a)} differs from the MR's "
+                                                  f"{tuple(round(v, 4) for v in b)}: not on the MR's grid")
         try:
             out = normalise_mr(img, mask, tuple(args.percentiles))
         except InputError as exc:

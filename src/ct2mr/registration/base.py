@@ -161,8 +161,8 @@ def affine_from_matrix(matrix: np.ndarray, translation: np.ndarray, center: np.n
 def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
     """Flatten any 3-D linear transform (Euler, Similarity, composite of linear ones...) to one AffineTransform.
 
-    The result maps the same points to the same points; its centre is kept for
-    a single matrix-offset transform and is the origin for a composite.
+    The result maps the same points (mm) to the same points; its centre is
+    always the origin (0, 0, 0), whatever the input's centre was.
     """
     if transform.GetDimension() != 3:
         raise InputError(None, "transform", f"expected a 3-D transform, got {transform.GetDimension()}-D")
