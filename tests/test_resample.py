@@ -25,21 +25,17 @@ def _ramp(direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:  # noqa: ANN001
 def test_grid_geometry_and_ramp_values() -> None:
     img = _ramp()
     out = resample_isotropic(img, (1.0, 1.0, 1.0))
-    # extent 7 x 18 x 30 mm -> 7, 18, 30 voxels of 1 mm
-    assert out.GetSize() == (7, 18, 30)
+    # first to last voxel centre: 6.5 x 16.5 x 27 mm -> 7, 17, 28 voxels of 1 mm
+    assert out.GetSize() == (7, 17, 28)
     assert out.GetSpacing() == (1.0, 1.0, 1.0)
     assert out.GetOrigin() == img.GetOrigin()
     assert out.GetDirection() == img.GetDirection()
     assert out.GetPixelID() == sitk.sitkFloat32
     a = sitk.GetArrayFromImage(out)
-    z, y, x = np.meshgrid(np.arange(30.0), np.arange(18.0), np.arange(7.0), indexing="ij")
-    expected = 2 * x + 3 * y + 5 * z
-    # interior points (inside the input's last voxel centre: x<=6.5, y<=16.5, z<=27)
-    inside = (x <= 6.5) & (y <= 16.5) & (z <= 27)
-    np.testing.assert_allclose(a[inside], expected[inside], atol=1e-3)
-    # beyond the input's extent (last voxel's edge, z > 28.5 mm): background 0 (float image, min 0 > -1000)
-    assert (a[29] == 0).all()
-    assert (a[:29] != 0).sum() == a[:29].size - 1  # only the (0,0,0) ramp value is 0 inside
+    z, y, x = np.meshgrid(np.arange(28.0), np.arange(17.0), np.arange(7.0), indexing="ij")
+    # every output centre lies inside the input's centres: linear interpolation reproduces
+    # the ramp exactly everywhere, and no voxel is extrapolated to the background
+    np.testing.assert_allclose(a, 2 * x + 3 * y + 5 * z, atol=1e-3)
 
 
 def test_direction_kept_for_rotated_grid() -> None:
@@ -62,10 +58,10 @@ def test_ct_int16_rounding_and_background() -> None:
     img.SetSpacing((2.0, 2.0, 2.0))
     out = resample_isotropic(img)
     assert out.GetPixelID() == sitk.sitkInt16
-    assert out.GetSize() == (8, 8, 8)
+    assert out.GetSize() == (7, 7, 7)  # 3 x 2 mm between first and last centre -> 7 voxels of 1 mm
     a = sitk.GetArrayFromImage(out)
-    assert a[-1, -1, -1] == -1024  # outside the last voxel centre -> CT background
-    assert set(np.unique(a[2:6, 2:6, :6])) <= {100, 101}  # linear between 100 and 101, rounded
+    assert a[0, 0, 0] == -1024 and a[-1, -1, -1] == 101  # the corner centres keep their values
+    assert set(np.unique(a[2:6, 2:6, :])) <= {100, 101}  # linear between 100 and 101, rounded
 
 
 def test_nearest_keeps_mask_values() -> None:
@@ -75,7 +71,7 @@ def test_nearest_keeps_mask_values() -> None:
     img.SetSpacing((1.0, 1.0, 2.5))
     out = resample_isotropic(img, interpolator="nearest")
     assert out.GetPixelID() == sitk.sitkUInt8
-    assert out.GetSize() == (7, 6, 13)  # 5 * 2.5 = 12.5 -> 13
+    assert out.GetSize() == (7, 6, 11)  # 4 x 2.5 = 10 mm between first and last centre -> 11
     a = sitk.GetArrayFromImage(out)
     assert set(np.unique(a)) == {0, 1}
     # volume preserved to within one slab
@@ -86,7 +82,10 @@ def test_output_grid_rounding() -> None:
     img = sitk.Image(256, 108, 256, sitk.sitkInt16)
     img.SetSpacing((0.9570311903953552, 1.5, 0.9570311903953552))
     size, _ = output_grid(img, (1, 1, 1))
-    assert size == (245, 162, 245)
+    assert size == (245, 161, 245)  # 255 x 0.957 = 244.04 -> 245; 107 x 1.5 = 160.5 -> 161
+    img.SetSpacing((0.800000011920929, 0.8, 2.0))  # a float32 spacing must not lose a voxel
+    size, _ = output_grid(img, (1, 1, 1))
+    assert size[0] == 205  # 255 x 0.8 = 204.0000030 -> 205
 
 
 def test_phantom_anisotropic() -> None:
@@ -94,7 +93,7 @@ def test_phantom_anisotropic() -> None:
     p = phantom.make_patient("P001", 1, phantom.PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0)))
     ct = p.ct
     out = resample_isotropic(ct, (1.0, 1.0, 1.0))
-    exp = tuple(int(np.ceil(n * s - 1e-6)) for n, s in zip(ct.GetSize(), ct.GetSpacing(), strict=True))
+    exp = tuple(int(np.floor((n - 1) * s + 1e-6)) + 1 for n, s in zip(ct.GetSize(), ct.GetSpacing(), strict=True))
     assert out.GetSize() == exp
     assert out.GetOrigin() == ct.GetOrigin() and out.GetDirection() == ct.GetDirection()
     assert out.GetPixelID() == ct.GetPixelID() == sitk.sitkInt16
@@ -109,8 +108,8 @@ def test_cli(tmp_path) -> None:  # noqa: ANN001
     assert main(["resample", "--input", str(tmp_path / "in.nii.gz"), "--output", str(tmp_path / "o.nii.gz"),
                  "--spacing", "1", "1", "1", "--interpolator", "linear", "--default-value", "-7"]) == 0
     out = sitk.ReadImage(str(tmp_path / "o.nii.gz"))
-    assert out.GetSize() == (7, 18, 30)
-    assert sitk.GetArrayFromImage(out)[-1, -1, -1] == -7
+    assert out.GetSize() == (7, 17, 28)
+    assert sitk.GetArrayFromImage(out)[-1, -1, -1] == pytest.approx(2 * 6 + 3 * 16 + 5 * 27, abs=1e-3)
     assert main(["resample", "--input", str(tmp_path / "missing.nii.gz"), "--output",
                  str(tmp_path / "x.nii.gz")]) == 2
 
@@ -119,7 +118,7 @@ def test_cli(tmp_path) -> None:  # noqa: ANN001
 def test_real_ct(shared_data) -> None:  # noqa: ANN001
     ct = sitk.ReadImage(str(shared_data / "volumes" / "ct_head_invesalius.nii.gz"))
     out = resample_isotropic(ct)
-    assert out.GetSize() == (245, 162, 245)
+    assert out.GetSize() == (245, 161, 245)
     assert out.GetSpacing() == (1.0, 1.0, 1.0)
     assert out.GetOrigin() == ct.GetOrigin() and out.GetDirection() == ct.GetDirection()
     assert out.GetPixelID() == sitk.sitkInt16

@@ -2,12 +2,12 @@
 
 Output grid (:func:`output_grid`): same origin (the first voxel's centre stays
 where it was), same direction cosines, the requested spacing, and
-``size[i] = ceil(size_in[i] * spacing_in[i] / spacing[i])`` output voxels, as
-many as the input's physical extent (voxel edge to voxel edge) holds. Because the
-first centre is kept, the output extent is the input's shifted by
-``(spacing_in - spacing) / 2`` towards the end of each axis: when upsampling, the
-first half input voxel is not covered, and output voxels past the input's last
-voxel edge (e.g. the last 1 mm slice of a 2.5 mm CT) get ``default_value``.
+``size[i] = floor((size_in[i] - 1) * spacing_in[i] / spacing[i]) + 1`` output
+voxels: every output voxel centre lies between the input's first and last voxel
+centres, so every output voxel is interpolated from measured data (none is
+extrapolated to ``default_value``). E.g. 320 CT voxels of 0.8 mm -> 256 voxels of
+1 mm; 48 slices of 2.5 mm -> 118 slices of 1 mm. ``default_value`` only fills
+voxels that a transform moves outside the input.
 
 Interpolation: ``"linear"`` for images (``sitk.sitkLinear``), ``"bspline"``
 (cubic B-spline, optional) or ``"nearest"`` for masks and label maps.
@@ -65,8 +65,9 @@ def output_grid(img: sitk.Image, spacing_mm: tuple[float, float, float]) -> tupl
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != img.GetDimension() or not all(s > 0 for s in spacing):
         raise InputError(None, "spacing", f"need {img.GetDimension()} positive values in mm, got {spacing_mm}")
+    # centre to centre; the 1e-3 tolerance absorbs float32 spacings stored in NIfTI headers
     size = tuple(
-        max(1, math.ceil(n * s_in / s - 1e-3))
+        max(1, math.floor((n - 1) * s_in / s + 1e-3) + 1)
         for n, s_in, s in zip(img.GetSize(), img.GetSpacing(), spacing, strict=True)
     )
     return size, spacing
