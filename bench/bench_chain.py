@@ -72,6 +72,7 @@ def cli_chain(ct: Path, mr: Path | None, truth: Path | None, work: Path) -> dict
                                "--stripped", f"{d}/mr_brain.nii.gz", "--qa-png", f"{d}/qa_mr.png"]),
             ("register", ["register", "--fixed", f"{d}/ct_brain.nii.gz", "--fixed-mask", f"{d}/ct_brainmask.nii.gz",
                           "--fixed-full", f"{d}/ct.nii.gz", "--moving", f"{d}/mr_brain.nii.gz",
+                          "--moving-mask", f"{d}/mr_brainmask.nii.gz",
                           "--moving-full", f"{d}/mr_native.nii.gz", "--out-image", f"{d}/mr.nii.gz",
                           "--out-transform", f"{d}/t.tfm", "--qa-json", f"{d}/qa.json", "--qa-png", f"{d}/qa.png",
                           *(["--truth", str(truth)] if truth else [])]),

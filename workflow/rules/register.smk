@@ -9,6 +9,7 @@ rule register:
         fixed_mask="results/preprocessed/{patient}/ct_brain_mask.nii.gz",
         fixed_full="results/preprocessed/{patient}/ct.nii.gz",
         moving="results/preprocessed/{patient}/mr_native_brain.nii.gz",
+        moving_mask="results/preprocessed/{patient}/mr_native_brain_mask.nii.gz",
         moving_full="results/preprocessed/{patient}/mr_native.nii.gz",
         truth=truth_file,
     output:
@@ -36,6 +37,7 @@ rule register:
         mem_mb=6000,
     shell:
         "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
-        " --fixed-full {input.fixed_full} --moving {input.moving} --moving-full {input.moving_full}"
+        " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"
+        " --moving-full {input.moving_full}"
         " {params.args} --out-image {output.image} --out-transform {output.transform}"
         " --qa-json {output.qa_json} --qa-png {output.qa_png} > {log} 2>&1"

@@ -40,6 +40,8 @@ from ct2mr.registration.base import (
 
 #: step-length relaxation of the regular-step gradient descent on a direction change
 RELAXATION = 0.5
+#: relative loss of the metric over one level that counts as divergence (the level is undone)
+DIVERGENCE = 0.1
 #: metric sampling: "regular" (ITK perturbs each grid sample randomly inside its voxel, seeded) or "random"
 SAMPLING = "regular"
 
@@ -92,10 +94,11 @@ def _optimise(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image | No
     after = reg.MetricEvaluate(fixed, moving)
     log.write(f"{stage} shrink {factor}: {reg.GetOptimizerIteration()} iterations, metric {before:.5f} -> {after:.5f}, "
               f"{time.perf_counter() - t0:.2f} s; {reg.GetOptimizerStopConditionDescription()}\n")
-    # Mattes MI is minimised (more negative = better aligned). A level that ends worse
-    # than it started has diverged (seen with an affine stage on a coarse 2-level
-    # pyramid): keep the transform it started from.
-    if not after <= before:
+    # Mattes MI is minimised (more negative = better aligned). A level that loses more
+    # than DIVERGENCE of the metric has diverged (seen with an affine stage on a coarse
+    # 2-level pyramid: -0.58 -> -0.02): keep the transform it started from. Smaller
+    # changes are within the noise of the sampled metric and are kept.
+    if not after <= before + DIVERGENCE * abs(before):
         transform.SetParameters(start_params)
         log.write(f"{stage} shrink {factor}: metric got worse ({before:.5f} -> {after:.5f}); "
                   "kept the transform this level started from\n")
