@@ -261,3 +261,20 @@ def test_dicom_writing_keeps_the_process_locale(tmp_path: Path) -> None:
     before = locale.setlocale(locale.LC_ALL)
     write_dicom_series(_oblique_image(), tmp_path / "dcm", modality="CT", uid_seed="locale")
     assert locale.setlocale(locale.LC_ALL) == before
+
+
+def test_grid_difference_names_what_differs() -> None:
+    from ct2mr.imageio import grid_difference
+
+    a = sitk.Image(4, 5, 6, sitk.sitkUInt8)
+    a.SetSpacing((1.0, 1.0, 2.5))
+    b = sitk.Image(a)
+    assert grid_difference(a, b) is None
+    b.SetOrigin((0.0, 0.0, 0.0005))  # below the 1e-3 mm tolerance (float32 headers)
+    assert grid_difference(a, b) is None
+    b.SetOrigin((0.0, 0.0, 2.0))
+    assert grid_difference(a, b) == "origin (0.0, 0.0, 0.0) vs (0.0, 0.0, 2.0)"
+    c = sitk.Image(a)
+    c.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    assert grid_difference(a, c).startswith("direction ")
+    assert grid_difference(a, sitk.Image(4, 5, 7, sitk.sitkUInt8)) == "size (4, 5, 6) vs (4, 5, 7)"

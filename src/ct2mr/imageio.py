@@ -318,6 +318,29 @@ def nifti_nonfinite_count(path: str | os.PathLike[str]) -> int:
     return bad
 
 
+#: tolerances of :func:`grid_difference`: spacing and origin in mm, direction cosines
+GRID_TOLERANCE = {"spacing": 1e-4, "origin": 1e-3, "direction": 1e-5}
+
+
+def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
+    """``None`` when ``a`` and ``b`` share one voxel grid, else what differs.
+
+    Same grid = same size, and spacing, origin (mm) and direction cosines equal
+    within :data:`GRID_TOLERANCE` (NIfTI stores them as float32). The answer names
+    the first property that differs with both values, e.g.
+    ``"origin (0.0, 0.0, 0.0) vs (0.0, 0.0, 2.0)"``: voxel-wise operations on two
+    images are only meaningful when this is ``None``.
+    """
+    if a.GetSize() != b.GetSize():
+        return f"size {a.GetSize()} vs {b.GetSize()}"
+    for what, get in (("spacing", sitk.Image.GetSpacing), ("origin", sitk.Image.GetOrigin),
+                      ("direction", sitk.Image.GetDirection)):
+        va, vb = get(a), get(b)
+        if not np.allclose(va, vb, atol=GRID_TOLERANCE[what]):
+            return f"{what} {tuple(round(v, 4) for v in va)} vs {tuple(round(v, 4) for v in vb)}"
+    return None
+
+
 def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = True) -> None:
     """Write ``img`` atomically to ``path``; the format comes from the ending.
 

@@ -49,6 +49,7 @@ import SimpleITK as sitk
 
 from ct2mr.atomic import atomic_path
 from ct2mr.errors import InputError
+from ct2mr.imageio import grid_difference
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,10 @@ def _image_array(img: sitk.Image | None, name: str) -> np.ndarray | None:
 
 
 def _check_same_grid(ref: sitk.Image, other: sitk.Image, name: str) -> None:
-    if other.GetSize() != ref.GetSize():
-        raise InputError(None, name, f"size {other.GetSize()} differs from the reference {ref.GetSize()}")
-    if not np.allclose(other.GetSpacing(), ref.GetSpacing(), atol=1e-4) or not np.allclose(
-        other.GetOrigin(), ref.GetOrigin(), atol=1e-3
-    ):
-        raise InputError(None, name, "spacing/origin differ from the reference grid")
-    if not np.allclose(other.GetDirection(), ref.GetDirection(), atol=1e-5):
-        # same size/origin but e.g. flipped axes: the arrays would be misaligned voxel by voxel
-        raise InputError(None, name, "direction (orientation) differs from the reference grid")
+    # e.g. same size and origin but flipped axes: the arrays would be misaligned voxel by voxel
+    diff = grid_difference(other, ref)
+    if diff is not None:
+        raise InputError(None, name, f"not on the reference grid: {diff} ({name} vs reference)")
 
 
 # ------------------------------------------------------------------ extraction

@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.imageio import read_image, write_image
+    from ct2mr.imageio import grid_difference, read_image, write_image
 
     img = read_image(args.input)
     if args.modality == "ct":
@@ -134,14 +134,9 @@ def run(args: argparse.Namespace) -> None:
         if args.mask is None:
             raise InputError(None, "--mask", "a head mask is required for --modality mr")
         mask = read_image(args.mask)
-        if mask.GetSize() != img.GetSize():
-            raise InputError(args.mask, "size", f"{mask.GetSize()} differs from the MR's {img.GetSize()}")
-        for what, a, b, tol in (("spacing", mask.GetSpacing(), img.GetSpacing(), 1e-4),
-                                ("origin", mask.GetOrigin(), img.GetOrigin(), 1e-3),
-                                ("direction", mask.GetDirection(), img.GetDirection(), 1e-5)):
-            if not np.allclose(a, b, atol=tol):  # same size, another grid: voxels would not match
-                raise InputError(args.mask, what, f"{tuple(round(v, 4) for v in a)} differs from the MR's "
-                                                  f"{tuple(round(v, 4) for v in b)}: not on the MR's grid")
+        diff = grid_difference(mask, img)
+        if diff is not None:  # another grid: the mask's voxels would not be the MR's
+            raise InputError(args.mask, "grid", f"not on the MR's grid: {diff} (mask vs MR)")
         try:
             out = normalise_mr(img, mask, tuple(args.percentiles))
         except InputError as exc:

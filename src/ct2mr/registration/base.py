@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
+from ct2mr.imageio import grid_difference
 
 
 class BackendUnavailable(InputError):
@@ -206,13 +207,7 @@ def prepare_mask(mask: sitk.Image | None, ref: sitk.Image, name: str, dilation_m
     if mask.GetDimension() != 3:
         raise InputError(None, name, "mask must be 3-D")
     m = sitk.Cast(mask > 0, sitk.sitkUInt8)
-    same_grid = (
-        m.GetSize() == ref.GetSize()
-        and np.allclose(m.GetSpacing(), ref.GetSpacing(), atol=1e-4)
-        and np.allclose(m.GetOrigin(), ref.GetOrigin(), atol=1e-3)
-        and np.allclose(m.GetDirection(), ref.GetDirection(), atol=1e-5)
-    )
-    if not same_grid:
+    if grid_difference(m, ref) is not None:
         m = sitk.Resample(m, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     if dilation_mm > 0:
         radius = [max(1, int(round(dilation_mm / s))) for s in m.GetSpacing()]

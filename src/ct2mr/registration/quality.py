@@ -16,16 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
+from ct2mr.imageio import grid_difference
 from ct2mr.registration.base import matrix_offset
-
-
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
-    )
 
 
 def mutual_information(fixed: sitk.Image, moving_resampled: sitk.Image, mask: sitk.Image | None = None,
@@ -36,12 +28,12 @@ def mutual_information(fixed: sitk.Image, moving_resampled: sitk.Image, mask: si
     binned into ``bins`` equal-width bins between their min and max there;
     MI = sum p(a,b) log(p(a,b) / (p(a) p(b))).
     """
-    if not _same_grid(fixed, moving_resampled):
+    if grid_difference(fixed, moving_resampled) is not None:
         raise InputError(None, "moving_resampled", "must be on the fixed image's grid (resample it first)")
     a = sitk.GetArrayViewFromImage(fixed).astype(np.float64).ravel()
     b = sitk.GetArrayViewFromImage(moving_resampled).astype(np.float64).ravel()
     if mask is not None:
-        if not _same_grid(fixed, mask):
+        if grid_difference(fixed, mask) is not None:
             raise InputError(None, "mask", "must be on the fixed image's grid")
         sel = sitk.GetArrayViewFromImage(mask).ravel() > 0
         a, b = a[sel], b[sel]
