@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ct2mr.models import load_generator  # noqa: E402
+from ct2mr.model_loading import load_generators  # noqa: E402
 from ct2mr.png_slices import slices_from_png  # noqa: E402
 from ct2mr.slices import save_slices  # noqa: E402
 from ct2mr.train import train  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> None:
         train(settings, files, out, variant)
         wall = time.perf_counter() - t
         info = json.loads((out / "model.json").read_text())
-        g = load_generator(info["architecture"], str(out / "syn_mr.pt"))
+        g = load_generators(out, device="cpu").syn_mr
         with torch.no_grad():
             pred = ((g(test_ct.float().unsqueeze(1) / 127.5 - 1) + 1) * 127.5).clamp(0, 255).squeeze(1)
         preds[variant] = pred

@@ -99,10 +99,10 @@ def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
     assert float(rows[-1]["lr"]) == pytest.approx(2e-4 * 1 / 4)  # last of 4 decay iterations
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "it/s" in (out / "train.log").read_text()
-    # the generator can be rebuilt from model.json alone (what synthesis does)
-    from ct2mr.models import load_generator
+    # the generator can be rebuilt from the model folder alone (what synthesis does)
+    from ct2mr.model_loading import load_generators
 
-    g = load_generator(info["architecture"], str(out / "syn_mr.pt"))
+    g = load_generators(out, device="cpu").syn_mr
     assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
 
 

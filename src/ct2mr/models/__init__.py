@@ -25,7 +25,6 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "init_weights",
-    "load_generator",
 ]
 
 
@@ -55,18 +54,6 @@ def build_discriminator(arch: Mapping[str, Any]) -> DualPatchDiscriminator:
     """Discriminator for an architecture dict with ``ndf``."""
     _check_norm(arch)
     return DualPatchDiscriminator(ndf=int(arch["ndf"]))
-
-
-def load_generator(arch: Mapping[str, Any], weights_path: str, map_location: str | torch.device = "cpu") -> ResnetGenerator:
-    """Rebuild a generator from ``arch`` and load ``weights_path`` (a state_dict, weights_only).
-
-    Returned in eval mode. Instance norm has no running statistics, so eval and
-    train mode compute the same thing.
-    """
-    net = build_generator(arch)
-    state = torch.load(weights_path, map_location=map_location, weights_only=True)
-    net.load_state_dict(state)
-    return net.eval()
 
 
 def _check_norm(arch: Mapping[str, Any]) -> None:
