@@ -629,13 +629,12 @@ def truth_from_json(path: str | os.PathLike[str]) -> sitk.AffineTransform:
 def brain_points(labels: sitk.Image, n: int = 2000, seed: int = 0) -> np.ndarray:
     """Up to ``n`` random physical points (N, 3), mm, of brain voxels (labels 3-6) of a label map.
 
-    Target points for :func:`tre_mm`.
+    Target points for :func:`tre_mm`: :func:`ct2mr.registration.quality.mask_points`
+    on the phantom's brain.
     """
-    arr = sitk.GetArrayViewFromImage(labels)
-    idx = np.argwhere(arr >= LABELS["csf"])  # (z, y, x)
-    if len(idx) > n:
-        idx = idx[np.random.default_rng(seed).choice(len(idx), n, replace=False)]
-    return np.array([labels.TransformContinuousIndexToPhysicalPoint(tuple(map(float, i[::-1]))) for i in idx])
+    from ct2mr.registration.quality import mask_points
+
+    return mask_points(labels >= LABELS["csf"], n, seed)
 
 
 # --------------------------------------------------------------------------- CLI
