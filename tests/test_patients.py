@@ -112,3 +112,17 @@ def test_line_numbers_count_comment_and_blank_lines(tmp_path: Path, scans: tuple
     path = table(tmp_path, [f"A\tct_only\t{ct}\t", "# the same patient again:", f"A\tct_only\t{ct}\t"])
     with pytest.raises(InputError, match=r"line 4 \(patient 'A'\): duplicate patient id 'A' \(first on line 2\)"):
         load_patients(path)
+
+
+def test_hash_inside_a_path_is_data_not_a_comment(tmp_path: Path) -> None:
+    scan = tmp_path / "scan#2.nii.gz"
+    scan.write_bytes(b"x")
+    path = table(tmp_path, ["# a comment line", f"A\tct_only\t{scan}\t"])
+    assert load_patients(path)[0].ct == str(scan)
+
+
+def test_empty_table_file(tmp_path: Path) -> None:
+    path = tmp_path / "patients.tsv"
+    path.write_text("# only a comment\n")
+    with pytest.raises(InputError, match="patients.tsv"):
+        load_patients(path)

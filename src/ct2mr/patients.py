@@ -25,6 +25,7 @@ cohort): they need not exist yet. Every other path must exist.
 from __future__ import annotations
 
 import glob
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,12 +88,17 @@ def _exists(path: str) -> bool:
     return Path(path).exists()
 
 
-def _data_line_numbers(table: Path) -> list[int]:
-    """1-based file line of each data row: comment (``#``) and blank lines are skipped by
-    the reader, so error messages must not count rows from the header."""
-    text = table.read_text(encoding="utf-8")
-    used = [i for i, line in enumerate(text.splitlines(), start=1) if line.split("#", 1)[0].strip()]
-    return used[1:]  # the first one is the header
+def _table_lines(table: Path) -> tuple[str, list[int]]:
+    """The table's text without comment lines (first non-blank character ``#``) and blank
+    lines, and the 1-based file line of each kept line (for error messages). A ``#``
+    inside a cell (a path) is data, not a comment."""
+    try:
+        text = table.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(table, None, f"not a UTF-8 text table ({exc})") from None
+    kept = [(i, line) for i, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(line for _, line in kept) + "\n", [i for i, _ in kept]
 
 
 def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
@@ -106,9 +112,10 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
     table = Path(table)
     if not table.is_file():
         raise InputError(table, None, "patient table not found")
+    text, file_lines = _table_lines(table)
     try:
-        df = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(table, None, f"not a readable TSV table ({exc})") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in ("patient", "role", "ct", "mr") if c not in df.columns]
@@ -122,10 +129,7 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
 
     patients: list[Patient] = []
     seen: dict[str, int] = {}
-    lines = _data_line_numbers(table)
-    if len(lines) != len(df):  # unexpected layout: count rows after the header instead
-        lines = list(range(2, len(df) + 2))
-    for i, raw in zip(lines, df.to_dict("records"), strict=True):
+    for i, raw in zip(file_lines[1:], df.to_dict("records"), strict=True):
         row = {k: v.strip() for k, v in raw.items() if v.strip()}
         where = f"line {i}" + (f" (patient {row['patient']!r})" if "patient" in row else "")
         validate(row, PATIENTS_SCHEMA, f"{table}: {where}")
