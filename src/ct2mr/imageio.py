@@ -168,12 +168,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         log.warning(
             "%s holds %d DICOM series; reading %s (%d files), ignoring %s", folder, len(series), sid, len(files), others
         )
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        img = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(folder, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
+    img = _read_series_files(files, folder, sid)
     log.info("read DICOM series %s from %s: %d files", sid, folder, len(files))
     return img
 
@@ -190,14 +185,19 @@ def _read_dicom_file_series(path: Path) -> sitk.Image:
     files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), sid)) if sid else []
     if not files:
         files = [str(path)]
-    series = sitk.ImageSeriesReader()
-    series.SetFileNames(files)
-    try:
-        img = series.Execute()
-    except RuntimeError as exc:
-        raise InputError(path, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
+    img = _read_series_files(files, path, sid)
     log.info("read DICOM series %s (%d files) containing %s", sid, len(files), path)
     return img
+
+
+def _read_series_files(files: list[str], where: Path, sid: str) -> sitk.Image:
+    """One DICOM series from its sorted files; a read failure names ``where`` and the series."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(where, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
 
 
 def _short(exc: BaseException) -> str:

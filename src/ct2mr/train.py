@@ -279,18 +279,18 @@ class Trainer:
                     pair_fake = torch.cat([fake_ct_p, mr_p.to(fake_ct_p.dtype)], 1)
                     fakes["ct_paired"], reals["ct_paired"] = pair_fake, torch.cat([ct_p, mr_p], 1)
                     terms["adv_ct_paired"] = nll_gan_loss(self.fwd["dis_ct"](pair_fake, "paired"), 1.0)
-                if "cyc_ct_unpaired" in t:
-                    terms["cyc_ct_unpaired"] = l1_loss(rec_ct_u, ct_u)  # type: ignore[arg-type]
-                if "cyc_mr_unpaired" in t:
-                    terms["cyc_mr_unpaired"] = l1_loss(rec_mr_u, mr_u)  # type: ignore[arg-type]
-                if "cyc_ct_paired" in t:
-                    terms["cyc_ct_paired"] = l1_loss(rec_ct_p, ct_p)  # type: ignore[arg-type]
-                if "cyc_mr_paired" in t:
-                    terms["cyc_mr_paired"] = l1_loss(rec_mr_p, mr_p)  # type: ignore[arg-type]
-                if "l1_mr_paired" in t:
-                    terms["l1_mr_paired"] = l1_loss(fake_mr_p, mr_p)  # type: ignore[arg-type]
-                if "l1_ct_paired" in t:
-                    terms["l1_ct_paired"] = l1_loss(fake_ct_p, ct_p)  # type: ignore[arg-type]
+                # the four cycles (reconstruction vs input) and the voxel-wise L1 on pairs
+                l1_terms = {
+                    "cyc_ct_unpaired": (rec_ct_u, ct_u),
+                    "cyc_mr_unpaired": (rec_mr_u, mr_u),
+                    "cyc_ct_paired": (rec_ct_p, ct_p),
+                    "cyc_mr_paired": (rec_mr_p, mr_p),
+                    "l1_mr_paired": (fake_mr_p, mr_p),
+                    "l1_ct_paired": (fake_ct_p, ct_p),
+                }
+                for name, (estimate, target) in l1_terms.items():
+                    if name in t:
+                        terms[name] = l1_loss(estimate, target)  # type: ignore[arg-type]
             total = total_generator_loss(terms, self.settings.lambda_cycle, self.settings.gamma_l1)
             total.backward()
             self.opt_g.step()
