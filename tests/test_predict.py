@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_identity_network_returns_the_windowed_ct_on_the_input_grid(phantom_ct: 
     """With Syn_MR = identity the 'MR' is the windowed CT: any flip or shift in the chain would show."""
     stub = LoadedModel(syn_mr=torch.nn.Identity(), syn_ct=None, info={"variant": "identity"},
                        device=torch.device("cpu"), model_dir=Path("."), image_size=256)
-    out = predict_image(stub, phantom_ct, PredictSettings(batch_size=8))
+    out = predict_image(stub, phantom_ct, dataclasses.replace(PredictSettings.default(), batch_size=8))
     original = read_image(phantom_ct)
     _same_grid(out, original)
     assert out.GetPixelID() == sitk.sitkUInt8
@@ -114,7 +115,9 @@ def test_bad_inputs(tmp_path: Path, phantom_ct: Path, capsys: pytest.CaptureFixt
 
 def test_settings_from_config(tmp_path: Path, repo_root: Path) -> None:
     s = load_settings(repo_root / "config" / "config.yaml")
-    assert s == PredictSettings()  # the shipped config uses the defaults
+    assert s == PredictSettings.default()  # the shipped config uses the schema's defaults
+    assert (s.spacing_mm, s.window_width_hu, s.window_level_hu, s.skull_threshold_hu, s.slice_size) == (
+        (1.0, 1.0, 1.0), 80.0, 40.0, 300.0, 256)
     cfg = tmp_path / "c.yaml"
     cfg.write_text((repo_root / "config" / "config.yaml").read_text().replace("ct_width_hu: 80.0", "ct_width_hu: 100.0"))
     assert load_settings(cfg).window_width_hu == 100.0

@@ -37,6 +37,7 @@ with too few brain slices; an output path equal to the input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -55,34 +56,44 @@ DEFAULT_CONFIG = Path("config/config.yaml")
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """Preprocessing settings (units in the names), same defaults as config/config.yaml."""
+    """Preprocessing settings (units in the names), read from a config.
 
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    skull_threshold_hu: float = 300.0
-    head_threshold_hu: float = -400.0
-    window_width_hu: float = 80.0
-    window_level_hu: float = 40.0
-    slice_size: int = 256
-    min_brain_voxels: int = 500
-    min_slices: int = 5
-    batch_size: int = 16
+    The defaults are the config schema's (``workflow/schemas/config.schema.yaml``):
+    :meth:`default` is what an empty config validates to.
+    """
+
+    spacing_mm: tuple[float, float, float]
+    skull_threshold_hu: float
+    head_threshold_hu: float
+    window_width_hu: float
+    window_level_hu: float
+    slice_size: int
+    min_brain_voxels: int
+    min_slices: int
+    batch_size: int
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PredictSettings:
-        """Read the relevant keys of a (validated, default-filled) config dict."""
-        d = cls()
-        rs, sm, wi, sl, sy = (config.get(k) or {} for k in ("resample", "skull_mask", "window", "slices", "synthesis"))
+        """Read the relevant keys of a validated (default-filled) config dict."""
+        rs, sm, wi, sl, sy = (config[k] for k in ("resample", "skull_mask", "window", "slices", "synthesis"))
         return cls(
-            spacing_mm=tuple(float(v) for v in rs.get("spacing_mm", d.spacing_mm)),  # type: ignore[arg-type]
-            skull_threshold_hu=float(sm.get("ct_skull_threshold_hu", d.skull_threshold_hu)),
-            head_threshold_hu=float(sm.get("ct_head_threshold_hu", d.head_threshold_hu)),
-            window_width_hu=float(wi.get("ct_width_hu", d.window_width_hu)),
-            window_level_hu=float(wi.get("ct_level_hu", d.window_level_hu)),
-            slice_size=int(sl.get("size", d.slice_size)),
-            min_brain_voxels=int(sl.get("min_brain_voxels", d.min_brain_voxels)),
-            min_slices=int(sl.get("min_slices", d.min_slices)),
-            batch_size=int(sy.get("batch_size", d.batch_size)),
+            spacing_mm=tuple(float(v) for v in rs["spacing_mm"]),  # type: ignore[arg-type]
+            skull_threshold_hu=float(sm["ct_skull_threshold_hu"]),
+            head_threshold_hu=float(sm["ct_head_threshold_hu"]),
+            window_width_hu=float(wi["ct_width_hu"]),
+            window_level_hu=float(wi["ct_level_hu"]),
+            slice_size=int(sl["size"]),
+            min_brain_voxels=int(sl["min_brain_voxels"]),
+            min_slices=int(sl["min_slices"]),
+            batch_size=int(sy["batch_size"]),
         )
+
+    @classmethod
+    def default(cls) -> PredictSettings:
+        """The schema's defaults (an empty config)."""
+        from ct2mr.config import validate_config
+
+        return cls.from_config(validate_config({}))
 
 
 def load_settings(config_path: str | Path | None) -> PredictSettings:
@@ -90,7 +101,7 @@ def load_settings(config_path: str | Path | None) -> PredictSettings:
     if config_path is None:
         if not DEFAULT_CONFIG.is_file():
             log.info("no %s: using the default preprocessing settings", DEFAULT_CONFIG)
-            return PredictSettings()
+            return PredictSettings.default()
         config_path = DEFAULT_CONFIG
     from ct2mr.config import load_config
 
@@ -120,7 +131,7 @@ def predict_image(
     from ct2mr.synthesize import synthesize_slices
     from ct2mr.window import window_ct
 
-    s = settings or PredictSettings()
+    s = settings or PredictSettings.default()
     t0 = time.perf_counter()
     ct = ingest(ct_path, "ct")  # checks: 3D, finite, head CT in HU
     original = read_image(ct_path)
@@ -171,7 +182,7 @@ def run(args: argparse.Namespace) -> None:
     if args.batch_size is not None:
         if args.batch_size < 1:
             raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
-        settings = PredictSettings(**{**settings.__dict__, "batch_size": args.batch_size})
+        settings = dataclasses.replace(settings, batch_size=args.batch_size)
     model = load_generators(args.model, device=args.device)  # fail fast, before preprocessing
     img = predict_image(model, args.ct, settings)
     write_image(img, out)
