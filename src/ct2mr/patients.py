@@ -45,6 +45,8 @@ NEEDS: dict[str, dict[str, bool]] = {
     "ct_only": {"ct": True, "mr": False},
     "mr_only": {"ct": False, "mr": True},
 }
+#: roles whose slices train the networks (paired_test is held out)
+TRAIN_ROLES: tuple[str, ...] = ("paired_train", "ct_only", "mr_only")
 GENERATED_PREFIX = "results/"
 
 

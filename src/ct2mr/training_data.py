@@ -27,17 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ct2mr.errors import InputError
+from ct2mr.patients import TRAIN_ROLES
 
 log = logging.getLogger(__name__)
 
-TRAIN_ROLES = ("paired_train", "ct_only", "mr_only")
-
-#: data pool -> roles that can fill it (the second entry only with unpaired_includes_paired)
-POOL_ROLES: dict[str, tuple[str, ...]] = {
-    "paired": ("paired_train",),
-    "ct_unpaired": ("ct_only", "paired_train"),
-    "mr_unpaired": ("mr_only", "paired_train"),
-}
 
 
 def read_slice_file(path: Path) -> dict[str, Any]:

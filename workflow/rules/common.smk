@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from ct2mr.config import validate_config
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import load_patients
+from ct2mr.patients import TRAIN_ROLES, load_patients
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.training_config import resolve_training_settings
 
@@ -28,7 +28,6 @@ except InputError as exc:
 VARIANTS = list(config["training"]["variants"])
 #: variants that train Syn_CT too (they can reconstruct the CT: Figure 7)
 CYCLE_VARIANTS = [v for v in VARIANTS if v in ("unpaired", "mrgan")]
-TRAIN_ROLES = ("paired_train", "ct_only", "mr_only")
 
 PNG = sorted(p for p, r in PATIENTS.items() if r.is_png)
 VOLUME = sorted(p for p in PATIENTS if p not in PNG)
