@@ -125,7 +125,7 @@ def test_settings_from_config(tmp_path: Path, repo_root: Path) -> None:
 
 @pytest.mark.realdata
 def test_real_head_ct(tmp_path: Path, shared_data: Path) -> None:
-    """A real head CT (InVesalius sample, anisotropic 0.957 x 1.5 x 0.957 mm) keeps its own grid."""
+    """A real head CT (InVesalius sample, anisotropic 0.957 x 0.957 x 1.5 mm) keeps its own grid."""
     src = shared_data / "volumes" / "ct_head_invesalius.nii.gz"
     model = make_untrained_model(tmp_path / "m", "paired", image_size=32, ngf=4, n_blocks=1)
     out = tmp_path / "synth_mr.nii.gz"

@@ -117,8 +117,10 @@ def test_cli(tmp_path) -> None:  # noqa: ANN001
 @pytest.mark.realdata
 def test_real_ct(shared_data) -> None:  # noqa: ANN001
     ct = sitk.ReadImage(str(shared_data / "volumes" / "ct_head_invesalius.nii.gz"))
+    assert ct.GetSize() == (256, 256, 108)  # axial slices along z (corrected copy of 2026-12-01)
     out = resample_isotropic(ct)
-    assert out.GetSize() == (245, 161, 245)
+    # 256 x 0.957 mm -> 245 voxels of 1 mm in x and y; 108 x 1.5 mm -> 161 along z
+    assert out.GetSize() == (245, 245, 161)
     assert out.GetSpacing() == (1.0, 1.0, 1.0)
     assert out.GetOrigin() == ct.GetOrigin() and out.GetDirection() == ct.GetDirection()
     assert out.GetPixelID() == sitk.sitkInt16

@@ -186,7 +186,7 @@ def test_real_ct_slices(shared_data) -> None:  # noqa: ANN001
     m = ct_masks(ct)
     d = extract_slices(window_ct(ct), None, m.head, m.brain, patient="INV", role="ct_only")
     assert d["ct"].shape[1:] == (256, 256) and 60 <= d["ct"].shape[0] <= 162
-    assert int(d["crop_size"]) == 256  # 245 x 162 mm field of view fits at 1 mm
+    assert int(d["crop_size"]) == 256  # 245 x 245 mm axial field of view fits at 1 mm
     vol = volume_from_slices(d["ct"], d)
     a = sitk.GetArrayFromImage(window_ct(ct))  # a copy: a view of a temporary image dangles
     head = sitk.GetArrayFromImage(m.head)[d["z_index"]] > 0
