@@ -156,7 +156,8 @@ def test_dicom_series_replaces_existing_folder_atomically(tmp_path: Path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # temp folder removed
 
 
-def test_several_series_takes_largest_and_warns(tmp_path: Path, caplog) -> None:
+def test_several_series_rule_chooses_and_logs(tmp_path: Path, caplog) -> None:
+    """Same ImageType, plane and thickness: the rule's tie-break (the most slices) decides, and says so."""
     write_dicom_series(_oblique_image(shape=(3, 4, 5), seed=1), tmp_path / "a", uid_seed="a")
     write_dicom_series(_oblique_image(shape=(7, 4, 5), seed=2), tmp_path / "b", uid_seed="b")
     mixed = tmp_path / "mixed"
@@ -164,10 +165,11 @@ def test_several_series_takes_largest_and_warns(tmp_path: Path, caplog) -> None:
     for sub in ("a", "b"):
         for f in (tmp_path / sub).iterdir():
             f.rename(mixed / f"{sub}_{f.name}")
-    with caplog.at_level(logging.WARNING, logger="ct2mr.imageio"):
+    with caplog.at_level(logging.INFO, logger="ct2mr.dicom_series"):
         img = read_image(mixed)
     assert img.GetSize() == (5, 4, 7)
-    assert "2 DICOM series" in caplog.text
+    assert "holds 2 DICOM series" in caplog.text
+    assert "passed over series 1 'ct2mr' (3 files" in caplog.text and "fewer slices (3 vs 7)" in caplog.text
 
 
 def test_single_dicom_file_reads_its_series(tmp_path: Path) -> None:

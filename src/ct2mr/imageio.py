@@ -10,7 +10,7 @@ Images are SimpleITK images in physical space (mm); this module does not change
 orientation or values (ingest does that). Supported formats:
 
 ============  ==========================================================
-``dicom``     a folder holding a DICOM series (detected by content)
+``dicom``     a folder holding DICOM files (recursively; series chosen by :mod:`ct2mr.dicom_series`)
 ``nifti``     ``.nii`` / ``.nii.gz``
 ``mha``       ``.mha`` (read also ``.mhd``; write only ``.mha``)
 ``nrrd``      ``.nrrd`` / ``.nhdr`` (read; write only ``.nrrd``)
@@ -68,37 +68,12 @@ def image_suffix(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _has_dicm_magic(path: Path) -> bool:
-    """True when ``path`` is a file with the DICOM preamble magic ``DICM`` at byte 128."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _dicom_series(folder: Path) -> dict[str, list[str]]:
-    """Series instance UID -> sorted file names, for every DICOM series in ``folder``."""
-    series: dict[str, list[str]] = {}
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" is reported by us
-    try:
-        for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)
-            if files:
-                series[sid] = list(files)
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-    return series
-
-
 def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
     """Format of an input image path.
 
-    * a folder: ``"dicom"`` when it (or, failing that, a sub-folder) holds a
-      DICOM series (files named ``*.dcm``, files with the ``DICM`` magic, or
-      found by GDCM); ``"png"`` when it holds ``*.png`` files;
+    * a folder: ``"dicom"`` when it or a sub-folder holds a DICOM file (the
+      ``DICM`` magic; any name, with or without extension), even when preview
+      images lie beside it; else ``"png"`` when it holds ``*.png`` files;
     * a glob pattern (``*``, ``?``, ``[``) matching png files: ``"png"``;
     * a file: by its ending (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``,
       ``.nhdr``; ``.png`` -> ``"png"``), else ``"dicom"`` when it has the ``DICM`` magic.
@@ -120,84 +95,25 @@ def detect_format(path: str | os.PathLike[str]) -> ImageFormat:
     if not p.exists():
         raise InputError(text, None, "does not exist")
     if p.is_dir():
-        files = [f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")]
-        if any(f.suffix.lower() == ".dcm" for f in files):
+        from ct2mr.dicom_series import has_dicom
+
+        if has_dicom(p):  # DICOM wins: an export keeps preview PNG/JPG files beside its DICOM files
             return "dicom"
-        if any(f.suffix.lower() == ".png" for f in files):
+        if any(f.is_file() and f.suffix.lower() == ".png" for f in p.iterdir()):
             return "png"
-        if any(_has_dicm_magic(f) for f in files[:50]) or _dicom_series(p):
-            return "dicom"
-        # a DICOM export with the series in sub-folders (study/series/...)
-        for sub, _, names in os.walk(p):
-            if Path(sub) != p and any(
-                n.lower().endswith(".dcm") or _has_dicm_magic(Path(sub) / n) for n in sorted(names)[:20]
-            ):
-                return "dicom"
         raise InputError(text, None, "no DICOM series found (and no .png files)")
     suffix = image_suffix(p)
     if suffix is not None:
         return _SUFFIXES[suffix]
     if p.name.lower().endswith(".png"):
         return "png"
-    if _has_dicm_magic(p):
+    from ct2mr.dicom_series import is_dicom_file
+
+    if is_dicom_file(p):
         return "dicom"
     raise InputError(
         text, None, "unknown image format (expected a DICOM folder, .nii, .nii.gz, .mha, .mhd, .nrrd, or png slices)"
     )
-
-
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """Read the largest DICOM series in ``folder``, or in its sub-folders when it has none itself.
-
-    Logs a warning when there are several series.
-    """
-    try:
-        series = _dicom_series(folder)
-        if not series:  # look in sub-folders (a DICOM export: study/series/...)
-            for sub, dirs, _ in os.walk(folder):
-                dirs.sort()
-                if Path(sub) != folder:
-                    series.update(_dicom_series(Path(sub)))
-    except RuntimeError as exc:
-        raise InputError(folder, None, f"cannot scan DICOM folder: {_short(exc)}") from None
-    if not series:
-        raise InputError(folder, None, "no DICOM series found")
-    sid, files = max(series.items(), key=lambda kv: (len(kv[1]), kv[0]))
-    if len(series) > 1:
-        others = ", ".join(f"{k} ({len(v)} files)" for k, v in series.items() if k != sid)
-        log.warning(
-            "%s holds %d DICOM series; reading %s (%d files), ignoring %s", folder, len(series), sid, len(files), others
-        )
-    img = _read_series_files(files, folder, sid)
-    log.info("read DICOM series %s from %s: %d files", sid, folder, len(files))
-    return img
-
-
-def _read_dicom_file_series(path: Path) -> sitk.Image:
-    """Read the whole series that the DICOM file ``path`` belongs to (from its folder)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-        sid = reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else ""
-    except RuntimeError as exc:
-        raise InputError(path, None, f"cannot read DICOM file: {_short(exc)}") from None
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), sid)) if sid else []
-    if not files:
-        files = [str(path)]
-    img = _read_series_files(files, path, sid)
-    log.info("read DICOM series %s (%d files) containing %s", sid, len(files), path)
-    return img
-
-
-def _read_series_files(files: list[str], where: Path, sid: str) -> sitk.Image:
-    """One DICOM series from its sorted files; a read failure names ``where`` and the series."""
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(where, f"DICOM series {sid}", f"cannot read: {_short(exc)}") from None
 
 
 def _short(exc: BaseException) -> str:
@@ -219,29 +135,35 @@ def _check_gzip(path: Path) -> None:
         raise InputError(path, None, f"corrupt or truncated gzip file ({exc})") from None
 
 
-def read_image(path: str | os.PathLike[str]) -> sitk.Image:
-    """Read a 3D (or any-dimensional) image: a DICOM series folder, NIfTI, MHA/MHD or NRRD.
+def read_image(path: str | os.PathLike[str], series: str | None = None, modality: str | None = None) -> sitk.Image:
+    """Read a 3D (or any-dimensional) image: a DICOM folder, NIfTI, MHA/MHD or NRRD.
 
     Values and geometry are returned as stored (DICOM rescale slope/intercept are
-    applied by GDCM, so CT comes back in HU, as int32). A folder with several
-    DICOM series gives the series with the most files (a warning is logged); a
-    single DICOM file gives the whole series it belongs to (from its folder).
+    applied, so CT comes back in HU). A DICOM folder (searched recursively; a
+    scanner's export with several series, DICOMDIR and previews) gives one series,
+    chosen by ``series`` (SeriesInstanceUID, SeriesNumber or a SeriesDescription
+    substring) or else by the rule of :mod:`ct2mr.dicom_series` (``modality``
+    ``"ct"``/``"mr"`` passes over series of another modality), on an even, untilted
+    grid; a single DICOM file gives the whole series it belongs to.
     NIfTI caveat: ITK turns stored NaN / inf into 0; see :func:`nifti_nonfinite_count`.
 
     Raises
     ------
     InputError
-        Missing path, unknown format, png slices (not a volume), empty DICOM
-        folder, truncated/corrupt file; the message names the file.
+        Missing path, unknown format, png slices (not a volume), no usable DICOM
+        series, a ``series`` choice that matches none or several, or given for a
+        file that is not DICOM, truncated/corrupt file; the message names the file.
     """
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "png":
         raise InputError(p, None, "png slices are 2D; use `ct2mr slices-png` for pre-registered png pairs")
-    if fmt == "dicom" and p.is_dir():
-        return _read_dicom_folder(p)
     if fmt == "dicom":
-        return _read_dicom_file_series(p)
+        from ct2mr.dicom_series import read_dicom
+
+        return read_dicom(p, series, modality)
+    if series is not None and str(series).strip():
+        raise InputError(p, "series", f"a series choice ({series!r}) applies only to a DICOM folder, not a {fmt} file")
     if p.name.lower().endswith(".gz"):
         _check_gzip(p)
     try:

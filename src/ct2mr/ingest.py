@@ -1,7 +1,8 @@
 """Ingest: read a raw scan, check it, write a canonical LPS NIfTI.
 
-``ingest(path, modality)`` reads a DICOM series folder, NIfTI, MHA/MHD or NRRD
-(:mod:`ct2mr.imageio`), checks that it is a usable 3D scan of the declared
+``ingest(path, modality, series)`` reads a DICOM folder (one series of it, chosen
+and read on an even, untilted grid by :mod:`ct2mr.dicom_series`), NIfTI, MHA/MHD
+or NRRD (:mod:`ct2mr.imageio`), checks that it is a usable 3D scan of the declared
 modality, and returns it
 
 * reoriented to LPS (``sitk.DICOMOrient(img, "LPS")``: axes permuted/flipped
@@ -27,9 +28,14 @@ Checks (each failure is an :class:`ct2mr.errors.InputError` naming the file):
 CLI (``ct2mr ingest``)::
 
     --modality ct|mr      what the input is                     [required]
-    --input PATH          DICOM series folder (or sub-folders, or one file of
-                          the series), .nii/.nii.gz/.mha/.mhd/.nrrd      [required]
+    --input PATH          DICOM folder (a scanner's export: searched recursively,
+                          with or without DICOMDIR, non-DICOM files ignored; or
+                          one file of the series), .nii/.nii.gz/.mha/.mhd/.nrrd  [required]
     --output OUT.nii.gz   canonical image (.nii.gz; also .nii/.mha/.nrrd)     [required]
+    --series SEL          DICOM only: SeriesInstanceUID, SeriesNumber or a
+                          SeriesDescription substring (default: the rule of
+                          :mod:`ct2mr.dicom_series`: ORIGINAL/PRIMARY, never a
+                          localizer, axial, regular grid, thinnest slices)
 
 The output is written atomically; nothing is written when a check fails.
 """
@@ -142,9 +148,12 @@ def _to_int16_hu(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr), *CT_RANGE_HU).astype(np.int16)
 
 
-def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"]) -> sitk.Image:
+def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"], series: str | None = None) -> sitk.Image:
     """Read, check and canonicalise one scan (see the module docstring).
 
+    ``series``: for a DICOM folder, the series to read (SeriesInstanceUID,
+    SeriesNumber or a SeriesDescription substring); ``None`` or empty = the
+    automatic rule of :mod:`ct2mr.dicom_series` (logged with every series passed over).
     Returns an LPS image: CT int16 HU in [-1024, 3071], MR float32 >= 0.
     Raises InputError for unreadable or implausible input.
     """
@@ -152,7 +161,7 @@ def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"]) -> sitk.
         raise ValueError(f"modality must be 'ct' or 'mr', not {modality!r}")
     p = Path(path)
     fmt = detect_format(p)
-    raw = read_image(p)
+    raw = read_image(p, series, modality)
     img = _to_3d(raw, p)
     arr = sitk.GetArrayViewFromImage(img)
     if arr.size == 0:
@@ -210,12 +219,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", required=True, choices=("ct", "mr"), help="what the input is")
     parser.add_argument("--input", required=True, help="DICOM series folder, .nii/.nii.gz/.mha/.mhd/.nrrd")
     parser.add_argument("--output", required=True, help="canonical LPS image (.nii.gz)")
+    parser.add_argument("--series", default=None,
+                        help="DICOM folder: the series to read (SeriesInstanceUID, SeriesNumber or a "
+                             "SeriesDescription substring); default: the automatic rule")
 
 
 def run(args: argparse.Namespace) -> None:
     """Ingest ``--input`` and write ``--output`` atomically."""
     if image_suffix(args.output) not in (".nii.gz", ".nii", ".mha", ".nrrd"):
         raise InputError(args.output, "--output", "needs an image ending (.nii.gz, .nii, .mha, .nrrd)")
-    img = ingest(args.input, args.modality)
+    img = ingest(args.input, args.modality, args.series)
     write_image(img, args.output)
     log.info("wrote %s", args.output)

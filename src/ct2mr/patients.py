@@ -1,7 +1,10 @@
 """The patient table: one row per patient, validated before any job is planned.
 
 Columns (TSV, header required): ``patient``, ``role``, ``ct``, ``mr`` and the
-optional ``truth``. Roles:
+optional ``truth``, ``series`` and ``mr_series``. ``series`` / ``mr_series`` choose
+the series of a DICOM folder given as ``ct`` / ``mr`` (a SeriesInstanceUID, a
+SeriesNumber or a SeriesDescription substring; empty = the automatic rule of
+:mod:`ct2mr.dicom_series`). Roles:
 
 ==============  ======================================  =================
 role            used for                                 needs
@@ -37,7 +40,9 @@ from ct2mr.errors import InputError
 
 Role = Literal["paired_train", "paired_test", "ct_only", "mr_only"]
 ROLES: tuple[str, ...] = ("paired_train", "paired_test", "ct_only", "mr_only")
-COLUMNS: tuple[str, ...] = ("patient", "role", "ct", "mr", "truth")
+COLUMNS: tuple[str, ...] = ("patient", "role", "ct", "mr", "truth", "series", "mr_series")
+#: series-choice column -> the image column it applies to
+SERIES_COLUMNS: dict[str, str] = {"series": "ct", "mr_series": "mr"}
 #: which images each role needs (True) or must not have (False)
 NEEDS: dict[str, dict[str, bool]] = {
     "paired_train": {"ct": True, "mr": True},
@@ -59,6 +64,12 @@ class Patient:
     ct: str | None
     mr: str | None
     truth: str | None = None
+    series: str | None = None  # DICOM series of the CT (None = automatic rule)
+    mr_series: str | None = None  # DICOM series of the MR
+
+    def series_of(self, modality: str) -> str | None:
+        """The user's series choice for ``modality`` (``"ct"`` / ``"mr"``), or ``None``."""
+        return self.series if modality == "ct" else self.mr_series
 
     @property
     def is_png(self) -> bool:
@@ -81,13 +92,25 @@ def is_png_source(path: str) -> bool:
     p = Path(path)
     if p.suffix.lower() == ".png":
         return True
-    return p.is_dir() and any(p.glob("*.png"))
+    if not p.is_dir() or not any(f.suffix.lower() == ".png" for f in p.iterdir()):
+        return False
+    from ct2mr.dicom_series import has_dicom
+
+    return not has_dicom(p)  # a DICOM export keeps preview PNGs beside its DICOM files
 
 
 def _exists(path: str) -> bool:
     if any(ch in path for ch in "*?["):
         return bool(glob.glob(path))
     return Path(path).exists()
+
+
+def _is_dicom(path: str) -> bool:
+    """True for a DICOM folder (searched recursively) or a DICOM file."""
+    from ct2mr.dicom_series import has_dicom, is_dicom_file
+
+    p = Path(path)
+    return has_dicom(p) if p.is_dir() else is_dicom_file(p)
 
 
 def _table_lines(table: Path) -> tuple[str, list[int]]:
@@ -148,10 +171,20 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
                     table, f"{where}, column {col}",
                     f"role {role} has no {col.upper()}; leave the cell empty (got {row[col]!r})",
                 )
+        for scol, icol in SERIES_COLUMNS.items():
+            if scol in row and icol not in row:
+                raise InputError(table, f"{where}, column {scol}",
+                                 f"chooses a series of the {icol.upper()} but the row has no {icol.upper()} image")
         if check_files:
             for col in ("ct", "mr", "truth"):
                 path = row.get(col)
                 if path and not path.startswith(GENERATED_PREFIX) and not _exists(path):
                     raise InputError(table, f"{where}, column {col}", f"file not found: {path}")
-        patients.append(Patient(pid, role, row.get("ct"), row.get("mr"), row.get("truth")))
+            for scol, icol in SERIES_COLUMNS.items():
+                path = row.get(icol)
+                if scol in row and path and not path.startswith(GENERATED_PREFIX) and not _is_dicom(path):
+                    raise InputError(table, f"{where}, column {scol}",
+                                     f"a series choice needs a DICOM folder in column {icol}, not {path}")
+        patients.append(Patient(pid, role, row.get("ct"), row.get("mr"), row.get("truth"),
+                                row.get("series"), row.get("mr_series")))
     return patients

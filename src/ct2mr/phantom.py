@@ -46,6 +46,11 @@ CLI (``ct2mr phantom``)::
     --mr PATH                  MR output, same rule
     --truth PATH.json          true affine (see :func:`truth_to_json`)
     --labels PATH.nii.gz       label map on the CT grid (uint8, see LABELS)
+    --export FOLDER            the CT as a scanner's export: localizer, axial 5 /
+                               2.5 mm, tilted and uneven axial series, a coronal
+                               reformat, previews (:mod:`ct2mr.phantom_export`;
+                               fixed geometry, not the --ct-spacing / --fov ones)
+    --dicomdir                 with --export: a DICOMDIR index and nested folders
     --ct-spacing X Y Z         mm, default 0.8 0.8 2.5
     --mr-spacing X Y Z         mm, default 1.2 1.1 3.0
     --fov X Y Z                mm, default 210 240 120
@@ -649,6 +654,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mr", help="MR output (same rule as --ct)")
     parser.add_argument("--truth", help="true affine JSON (CT point -> MR point)")
     parser.add_argument("--labels", help="label map on the CT grid (.nii.gz/.nii/.mha/.nrrd)")
+    parser.add_argument("--export", help="folder: the CT as a scanner's export (several series, previews; "
+                                         "see ct2mr.phantom_export)")
+    parser.add_argument("--dicomdir", action="store_true", help="with --export: a DICOMDIR and nested folders")
     parser.add_argument("--ct-spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=d.ct_spacing_mm)
     parser.add_argument("--mr-spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=d.mr_spacing_mm)
     parser.add_argument("--fov", type=float, nargs=3, metavar=("X", "Y", "Z"), default=d.fov_mm)
@@ -661,8 +669,10 @@ def run(args: argparse.Namespace) -> None:
     """Generate one patient and write the requested outputs (only what they need is computed)."""
     from ct2mr.imageio import image_suffix, write_image
 
-    if not (args.ct or args.mr or args.truth or args.labels):
-        raise InputError(None, "outputs", "give at least one of --ct, --mr, --truth, --labels")
+    if not (args.ct or args.mr or args.truth or args.labels or args.export):
+        raise InputError(None, "outputs", "give at least one of --ct, --mr, --truth, --labels, --export")
+    if args.dicomdir and not args.export:
+        raise InputError(None, "--dicomdir", "applies only with --export")
     for name in ("ct_spacing", "mr_spacing", "fov"):
         if any(v <= 0 for v in getattr(args, name)):
             raise InputError(None, f"--{name.replace('_', '-')}", "must be > 0")
@@ -692,6 +702,11 @@ def run(args: argparse.Namespace) -> None:
         mr = make_mr(args.patient, args.seed, params)
         log.info("MR %s generated in %.2f s", "x".join(map(str, mr.GetSize())), time.perf_counter() - t0)
         _write(mr, args.mr, "MR", args.patient, uid_seed)
+    if args.export:
+        from ct2mr.phantom_export import write_export
+
+        summary = write_export(args.export, args.patient, args.seed, dicomdir=args.dicomdir)
+        log.info("wrote export %s: %s", args.export, json.dumps(summary))
     if args.truth:
         data = truth_to_json(make_truth(args.patient, args.seed, params))
         data.update(patient=args.patient, seed=args.seed, params=asdict(params))

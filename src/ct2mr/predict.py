@@ -27,7 +27,7 @@ read.
 CLI::
 
     ct2mr predict --model results/models/mrgan --ct <DICOM folder or image> --out sMR.nii.gz
-        [--device auto] [--config config/config.yaml] [--batch-size 16]
+        [--series SEL] [--device auto] [--config config/config.yaml] [--batch-size 16]
 
 Errors (InputError, exit status 2): missing/mismatched model folder; a CT that
 is not a 3D head CT in HU (ingest's checks: 2D, 4D, 0..255 images...); a head
@@ -117,11 +117,13 @@ def predict_image(
     model: Any,
     ct_path: str | Path,
     settings: PredictSettings | None = None,
+    series: str | None = None,
 ) -> sitk.Image:
     """Synthesized MR (uint8, 0..255) on the grid of ``ct_path`` as read by ``read_image``.
 
     ``model``: a :class:`ct2mr.model_loading.LoadedModel`. See the module
-    docstring for the steps.
+    docstring for the steps. ``series``: the DICOM series to use when ``ct_path``
+    is a DICOM folder (see :func:`ct2mr.ingest.ingest`; ``None`` = automatic rule).
     """
     from ct2mr.imageio import read_image
     from ct2mr.ingest import ingest
@@ -133,8 +135,8 @@ def predict_image(
 
     s = settings or PredictSettings.default()
     t0 = time.perf_counter()
-    ct = ingest(ct_path, "ct")  # checks: 3D, finite, head CT in HU
-    original = read_image(ct_path)
+    ct = ingest(ct_path, "ct", series)  # checks: 3D, finite, head CT in HU
+    original = read_image(ct_path, series, "ct")
     ct1 = resample_isotropic(ct, s.spacing_mm, "linear")
     try:
         masks = ct_masks(ct1, s.skull_threshold_hu, s.head_threshold_hu)
@@ -163,6 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder results/models/{variant}/ (model.json, syn_mr.pt)")
     parser.add_argument("--ct", required=True, help="raw head CT in HU: DICOM series folder, .nii/.nii.gz, .mha/.mhd, .nrrd")
     parser.add_argument("--out", required=True, help="synthesized MR on the CT's original grid (.nii.gz, .nii, .mha, .nrrd)")
+    parser.add_argument("--series", default=None,
+                        help="DICOM folder: the series to use (SeriesInstanceUID, SeriesNumber or a "
+                             "SeriesDescription substring); default: the automatic rule (see ct2mr ingest)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     parser.add_argument("--config", default=None,
                         help="config file for the preprocessing settings (default config/config.yaml when present)")
@@ -184,6 +189,6 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
         settings = dataclasses.replace(settings, batch_size=args.batch_size)
     model = load_generators(args.model, device=args.device)  # fail fast, before preprocessing
-    img = predict_image(model, args.ct, settings)
+    img = predict_image(model, args.ct, settings, args.series)
     write_image(img, out)
     log.info("wrote %s (%s, size %s)", out, model.variant, img.GetSize())

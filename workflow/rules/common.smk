@@ -3,6 +3,7 @@
 import glob
 import json
 import re
+import shlex
 
 from snakemake.exceptions import WorkflowError
 
@@ -55,6 +56,12 @@ def raw_scan(wildcards):
     if path is None:
         raise WorkflowError(f"patient {wildcards.patient} has no {wildcards.modality.upper()} scan")
     return path
+
+
+def series_arg(wildcards):
+    """` --series SEL` (shell-quoted) when the patient table chooses a DICOM series, else ''."""
+    sel = PATIENTS[wildcards.patient].series_of(wildcards.modality)
+    return f" --series {shlex.quote(sel)}" if sel else ""
 
 
 def truth_file(wildcards):

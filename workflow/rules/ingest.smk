@@ -1,5 +1,7 @@
 # Stage 1, ingest: read the raw scan (DICOM series, NIfTI, MHA, NRRD), check it
 # (3D, finite, CT in HU) and write it as canonical LPS NIfTI. Raw inputs are only read.
+# A DICOM folder gives one series: the patient table's `series` / `mr_series` choice, or
+# the automatic rule of ct2mr.dicom_series (the log names the series and those passed over).
 
 
 rule ingest:
@@ -7,6 +9,8 @@ rule ingest:
         raw_scan,
     output:
         "results/interim/{patient}/{modality}_ingested.nii.gz",
+    params:
+        series=series_arg,
     log:
         "results/logs/ingest/{patient}_{modality}.log",
     benchmark:
@@ -18,4 +22,4 @@ rule ingest:
         mem_mb=4000,
     shell:
         "python -m ct2mr --threads {threads} ingest --modality {wildcards.modality}"
-        " --input {input} --output {output} > {log} 2>&1"
+        " --input {input} --output {output}{params.series} > {log} 2>&1"
