@@ -133,3 +133,23 @@ def test_real_head_ct(tmp_path: Path, shared_data: Path) -> None:
     img = read_image(out)
     _same_grid(img, read_image(src))
     assert sitk.GetArrayViewFromImage(img).any()
+
+
+def test_dicom_export_series_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--series` picks the series of a scanner-like export (not the rule's series 3); the output is on
+    that series' grid. An unknown value is a one-line error."""
+    from ct2mr.phantom_export import MATRIX, write_export
+
+    export = tmp_path / "export"
+    write_export(export, "P02", 3)
+    model = make_untrained_model(tmp_path / "paired", "paired", image_size=32, ngf=4, n_blocks=1)
+    out = tmp_path / "synth.nii.gz"
+    assert cli.main(["predict", "--model", str(model), "--ct", str(export), "--out", str(out), "--device", "cpu",
+                     "--series", "Head 5mm"]) == 0
+    img = read_image(out)
+    assert img.GetSize() == (MATRIX, MATRIX, 24)  # series 2: 24 axial slices of 5 mm
+    _same_grid(img, read_image(export, "2"))
+    assert cli.main(["predict", "--model", str(model), "--ct", str(export), "--out", str(tmp_path / "x.nii.gz"),
+                     "--device", "cpu", "--series", "77"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'77' matches no series; series found: 1 'Scout'" in err[0]
