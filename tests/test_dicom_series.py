@@ -195,6 +195,27 @@ def test_series_errors_are_one_line(exports: dict[str, Path], tmp_path: Path, ca
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.parametrize("fake", ["/bin/true", None])
+def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_path: Path, monkeypatch, capsys,
+                                                  fake: str | None) -> None:
+    """No corrected volume from dcm2niix (or no dcm2niix at all): a one-line refusal, never a sheared read."""
+    import ct2mr.dicom_series as ds
+
+    if fake is None:
+        def missing() -> str:
+            raise InputError(None, "dcm2niix", "the dcm2niix package is not installed (pip install dcm2niix)")
+        monkeypatch.setattr(ds, "dcm2niix_binary", missing)
+    else:
+        monkeypatch.setattr(ds, "dcm2niix_binary", lambda: fake)
+    out = tmp_path / "o.nii.gz"
+    assert cli.main(["ingest", "--modality", "ct", "--input", str(exports["flat"]), "--output", str(out),
+                     "--series", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and not out.exists()
+    assert ("gantry tilt 20.0 deg" in err[0] and "dcm2niix could not correct it" in err[0]) if fake else \
+        "dcm2niix package is not installed" in err[0]
+
+
 def test_series_on_a_nifti_is_an_error(tmp_path: Path, capsys) -> None:
     img = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16))
     sitk.WriteImage(img, str(tmp_path / "ct.nii.gz"))
@@ -246,6 +267,18 @@ def test_workflow_passes_the_series_column(exports: dict[str, Path], tmp_path: P
     (work / "patients.tsv").write_text("\n".join("\t".join(r) for r in rows) + "\n")
     proc = snakemake(work, "-n", "-p", "results/interim/EXP/ct_ingested.nii.gz")
     assert "--series 'Head 2mm tilt'" in proc.stdout
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("selector, size, spacing", [
+    ("2", (512, 512, 34), (0.488281, 0.488281, 5.0)),
+    ("601", (512, 110, 512), (0.488281, 2.0, 0.488281)),  # coronal: its axial reference image left out
+    ("602", (88, 512, 512), (2.0, 0.488281, 0.488281)),  # sagittal
+])
+def test_real_export_series_flag(shared_data: Path, selector: str, size: tuple, spacing: tuple) -> None:
+    img = ingest(shared_data / "head_ct_dicom_export", "ct", series=selector)
+    assert img.GetSize() == size and orientation_code(img) == "LPS"
+    np.testing.assert_allclose(img.GetSpacing(), spacing, atol=2e-3)
 
 
 @pytest.mark.realdata

@@ -436,10 +436,14 @@ def read_series(s: Series, where: str | os.PathLike[str]) -> sitk.Image:
     if s.regular:
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames([str(f) for f in s.files])
+        shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's "non uniform sampling" note: the gaps were checked
         try:
             return reader.Execute()
         except RuntimeError as exc:
             raise InputError(where, f"DICOM {s.label()}", f"cannot read: {_short(exc)}") from None
+        finally:
+            sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     problems = "; ".join(s.irregularities())
     img = _read_with_dcm2niix(s, where, problems)
     if s.tilted:
