@@ -8,7 +8,7 @@ Cases:
   (``PhantomParams(ct_spacing_mm=(0.8, 0.8, 2.0), fov_mm=(256, 256, 256))``: CT
   320x320x128 -> 256x256x256; MR at the default 1.2x1.1x3.0 mm);
 * the real head CT ``../shared/data/volumes/ct_head_invesalius.nii.gz``
-  (256x108x256 at 0.957x1.5x0.957 mm -> 245x162x245), when present.
+  (256x256x108 at 0.957x0.957x1.5 mm -> 245x245x161), when present.
 
 Per stage two numbers:
 * ``compute_s``: the library call alone, in this process (median and min of

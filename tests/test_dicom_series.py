@@ -216,6 +216,11 @@ def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_
         "dcm2niix package is not installed" in err[0]
 
 
+def test_phantom_dicomdir_needs_export(capsys) -> None:
+    assert cli.main(["phantom", "--patient", PATIENT, "--dicomdir"]) == 2
+    assert "--dicomdir: applies only with --export" in capsys.readouterr().err
+
+
 def test_series_on_a_nifti_is_an_error(tmp_path: Path, capsys) -> None:
     img = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16))
     sitk.WriteImage(img, str(tmp_path / "ct.nii.gz"))
