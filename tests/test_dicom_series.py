@@ -216,8 +216,8 @@ def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_
         "dcm2niix package is not installed" in err[0]
 
 
-def test_phantom_dicomdir_needs_export(capsys) -> None:
-    assert cli.main(["phantom", "--patient", PATIENT, "--dicomdir"]) == 2
+def test_phantom_dicomdir_needs_export(tmp_path: Path, capsys) -> None:
+    assert cli.main(["phantom", "--patient", PATIENT, "--truth", str(tmp_path / "t.json"), "--dicomdir"]) == 2
     assert "--dicomdir: applies only with --export" in capsys.readouterr().err
 
 
