@@ -216,6 +216,21 @@ def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_
         "dcm2niix package is not installed" in err[0]
 
 
+def test_enhanced_mr_geometry_from_functional_groups(tmp_path: Path) -> None:
+    """GDCM writes MR as Enhanced MR objects: the geometry lives in the functional groups."""
+    from ct2mr.imageio import write_dicom_series
+
+    img = sitk.GetImageFromArray((np.random.default_rng(0).random((5, 6, 7)) * 100).astype(np.float32))
+    img.SetSpacing((0.9, 1.1, 3.0))
+    img.SetOrigin((-10.0, 5.0, 20.0))
+    write_dicom_series(img, tmp_path / "mr", modality="MR")
+    (s,), _ = find_series(tmp_path / "mr")
+    assert s.has_geometry and s.regular and s.plane == "axial" and s.spacing_mm == pytest.approx(3.0)
+    back = read_image(tmp_path / "mr", modality="mr")
+    assert back.GetSize() == (7, 6, 5) and np.allclose(back.GetOrigin(), (-10.0, 5.0, 20.0), atol=1e-4)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(img), atol=0.01)
+
+
 def test_phantom_dicomdir_needs_export(tmp_path: Path, capsys) -> None:
     assert cli.main(["phantom", "--patient", PATIENT, "--truth", str(tmp_path / "t.json"), "--dicomdir"]) == 2
     assert "--dicomdir: applies only with --export" in capsys.readouterr().err

@@ -98,6 +98,7 @@ class Series:
     thickness_mm: float | None = None  # SliceThickness tag
     gantry_tilt_deg: float = 0.0  # GantryDetectorTilt tag
     has_geometry: bool = True
+    frames: int = 1  # NumberOfFrames of a series stored as one multi-frame file (enhanced CT/MR)
 
     @property
     def n(self) -> int:
@@ -196,8 +197,10 @@ class Series:
             return f"a localizer (ImageType {self.image_type_text})"
         if not self.has_geometry:
             return "no slice geometry (ImagePositionPatient / ImageOrientationPatient missing)"
-        if self.n < 2:
+        if self.n < 2 and self.frames < 2:
             return "a single image"
+        if self.n > 1 and self.frames > 1:
+            return f"{self.n} multi-frame files in one series"
         if self.duplicates:
             return f"{self.duplicates} images share a slice position (several volumes in one series)"
         return None
@@ -251,6 +254,21 @@ def _files(folder: Path) -> Iterable[Path]:
                 yield Path(sub) / name
 
 
+def _tag(ds: Any, name: str) -> Any:
+    """A geometry attribute of a header: top level, else (enhanced / multi-frame objects, as GDCM
+    writes MR) the shared functional groups, else the first frame's."""
+    value = ds.get(name)
+    if value is not None:
+        return value
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        items = ds.get(group) or []
+        for seq in ("PlaneOrientationSequence", "PlanePositionSequence", "PixelMeasuresSequence"):
+            for item in (items[0].get(seq) or []) if items else []:
+                if name in item:
+                    return item.get(name)
+    return None
+
+
 def _floats(value: Any, n: int) -> np.ndarray | None:
     try:
         arr = np.array([float(v) for v in value], dtype=float)
@@ -299,13 +317,17 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
     """A :class:`Series` from its files' headers (largest group of one orientation = the volume)."""
     first = items[0][1]
     number = first.get("SeriesNumber")
+    try:
+        frames = max(int(ds.get("NumberOfFrames") or 1) for _, ds in items)
+    except (TypeError, ValueError):
+        frames = 1
     image_type = tuple(str(v).upper() for v in (first.get("ImageType") or []))
     s = Series(uid=uid, number=int(number) if number not in (None, "") else None,
                description=str(first.get("SeriesDescription", "") or ""), modality=str(first.get("Modality", "")),
-               image_type=image_type, files=[p for p, _ in items])
+               image_type=image_type, files=[p for p, _ in items], frames=frames)
     geo = []
     for path, ds in items:
-        iop, ipp = _floats(ds.get("ImageOrientationPatient"), 6), _floats(ds.get("ImagePositionPatient"), 3)
+        iop, ipp = _floats(_tag(ds, "ImageOrientationPatient"), 6), _floats(_tag(ds, "ImagePositionPatient"), 3)
         if iop is None or ipp is None:
             s.has_geometry = False
             return s
@@ -314,7 +336,7 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
     orient = max(groups, key=lambda o: (groups[o], o))
     keep = [g for g in geo if g[2] == orient]
     s.left_out = [g[0] for g in geo if g[2] != orient]
-    iop = np.mean([_floats(g[1].ImageOrientationPatient, 6) for g in keep], axis=0)
+    iop = np.mean([_floats(_tag(g[1], "ImageOrientationPatient"), 6) for g in keep], axis=0)
     s.row_dir = iop[:3] / np.linalg.norm(iop[:3])
     s.col_dir = iop[3:] / np.linalg.norm(iop[3:])
     normal = s.normal
@@ -322,10 +344,10 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
     s.files = [g[0] for g in keep]
     s.positions = np.array([g[3] for g in keep])
     ds0 = keep[0][1]
-    ps = _floats(ds0.get("PixelSpacing"), 2)
+    ps = _floats(_tag(ds0, "PixelSpacing"), 2)
     s.pixel_mm = (float(ps[0]), float(ps[1])) if ps is not None else (1.0, 1.0)
     try:
-        s.thickness_mm = float(ds0.get("SliceThickness")) or None
+        s.thickness_mm = float(_tag(ds0, "SliceThickness")) or None
     except (TypeError, ValueError):
         s.thickness_mm = None
     try:
