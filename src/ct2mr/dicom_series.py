@@ -321,7 +321,8 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
         frames = max(int(ds.get("NumberOfFrames") or 1) for _, ds in items)
     except (TypeError, ValueError):
         frames = 1
-    image_type = tuple(str(v).upper() for v in (first.get("ImageType") or []))
+    raw_type = first.get("ImageType") or []
+    image_type = tuple(str(v).upper() for v in ([raw_type] if isinstance(raw_type, str) else raw_type))
     s = Series(uid=uid, number=int(number) if number not in (None, "") else None,
                description=str(first.get("SeriesDescription", "") or ""), modality=str(first.get("Modality", "")),
                image_type=image_type, files=[p for p, _ in items], frames=frames)
