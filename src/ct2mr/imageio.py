@@ -37,8 +37,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path
-from ct2mr.errors import InputError
+from ct2mr.atomic import atomic_path, fsync_dir, fsync_file, library_write
+from ct2mr.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,7 @@ def _check_nifti_size(path: Path, img: sitk.Image) -> None:
     """Raise InputError when an uncompressed .nii is shorter than its header says (ITK reads it silently)."""
     with open(path, "rb") as fh:
         head = fh.read(176)
-    offset = None
-    for order in ("<", ">"):
-        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
-        if sizeof_hdr == 348:
-            offset = int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
-        elif sizeof_hdr == 540:
-            offset = int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    offset = _nifti_vox_offset(head)
     if offset is None:
         return
     nbytes = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
@@ -356,8 +350,76 @@ def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = 
     suffix = image_suffix(p)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(p, None, f"cannot write this image format; use one of {', '.join(WRITE_SUFFIXES)}")
-    with atomic_path(p) as tmp:
+    with atomic_path(p, verify=lambda tmp: verify_image_file(tmp, img)) as tmp, library_write(p):
         sitk.WriteImage(img, str(tmp), useCompression=compress or suffix == ".nii.gz")
+
+
+def write_scratch_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = False) -> None:
+    """Write a scratch image (an external tool's input in a temporary folder), verified.
+
+    Not atomic (the folder is private), but a short write raises :class:`OutputError`
+    instead of handing the tool a truncated file.
+    """
+    p = Path(path)
+    try:
+        sitk.WriteImage(img, str(p), useCompression=compress)
+        fsync_file(p)
+        verify_image_file(p, img)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise OutputError(p, f"write failed: {_short(exc)} (disk full or file-size limit?)") from exc
+
+
+def verify_image_file(path: Path, img: sitk.Image) -> None:
+    """Raise when the image file at ``path`` is not a complete copy of ``img``'s size and type.
+
+    SimpleITK's NIfTI writer does not raise on a short write (full disk), so a
+    written file is checked: the header reads back with ``img``'s size and pixel
+    type; a NIfTI's voxel block is complete (for ``.nii.gz`` the gzip stream is
+    read to its end, which also checks its CRC and length); MHA/NRRD are read
+    back whole. Used by :func:`write_image` through :func:`ct2mr.atomic.atomic_path`.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    if tuple(reader.GetSize()) != tuple(img.GetSize()):
+        raise ValueError(f"size {reader.GetSize()} on disk, {img.GetSize()} written")
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        expected = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
+        if name.endswith(".gz"):
+            import gzip
+
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(540)
+                payload = len(head)
+                while chunk := fh.read(1 << 24):
+                    payload += len(chunk)
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(540)
+            payload = path.stat().st_size
+        offset = _nifti_vox_offset(head)
+        if offset is None:
+            raise ValueError("not a NIfTI header")
+        if payload < offset + expected:
+            raise ValueError(f"{payload} bytes of image data, header needs {offset + expected}")
+    else:
+        back = sitk.ReadImage(str(path))
+        if back.GetPixelID() != img.GetPixelID():
+            raise ValueError(f"pixel type {back.GetPixelIDTypeAsString()} on disk, {img.GetPixelIDTypeAsString()} written")
+
+
+def _nifti_vox_offset(head: bytes) -> int | None:
+    """The voxel-data offset of a NIfTI-1 / NIfTI-2 header (either byte order), or ``None``."""
+    if len(head) < 176:
+        return None
+    for order in ("<", ">"):
+        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+        if sizeof_hdr == 348:
+            return int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+        if sizeof_hdr == 540:
+            return int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    return None
 
 
 @contextlib.contextmanager
@@ -496,7 +558,11 @@ def write_dicom_series(
             sl.SetMetaData("0008|0018", _uid(seed, "sop", modality, series_description, str(k)))
             writer.SetFileName(str(tmp / f"slice_{k + 1:04d}.dcm"))
             with _keep_locale():
-                writer.Execute(sl)
+                try:
+                    writer.Execute(sl)
+                except RuntimeError as exc:
+                    raise OutputError(dest, f"write failed: {_short(exc)}") from exc
+        _verify_dicom_folder(tmp, dest, stored_img)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
             os.replace(dest, old / dest.name)
@@ -504,6 +570,34 @@ def write_dicom_series(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _verify_dicom_folder(folder: Path, dest: Path, stored: sitk.Image) -> None:
+    """fsync every slice file of a freshly written series and check it is complete.
+
+    Each file must read back (header) with the slice's size and hold at least the
+    slice's pixel bytes; raises :class:`OutputError` naming ``dest`` otherwise.
+    """
+    nx, ny = stored.GetSize()[:2]
+    pixel_bytes = nx * ny * stored.GetSizeOfPixelComponent()
+    files = sorted(folder.glob("slice_*.dcm"))
+    if len(files) != stored.GetDepth():
+        raise OutputError(dest, f"{len(files)} slice files written, {stored.GetDepth()} expected")
+    reader = sitk.ImageFileReader()
+    for f in files:
+        try:
+            fsync_file(f)
+            if f.stat().st_size < pixel_bytes:
+                raise ValueError(f"{f.stat().st_size} bytes, the pixels alone need {pixel_bytes}")
+            reader.SetFileName(str(f))
+            with _keep_locale():
+                reader.ReadImageInformation()
+            if tuple(reader.GetSize()[:2]) != (nx, ny):
+                raise ValueError(f"size {reader.GetSize()} on disk")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise OutputError(dest, f"{f.name} does not read back ({_short(exc)}; disk full or file-size limit?)") from exc
+    fsync_dir(folder)

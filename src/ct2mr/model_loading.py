@@ -199,14 +199,13 @@ def save_model_folder(
 
     For tests, benchmarks and exporting; ``ct2mr train`` writes the same layout.
     """
-    from ct2mr.atomic import atomic_path, write_json
+    from ct2mr.atomic import write_json, write_torch
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     for name, net in (("syn_mr.pt", syn_mr), ("syn_ct.pt", syn_ct)):
         if net is not None:
-            with atomic_path(model_dir / name) as tmp:
-                torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
+            write_torch({k: v.detach().cpu() for k, v in net.state_dict().items()}, model_dir / name)
     write_json(model_dir / "model.json", {"variant": variant, "architecture": dict(architecture), **(extra or {})})
     return model_dir
 
