@@ -583,7 +583,7 @@ def verify_image_file(path: Path, img: sitk.Image) -> None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    if tuple(reader.GetSize()) != tuple(img.GetSize()):
+    if _squeezed(reader.GetSize()) != _squeezed(img.GetSize()):  # ITK drops trailing singleton axes
         raise ValueError(f"size {reader.GetSize()} on disk, {img.GetSize()} written")
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
@@ -609,6 +609,14 @@ def verify_image_file(path: Path, img: sitk.Image) -> None:
         back = sitk.ReadImage(str(path))
         if back.GetPixelID() != img.GetPixelID():
             raise ValueError(f"pixel type {back.GetPixelIDTypeAsString()} on disk, {img.GetPixelIDTypeAsString()} written")
+
+
+def _squeezed(size: tuple[int, ...]) -> tuple[int, ...]:
+    """``size`` without trailing 1s."""
+    out = list(size)
+    while len(out) > 1 and out[-1] == 1:
+        out.pop()
+    return tuple(out)
 
 
 def _nifti_vox_offset(head: bytes) -> int | None:
@@ -785,7 +793,7 @@ def _verify_dicom_folder(folder: Path, dest: Path, stored: sitk.Image) -> None:
     slice's pixel bytes; raises :class:`OutputError` naming ``dest`` otherwise.
     """
     nx, ny = stored.GetSize()[:2]
-    pixel_bytes = nx * ny * stored.GetSizeOfPixelComponent()
+    pixel_bytes = nx * ny * 2  # CT and MR are both stored as 16-bit integers
     files = sorted(folder.glob("slice_*.dcm"))
     if len(files) != stored.GetDepth():
         raise OutputError(dest, f"{len(files)} slice files written, {stored.GetDepth()} expected")
