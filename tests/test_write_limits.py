@@ -79,9 +79,9 @@ WRITERS: dict[str, tuple[int, str, str, str]] = {
     "train._save_state (weights .pt)": (
         4096, "syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
         "from ct2mr.train import _save_state\n_save_state(dest, net)"),
-    "atomic.write_torch (checkpoint.pt)": (
+    "model_loading.save_torch (checkpoint.pt)": (
         4096, "checkpoint.pt", "import torch\nstate = {'trainer': {'w': torch.randn(10000)}, 'iteration': 3}",
-        "from ct2mr.atomic import write_torch\nwrite_torch(state, dest, suffix='.pt.tmp')"),
+        "from ct2mr.model_loading import save_torch\nsave_torch(state, dest, suffix='.pt.tmp')"),
     "model_loading.save_model_folder": (
         4096, "model/syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
         "from ct2mr.model_loading import save_model_folder\nsave_model_folder(dest.parent, net, {}, 'paired')"),
@@ -126,7 +126,7 @@ def test_writer_under_a_file_size_limit_fails_cleanly(tmp_path: Path, name: str)
 
 
 @pytest.mark.parametrize("name", ["write_image .nii.gz", "register.write_transform (.tfm)", "slices.save_slices (.npz)",
-                                  "train.plot_losses png", "atomic.write_torch (checkpoint.pt)", "write_dicom_series"])
+                                  "train.plot_losses png", "model_loading.save_torch (checkpoint.pt)", "write_dicom_series"])
 def test_the_same_writers_succeed_without_a_limit(tmp_path: Path, name: str) -> None:
     """The verify step accepts a complete file (so the failure above is the limit, not the check)."""
     res = _run_writer(tmp_path, None, name)

@@ -227,7 +227,8 @@ def write_figure(fig: Any, dest: str | os.PathLike[str], **savefig_kwargs: Any) 
 
 
 def verify_zip(tmp: Path) -> None:
-    """Check every member of a zip file (``torch.save``'s format) against its CRC."""
+    """Check every member of a zip file against its CRC (``torch.save``'s format: see
+    :func:`ct2mr.model_loading.save_torch`, kept there so this module never imports torch)."""
     import zipfile  # noqa: PLC0415
 
     with zipfile.ZipFile(tmp) as zf:
@@ -235,10 +236,3 @@ def verify_zip(tmp: Path) -> None:
         if bad is not None:
             raise ValueError(f"member {bad} is corrupt")
 
-
-def write_torch(obj: Any, dest: str | os.PathLike[str], suffix: str | None = None) -> None:
-    """``torch.save(obj)`` to ``dest`` atomically; verified by checking the zip container's CRCs."""
-    import torch  # noqa: PLC0415
-
-    with atomic_path(dest, suffix=suffix, verify=verify_zip) as tmp, library_write(dest):
-        torch.save(obj, tmp)
