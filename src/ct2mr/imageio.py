@@ -324,6 +324,8 @@ def nifti_header(path: str | os.PathLike[str]) -> dict[str, np.ndarray | int | f
     for order in ("<", ">"):
         sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
         if sizeof_hdr == 348:
+            if head[344:347] not in (b"n+1", b"ni1"):  # Analyze 7.5: no qform / sform fields
+                return None
             f4, i2 = np.dtype(f"{order}f4"), np.dtype(f"{order}i2")
             return {
                 "version": 1,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ct2mr.atomic import write_text
 from ct2mr.imageio import write_scratch_image
 from ct2mr.registration.base import (
     backend_inputs,
@@ -126,7 +127,7 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
         write_scratch_image(fixed, str(tmp / "fixed.nii.gz"))
         write_scratch_image(moving, str(tmp / "moving.nii.gz"))
         param = tmp / "affine.txt"
-        param.write_text(parameter_file_text(settings, n_fixed))
+        write_text(param, parameter_file_text(settings, n_fixed))  # verified (size)
         reg = Registration()
         reg.inputs.fixed_image = str(tmp / "fixed.nii.gz")
         reg.inputs.moving_image = str(tmp / "moving.nii.gz")
