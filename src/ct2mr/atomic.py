@@ -35,14 +35,15 @@ Verifier = Callable[[Path], None]
 
 @contextlib.contextmanager
 def atomic_path(
-    dest: str | os.PathLike[str], suffix: str | None = None, verify: Verifier | None = None
+    dest: str | os.PathLike[str], suffix: str | None = None, verify: Verifier | None = None,
+    allow_empty: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; check it and rename it to ``dest`` on success.
 
     The temporary name keeps ``dest``'s full suffix (e.g. ``.nii.gz``) so writers
     that infer the format from the name work. After the ``with`` body:
 
-    1. the temporary file must exist and be non-empty;
+    1. the temporary file must exist and be non-empty (unless ``allow_empty``);
     2. it is fsync'ed (data on disk; a delayed ``ENOSPC`` shows up here);
     3. ``verify(tmp)``, when given, must return without raising (a read-back);
     4. it is renamed to ``dest`` and the folder is fsync'ed (the rename is durable).
@@ -68,19 +69,19 @@ def atomic_path(
             yield tmp
         except OSError as exc:
             raise OutputError(dest, f"write failed: {_problem(exc)}") from exc
-        _finish(tmp, dest, verify)
+        _finish(tmp, dest, verify, allow_empty)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
 
 
-def _finish(tmp: Path, dest: Path, verify: Verifier | None) -> None:
+def _finish(tmp: Path, dest: Path, verify: Verifier | None, allow_empty: bool = False) -> None:
     """Steps 1-4 of :func:`atomic_path`."""
     try:
         if not tmp.is_file():
             raise OutputError(dest, "the writer produced no file")
-        if tmp.stat().st_size == 0:
+        if tmp.stat().st_size == 0 and not allow_empty:
             raise OutputError(dest, "the writer produced an empty file (disk full or file-size limit?)")
         fsync_file(tmp)
     except OSError as exc:
@@ -168,7 +169,7 @@ def write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
         if tmp.stat().st_size != len(data):
             raise ValueError(f"{tmp.stat().st_size} bytes on disk, {len(data)} written")
 
-    with atomic_path(dest, verify=same_size) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(dest, verify=same_size, allow_empty=not data) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
 
