@@ -74,3 +74,80 @@ def test_check_config_cli(repo_root: Path, tmp_path: Path, capsys: pytest.Captur
     assert main(["check-config", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "window.ct_level_hu" in err and str(bad) in err
+
+
+# --- one validation path: `ct2mr check-config` refuses exactly what the workflow refuses at start
+
+#: (name, config patch, words in the message); each would fail at workflow start or in a job
+BAD_CONFIGS: list[tuple[str, dict, str]] = [
+    ("unknown override", {"training": {"overrides": {"learning_rate": 0.1}}}, "training.overrides.learning_rate: unknown"),
+    ("lr = 0", {"training": {"overrides": {"lr": 0}}}, "lr: must be > 0"),
+    ("lr < 0", {"training": {"overrides": {"lr": -0.0002}}}, "lr: must be > 0"),
+    ("override of a section key", {"training": {"overrides": {"seed": 3}}}, "training.overrides.seed: set training.seed"),
+    ("percentiles reversed", {"window": {"mr_percentiles": [99, 1]}}, "window.mr_percentiles: need low < high"),
+    ("percentiles equal", {"window": {"mr_percentiles": [50, 50]}}, "window.mr_percentiles: need low < high"),
+    ("head threshold = skull threshold", {"skull_mask": {"ct_head_threshold_hu": 0, "ct_skull_threshold_hu": 0}},
+     "skull_mask.ct_head_threshold_hu: must be below"),
+    ("variant without its data", {"patients": "paired_only.tsv", "training": {"variants": ["unpaired"]}},
+     "training.variants: variant unpaired trains on ct unpaired slices"),
+    ("schema: unknown key", {"window": {"ct_widht_hu": 80}}, "window: unknown key(s) 'ct_widht_hu'"),
+    ("patient table: ragged row", {"patients": "ragged.tsv"}, "line 2 (patient 'T1'): 6 cells"),
+]
+
+
+def _bad_workdir(tmp_path: Path, patch: dict) -> Path:
+    """A tiny-cohort working directory whose config.yaml has ``patch`` applied."""
+    from tests.workflow_helpers import make_tiny_workdir
+
+    make_tiny_workdir(tmp_path)
+    rows = (tmp_path / "patients.tsv").read_text().splitlines()
+    (tmp_path / "paired_only.tsv").write_text("\n".join(r for r in rows if "_only" not in r) + "\n")
+    (tmp_path / "ragged.tsv").write_text("\n".join([rows[0], rows[1] + "\textra", *rows[2:]]) + "\n")
+    path = tmp_path / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for section, value in patch.items():
+        if isinstance(value, dict):
+            config.setdefault(section, {}).update(copy.deepcopy(value))
+        else:
+            config[section] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("name", "patch", "words"), BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_check_config_and_the_workflow_refuse_the_same_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, patch: dict,
+    words: str,
+) -> None:
+    """Issue 8 item 6: check-config used to say "valid" for configs the workflow (or a job) then refused."""
+    from tests.workflow_helpers import snakemake
+
+    workdir = _bad_workdir(tmp_path, patch)
+    monkeypatch.chdir(workdir)
+    assert main(["check-config", "--config", "config.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("ct2mr check-config: error: "), err
+    assert words in err, err
+    proc = snakemake(workdir, "-n", check=False, timeout=300)
+    assert proc.returncode != 0
+    assert words in proc.stdout + proc.stderr, proc.stderr[-3000:]
+
+
+def test_the_tiny_config_is_valid_for_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The other side of the property: a config check-config accepts, the workflow plans."""
+    from tests.workflow_helpers import snakemake
+
+    workdir = _bad_workdir(tmp_path, {})
+    monkeypatch.chdir(workdir)
+    assert main(["check-config", "--config", "config.yaml"]) == 0
+    assert ": valid;" in capsys.readouterr().out
+    assert snakemake(workdir, "-n", check=False, timeout=300).returncode == 0
+
+
+def test_variant_pools_agree_with_the_loss_table() -> None:
+    """config.VARIANT_POOLS is a torch-free copy of losses.data_for (workflow start must not import torch)."""
+    from ct2mr.config import VARIANT_POOLS
+    from ct2mr.losses import VARIANT_TERMS, data_for
+
+    assert {v: set(VARIANT_POOLS[v]) for v in VARIANT_TERMS} == {v: set(data_for(v)) for v in VARIANT_TERMS}

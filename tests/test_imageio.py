@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr import imageio
-from ct2mr.errors import InputError
+from ct2mr.errors import InputError, OutputError
 from ct2mr.imageio import detect_format, read_image, write_dicom_series, write_image
 
 
@@ -150,7 +150,7 @@ def test_dicom_series_replaces_existing_folder_atomically(tmp_path: Path, monkey
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk.ImageFileWriter, "Execute", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(OutputError, match="disk full"):
         write_dicom_series(_oblique_image(shape=(7, 4, 5)), folder)
     assert sorted(p.name for p in folder.iterdir()) == before  # old series intact
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # temp folder removed

@@ -126,3 +126,31 @@ def test_empty_table_file(tmp_path: Path) -> None:
     path.write_text("# only a comment\n")
     with pytest.raises(InputError, match="patients.tsv"):
         load_patients(path)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("{ct}\t{mr}\textra.nii.gz", "5 cells but the header has 4 columns (patient, role, ct, mr); extra cell 'extra.nii.gz'"),
+        ("{ct}\t{mr}\tx\ty", "6 cells but the header has 4 columns (patient, role, ct, mr); extra cell 'x', 'y'"),
+        ("{ct}", "3 cells but the header has 4 columns (patient, role, ct, mr); no cell for column mr"),
+    ],
+)
+def test_ragged_row_names_table_line_and_cell(tmp_path: Path, scans: tuple[str, str], row: str, message: str) -> None:
+    """Issue 8 item 8: a row with one cell too many used to shift its cells ("role: 'ct.nii.gz' is not one of ...")."""
+    ct, mr = scans
+    path = table(tmp_path, [f"P01\tpaired_train\t{ct}\t{mr}", "# a comment line", "",
+                            "P02\tpaired_train\t" + row.format(ct=ct, mr=mr)])
+    with pytest.raises(InputError) as err:
+        load_patients(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: line 5 (patient 'P02'): {message}"), text
+    assert "\n" not in text
+
+
+def test_ragged_first_row_is_not_read_as_an_index_column(tmp_path: Path, scans: tuple[str, str]) -> None:
+    """With pandas alone, a first row with one cell too many made the patient id an index (every cell shifted)."""
+    ct, mr = scans
+    path = table(tmp_path, [f"P01\tpaired_train\t{ct}\t{mr}\t{mr}"])
+    with pytest.raises(InputError, match=r"line 2 \(patient 'P01'\): 5 cells .* extra cell"):
+        load_patients(path)

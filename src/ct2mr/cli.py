@@ -9,7 +9,9 @@ named for its stage and provides two functions::
 
 Modules are imported lazily, so ``ct2mr ingest`` never imports torch.
 Bad input raises :class:`ct2mr.errors.InputError`; it is printed as one line and
-the command exits with status 2.
+the command exits with status 2. An output that cannot be written completely
+(disk full, file-size limit) raises :class:`ct2mr.errors.OutputError`: one line,
+exit status 3, and no file under the output's name.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ct2mr.errors import InputError
+from ct2mr.errors import InputError, OutputError
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"ct2mr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        print(f"ct2mr {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

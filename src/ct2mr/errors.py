@@ -30,3 +30,17 @@ class InputError(ValueError):
         self.problem = problem
         parts = [p for p in (self.path, field, problem) if p]
         super().__init__(": ".join(parts))
+
+
+class OutputError(RuntimeError):
+    """An output could not be written completely: ``<file>: <problem>``.
+
+    Raised by :mod:`ct2mr.atomic` when a write fails or the written file does not
+    read back (disk full, quota, file-size limit, I/O error); nothing is left
+    under the final name. The CLI prints it on one line and exits with status 3.
+    """
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = " ".join(problem.split())  # always one line
+        super().__init__(f"{self.path}: {self.problem}")

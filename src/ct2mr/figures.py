@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from ct2mr.atomic import atomic_path
+from ct2mr.atomic import write_figure
 from ct2mr.errors import InputError
 
 KINDS = ("synthesis", "variants", "cycle", "metrics", "losses")
@@ -78,8 +78,7 @@ def _figure(width: float, height: float):  # noqa: ANN202
 
 def _save(fig, path: str | Path, dpi: int = 120) -> Path:  # noqa: ANN001
     path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+    write_figure(fig, path, dpi=dpi)
     return path
 
 

@@ -37,8 +37,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path
-from ct2mr.errors import InputError
+from ct2mr.atomic import atomic_path, fsync_dir, fsync_file, library_write
+from ct2mr.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -166,26 +166,224 @@ def read_image(path: str | os.PathLike[str], series: str | None = None, modality
         raise InputError(p, "series", f"a series choice ({series!r}) applies only to a DICOM folder, not a {fmt} file")
     if p.name.lower().endswith(".gz"):
         _check_gzip(p)
+    forms = check_nifti_header(p) if fmt == "nifti" else None  # before ITK, which hides bad voxel sizes / shears
+    if fmt == "mha":
+        _check_meta_spacing(p)  # ITK flips an axis with a negative ElementSpacing
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         raise InputError(p, None, f"cannot read {fmt} image: {_short(exc)}") from None
     if p.name.lower().endswith(".nii"):
         _check_nifti_size(p, img)
+    check_geometry(img, p)
+    if forms is not None:
+        _warn_forms_disagree(img, p, *forms)
     return img
+
+
+#: largest deviation of a direction matrix from orthonormal (|D^T D - I|, max element) that is accepted
+ORTHONORMAL_TOLERANCE = 1e-4
+#: qform and sform "agree" when they map every corner of the volume within this distance (mm)
+QFORM_SFORM_TOLERANCE_MM = 0.1
+#: a thickest in-plane axis at least this many times the slice (z) spacing is reported (after LPS)
+SLICE_AXIS_RATIO = 1.2
+
+
+def check_geometry(img: sitk.Image, path: str | os.PathLike[str]) -> None:
+    """Refuse an image whose voxel size or direction cosines make no sense (any format).
+
+    Spacing (mm) must be finite and > 0 on every axis; the direction matrix
+    must be finite and orthonormal within :data:`ORTHONORMAL_TOLERANCE`.
+    Raises :class:`InputError` naming the file and the field.
+    """
+    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    bad = [i for i, v in enumerate(spacing) if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise InputError(path, "voxel size", f"must be a finite number > 0 mm on every axis, got {tuple(spacing.tolist())}")
+    n = img.GetDimension()
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(n, n)
+    if not np.all(np.isfinite(direction)):
+        raise InputError(path, "direction", "direction cosines are not finite numbers")
+    err = float(np.max(np.abs(direction.T @ direction - np.eye(n))))
+    if err > ORTHONORMAL_TOLERANCE:
+        raise InputError(path, "direction", f"direction matrix is not orthonormal (sheared or scaled axes; "
+                         f"|D^T D - I| = {err:.3g}): {np.round(direction, 4).tolist()}")
+
+
+def _check_meta_spacing(path: Path) -> None:
+    """Refuse a MetaImage (.mha/.mhd) header whose ElementSpacing / ElementSize is not finite and > 0."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192).decode("latin-1")
+    for line in head.splitlines():
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if key in ("ElementSpacing", "ElementSize"):
+            try:
+                values = [float(v) for v in value.split()]
+            except ValueError:
+                raise InputError(path, key, f"not numbers: {value.strip()!r}") from None
+            if not all(np.isfinite(v) and v > 0 for v in values):
+                raise InputError(path, key, f"voxel size must be a finite number > 0 mm on every axis, got {value.strip()}")
+        if key == "ElementDataFile":
+            break
+
+
+def nifti_header(path: str | os.PathLike[str]) -> dict[str, np.ndarray | int | float] | None:
+    """The geometry fields of a NIfTI-1/-2 header (``.nii`` / ``.nii.gz``, either byte order), or ``None``.
+
+    Keys: ``version`` (1 or 2), ``dim`` (8 ints), ``pixdim`` (8 floats; pixdim[0] = qfac),
+    ``vox_offset``, ``qform_code``, ``sform_code``, ``quatern`` (b, c, d), ``qoffset`` (x, y, z, mm),
+    ``srow`` (3x4, mm; RAS+ world as the standard says).
+    """
+    import gzip
+
+    p = Path(path)
+    opener = gzip.open if p.name.lower().endswith(".gz") else open
+    with opener(p, "rb") as fh:
+        head = fh.read(540)
+    if len(head) < 348:
+        return None
+    for order in ("<", ">"):
+        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+        if sizeof_hdr == 348:
+            if head[344:347] not in (b"n+1", b"ni1"):  # Analyze 7.5: no qform / sform fields
+                return None
+            f4, i2 = np.dtype(f"{order}f4"), np.dtype(f"{order}i2")
+            return {
+                "version": 1,
+                "dim": np.frombuffer(head[40:56], dtype=i2).astype(int),
+                "pixdim": np.frombuffer(head[76:108], dtype=f4).astype(float),
+                "vox_offset": float(np.frombuffer(head[108:112], dtype=f4)[0]),
+                "qform_code": int(np.frombuffer(head[252:254], dtype=i2)[0]),
+                "sform_code": int(np.frombuffer(head[254:256], dtype=i2)[0]),
+                "quatern": np.frombuffer(head[256:268], dtype=f4).astype(float),
+                "qoffset": np.frombuffer(head[268:280], dtype=f4).astype(float),
+                "srow": np.frombuffer(head[280:328], dtype=f4).astype(float).reshape(3, 4),
+            }
+        if sizeof_hdr == 540 and len(head) == 540:
+            f8, i8, i4 = np.dtype(f"{order}f8"), np.dtype(f"{order}i8"), np.dtype(f"{order}i4")
+            return {
+                "version": 2,
+                "dim": np.frombuffer(head[16:80], dtype=i8).astype(int),
+                "pixdim": np.frombuffer(head[104:168], dtype=f8).astype(float),
+                "vox_offset": float(np.frombuffer(head[168:176], dtype=i8)[0]),
+                "qform_code": int(np.frombuffer(head[344:348], dtype=i4)[0]),
+                "sform_code": int(np.frombuffer(head[348:352], dtype=i4)[0]),
+                "quatern": np.frombuffer(head[352:376], dtype=f8).astype(float),
+                "qoffset": np.frombuffer(head[376:400], dtype=f8).astype(float),
+                "srow": np.frombuffer(head[400:496], dtype=f8).astype(float).reshape(3, 4),
+            }
+    return None
+
+
+def _qform_affine(h: dict) -> np.ndarray:
+    """The 4x4 voxel -> world (RAS, mm) matrix of the qform (NIfTI standard, method 2)."""
+    b, c, d = h["quatern"]
+    a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    rot = np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ])
+    qfac = -1.0 if h["pixdim"][0] < 0 else 1.0
+    scale = np.array([h["pixdim"][1], h["pixdim"][2], h["pixdim"][3] * qfac])
+    aff = np.eye(4)
+    aff[:3, :3] = rot * scale
+    aff[:3, 3] = h["qoffset"]
+    return aff
+
+
+def check_nifti_header(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Refuse a NIfTI whose header geometry is broken; warn when qform and sform disagree.
+
+    Refused (:class:`InputError` naming the file and the header field):
+
+    * ``pixdim[i]`` (voxel size, mm) of a spatial axis zero, negative or not finite
+      (ITK would substitute 1 mm, or flip the axis);
+    * a used sform (``sform_code > 0``) with non-finite values, a zero-length axis
+      or non-orthonormal direction cosines (sheared: ITK would silently fall back
+      to the qform, or fail);
+    * a used qform (``qform_code > 0``) with non-finite quaternion / offsets or
+      ``b^2 + c^2 + d^2 > 1``.
+
+    Returns ``(qform, sform, distance_mm)`` (4x4 RAS matrices) when both are set and
+    map some corner of the volume more than :data:`QFORM_SFORM_TOLERANCE_MM` apart
+    (:func:`read_image` then warns, naming the one ITK used), else ``None``.
+    """
+    h = nifti_header(path)
+    if h is None:
+        return
+    ndim = int(h["dim"][0])
+    n_spatial = min(max(ndim, 1), 3)
+    for i in range(1, n_spatial + 1):
+        if int(h["dim"][i]) <= 1:  # a single slice may leave its thickness unset
+            continue
+        v = float(h["pixdim"][i])
+        if not (np.isfinite(v) and v > 0):
+            raise InputError(path, f"pixdim[{i}]", f"voxel size must be a finite number > 0 mm, got {v:g}")
+    sform = None
+    if h["sform_code"] > 0:
+        srow = h["srow"]
+        if not np.all(np.isfinite(srow)):
+            raise InputError(path, "sform (srow_x/y/z)", "holds values that are not finite")
+        lengths = np.linalg.norm(srow[:, :3], axis=0)
+        if np.any(lengths[:n_spatial] <= 0):
+            raise InputError(path, "sform (srow_x/y/z)", f"an axis has zero length (voxel size {lengths.round(4).tolist()} mm)")
+        cosines = srow[:, :3] / np.where(lengths > 0, lengths, 1.0)
+        err = float(np.max(np.abs(cosines.T @ cosines - np.eye(3))))
+        if err > ORTHONORMAL_TOLERANCE:
+            raise InputError(path, "sform (srow_x/y/z)", f"direction matrix is not orthonormal (sheared axes; "
+                             f"|D^T D - I| = {err:.3g}); resample the image to an unsheared grid first")
+        sform = np.vstack([srow, [0, 0, 0, 1]])
+    if h["qform_code"] > 0:
+        quat = np.concatenate([h["quatern"], h["qoffset"]])
+        if not np.all(np.isfinite(quat)):
+            raise InputError(path, "qform (quatern/qoffset)", "holds values that are not finite")
+        if float(np.sum(h["quatern"] ** 2)) > 1.0 + 1e-4:
+            raise InputError(path, "qform (quatern_b/c/d)", "not a rotation (b^2 + c^2 + d^2 > 1)")
+        if sform is not None:
+            qform = _qform_affine(h)
+            size = [max(int(d), 1) for d in h["dim"][1:4]]
+            corners = np.array([[i, j, k, 1.0] for i in (0, size[0] - 1) for j in (0, size[1] - 1)
+                                for k in (0, size[2] - 1)]).T
+            dist = float(np.max(np.linalg.norm((qform @ corners - sform @ corners)[:3], axis=0)))
+            if dist > QFORM_SFORM_TOLERANCE_MM:
+                return qform, sform, dist
+    return None
+
+
+def _warn_forms_disagree(img: sitk.Image, path: Path, qform: np.ndarray, sform: np.ndarray, dist: float) -> None:
+    """Log that a NIfTI's qform and sform disagree, and which one ITK used (by the image origin)."""
+    origin_ras = np.asarray(img.GetOrigin()[:3], dtype=float) * np.array([-1.0, -1.0, 1.0])  # ITK is LPS
+    used = "sform" if np.linalg.norm(origin_ras - sform[:3, 3]) <= np.linalg.norm(origin_ras - qform[:3, 3]) else "qform"
+    log.warning("%s: the NIfTI qform and sform disagree (volume corners up to %.3g mm apart); SimpleITK used the %s: "
+                "check which one the scanner/converter meant", path, dist, used)
+
+
+def check_slice_axis(img: sitk.Image, path: str | os.PathLike[str]) -> bool:
+    """Warn (and return False) when an LPS-oriented volume's thickest voxel axis is not z.
+
+    After :func:`sitk.DICOMOrient` to LPS an axial acquisition has its slice
+    spacing on z (``array[k]`` is an axial slice). An x or y spacing at least
+    :data:`SLICE_AXIS_RATIO` times the z spacing means sagittal / coronal slices,
+    or a volume whose header labels its axes wrongly (its ``array[k]`` planes are
+    not axial): the pipeline would cut axial slices across the thick axis.
+    """
+    sx, sy, sz = img.GetSpacing()[:3]
+    thick = max((sx, "x (left-right)"), (sy, "y (anterior-posterior)"), key=lambda t: t[0])
+    if thick[0] >= SLICE_AXIS_RATIO * sz:
+        log.warning("%s: after orienting to LPS the thickest voxel axis is %s (spacing %s mm), not z: "
+                    "sagittal/coronal slices, or a header that labels the axes wrongly?",
+                    path, thick[1], tuple(round(s, 4) for s in (sx, sy, sz)))
+        return False
+    return True
 
 
 def _check_nifti_size(path: Path, img: sitk.Image) -> None:
     """Raise InputError when an uncompressed .nii is shorter than its header says (ITK reads it silently)."""
     with open(path, "rb") as fh:
         head = fh.read(176)
-    offset = None
-    for order in ("<", ">"):
-        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
-        if sizeof_hdr == 348:
-            offset = int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
-        elif sizeof_hdr == 540:
-            offset = int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    offset = _nifti_vox_offset(head)
     if offset is None:
         return
     nbytes = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
@@ -278,8 +476,84 @@ def write_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = 
     suffix = image_suffix(p)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(p, None, f"cannot write this image format; use one of {', '.join(WRITE_SUFFIXES)}")
-    with atomic_path(p) as tmp:
+    with atomic_path(p, verify=lambda tmp: verify_image_file(tmp, img)) as tmp, library_write(p):
         sitk.WriteImage(img, str(tmp), useCompression=compress or suffix == ".nii.gz")
+
+
+def write_scratch_image(img: sitk.Image, path: str | os.PathLike[str], compress: bool = False) -> None:
+    """Write a scratch image (an external tool's input in a temporary folder), verified.
+
+    Not atomic (the folder is private), but a short write raises :class:`OutputError`
+    instead of handing the tool a truncated file.
+    """
+    p = Path(path)
+    try:
+        sitk.WriteImage(img, str(p), useCompression=compress)
+        fsync_file(p)
+        verify_image_file(p, img)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise OutputError(p, f"write failed: {_short(exc)} (disk full or file-size limit?)") from exc
+
+
+def verify_image_file(path: Path, img: sitk.Image) -> None:
+    """Raise when the image file at ``path`` is not a complete copy of ``img``'s size and type.
+
+    SimpleITK's NIfTI writer does not raise on a short write (full disk), so a
+    written file is checked: the header reads back with ``img``'s size and pixel
+    type; a NIfTI's voxel block is complete (for ``.nii.gz`` the gzip stream is
+    read to its end, which also checks its CRC and length); MHA/NRRD are read
+    back whole. Used by :func:`write_image` through :func:`ct2mr.atomic.atomic_path`.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    if _squeezed(reader.GetSize()) != _squeezed(img.GetSize()):  # ITK drops trailing singleton axes
+        raise ValueError(f"size {reader.GetSize()} on disk, {img.GetSize()} written")
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        expected = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
+        if name.endswith(".gz"):
+            import gzip
+
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(540)
+                payload = len(head)
+                while chunk := fh.read(1 << 24):
+                    payload += len(chunk)
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(540)
+            payload = path.stat().st_size
+        offset = _nifti_vox_offset(head)
+        if offset is None:
+            raise ValueError("not a NIfTI header")
+        if payload < offset + expected:
+            raise ValueError(f"{payload} bytes of image data, header needs {offset + expected}")
+    else:
+        back = sitk.ReadImage(str(path))
+        if back.GetPixelID() != img.GetPixelID():
+            raise ValueError(f"pixel type {back.GetPixelIDTypeAsString()} on disk, {img.GetPixelIDTypeAsString()} written")
+
+
+def _squeezed(size: tuple[int, ...]) -> tuple[int, ...]:
+    """``size`` without trailing 1s."""
+    out = list(size)
+    while len(out) > 1 and out[-1] == 1:
+        out.pop()
+    return tuple(out)
+
+
+def _nifti_vox_offset(head: bytes) -> int | None:
+    """The voxel-data offset of a NIfTI-1 / NIfTI-2 header (either byte order), or ``None``."""
+    if len(head) < 176:
+        return None
+    for order in ("<", ">"):
+        sizeof_hdr = int(np.frombuffer(head[:4], dtype=f"{order}i4")[0])
+        if sizeof_hdr == 348:
+            return int(np.frombuffer(head[108:112], dtype=f"{order}f4")[0])
+        if sizeof_hdr == 540:
+            return int(np.frombuffer(head[168:176], dtype=f"{order}i8")[0])
+    return None
 
 
 @contextlib.contextmanager
@@ -418,7 +692,11 @@ def write_dicom_series(
             sl.SetMetaData("0008|0018", _uid(seed, "sop", modality, series_description, str(k)))
             writer.SetFileName(str(tmp / f"slice_{k + 1:04d}.dcm"))
             with _keep_locale():
-                writer.Execute(sl)
+                try:
+                    writer.Execute(sl)
+                except RuntimeError as exc:
+                    raise OutputError(dest, f"write failed: {_short(exc)}") from exc
+        _verify_dicom_folder(tmp, dest, stored_img)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
             os.replace(dest, old / dest.name)
@@ -426,6 +704,34 @@ def write_dicom_series(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _verify_dicom_folder(folder: Path, dest: Path, stored: sitk.Image) -> None:
+    """fsync every slice file of a freshly written series and check it is complete.
+
+    Each file must read back (header) with the slice's size and hold at least the
+    slice's pixel bytes; raises :class:`OutputError` naming ``dest`` otherwise.
+    """
+    nx, ny = stored.GetSize()[:2]
+    pixel_bytes = nx * ny * 2  # CT and MR are both stored as 16-bit integers
+    files = sorted(folder.glob("slice_*.dcm"))
+    if len(files) != stored.GetDepth():
+        raise OutputError(dest, f"{len(files)} slice files written, {stored.GetDepth()} expected")
+    reader = sitk.ImageFileReader()
+    for f in files:
+        try:
+            fsync_file(f)
+            if f.stat().st_size < pixel_bytes:
+                raise ValueError(f"{f.stat().st_size} bytes, the pixels alone need {pixel_bytes}")
+            reader.SetFileName(str(f))
+            with _keep_locale():
+                reader.ReadImageInformation()
+            if tuple(reader.GetSize()[:2]) != (nx, ny):
+                raise ValueError(f"size {reader.GetSize()} on disk")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise OutputError(dest, f"{f.name} does not read back ({_short(exc)}; disk full or file-size limit?)") from exc
+    fsync_dir(folder)

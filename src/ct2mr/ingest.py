@@ -52,7 +52,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
-from ct2mr.imageio import detect_format, image_suffix, nifti_nonfinite_count, read_image, write_image
+from ct2mr.imageio import (check_slice_axis, detect_format, image_suffix, nifti_nonfinite_count, read_image,
+                           write_image)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"], series: 
     before = orientation_code(out)
     out = sitk.DICOMOrient(out, "LPS")
     after = orientation_code(out)
+    check_slice_axis(out, p)
     out_view = sitk.GetArrayViewFromImage(out)
     log.info(
         "ingested %s as %s: format %s, %s %s, size %s, spacing %s mm, orientation %s -> %s, "

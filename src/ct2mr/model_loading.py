@@ -187,6 +187,15 @@ def load_generators(model_dir: str | Path, device: str | torch.device = "auto") 
     )
 
 
+def save_torch(obj: Any, dest: str | Path, suffix: str | None = None) -> None:
+    """``torch.save(obj)`` to ``dest`` through :func:`ct2mr.atomic.atomic_path`, verified by the
+    zip container's CRCs; a failed write raises :class:`ct2mr.errors.OutputError` naming ``dest``."""
+    from ct2mr.atomic import atomic_path, library_write, verify_zip
+
+    with atomic_path(dest, suffix=suffix, verify=verify_zip) as tmp, library_write(dest):
+        torch.save(obj, tmp)
+
+
 def save_model_folder(
     model_dir: str | Path,
     syn_mr: nn.Module,
@@ -199,14 +208,13 @@ def save_model_folder(
 
     For tests, benchmarks and exporting; ``ct2mr train`` writes the same layout.
     """
-    from ct2mr.atomic import atomic_path, write_json
+    from ct2mr.atomic import write_json
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     for name, net in (("syn_mr.pt", syn_mr), ("syn_ct.pt", syn_ct)):
         if net is not None:
-            with atomic_path(model_dir / name) as tmp:
-                torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
+            save_torch({k: v.detach().cpu() for k, v in net.state_dict().items()}, model_dir / name)
     write_json(model_dir / "model.json", {"variant": variant, "architecture": dict(architecture), **(extra or {})})
     return model_dir
 

@@ -27,6 +27,7 @@ cohort): they need not exist yet. Every other path must exist.
 
 from __future__ import annotations
 
+import csv
 import glob
 import io
 from dataclasses import dataclass
@@ -126,6 +127,31 @@ def _table_lines(table: Path) -> tuple[str, list[int]]:
     return "\n".join(line for _, line in kept) + "\n", [i for i, _ in kept]
 
 
+def _check_cell_counts(table: Path, text: str, file_lines: list[int]) -> None:
+    """Every row must have exactly as many tab-separated cells as the header (a ragged row
+    would shift its cells into the wrong columns). Raises :class:`InputError` naming the
+    file line and the extra cell(s), or the column(s) left without a cell."""
+    rows = csv.reader(io.StringIO(text), delimiter="\t")
+    header = next(rows, None)
+    if not header:
+        return
+    names = [h.strip() for h in header]
+    for cells in rows:
+        if len(cells) == len(names):
+            continue
+        line = file_lines[min(rows.line_num, len(file_lines)) - 1]
+        pid = cells[names.index("patient")].strip() if "patient" in names and names.index("patient") < len(cells) else ""
+        where = f"line {line}" + (f" (patient {pid!r})" if pid else "")
+        counts = f"{len(cells)} cells but the header has {len(names)} columns ({', '.join(names)})"
+        if len(cells) > len(names):
+            extra = ", ".join(repr(c) for c in cells[len(names):])
+            raise InputError(table, where, f"{counts}; extra cell {extra} after column {names[-1]!r} "
+                             "(a tab too many, or a column missing from the header?)")
+        missing = ", ".join(names[len(cells):])
+        raise InputError(table, where, f"{counts}; no cell for column {missing} "
+                         "(an empty value is still a cell: keep its tab)")
+
+
 def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
     """Read and validate the patient table.
 
@@ -138,10 +164,11 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
     if not table.is_file():
         raise InputError(table, None, "patient table not found")
     text, file_lines = _table_lines(table)
+    _check_cell_counts(table, text, file_lines)
     try:
         df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(table, None, f"not a readable TSV table ({exc})") from None
+        raise InputError(table, None, f"not a readable TSV table ({' '.join(str(exc).split())})") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in ("patient", "role", "ct", "mr") if c not in df.columns]
     if missing:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path
+from ct2mr.atomic import write_figure
 from ct2mr.errors import InputError
 
 _COLOURS = ("#ff3030", "#30c0ff", "#ffd000", "#40ff40", "#ff40ff", "#ffffff")
@@ -92,8 +92,7 @@ def _check_shape(ref: np.ndarray, other: np.ndarray, name: str) -> None:
 def _save(fig, path: str | os.PathLike[str], dpi: int) -> None:  # noqa: ANN001
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, facecolor="black", format="png")
+    write_figure(fig, path, dpi=dpi, facecolor="black")
     plt.close(fig)
 
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path, write_json
+from ct2mr.atomic import atomic_path, library_write, write_json
 from ct2mr.errors import InputError
 from ct2mr.registration import BACKENDS, DEFAULT_BACKEND, RegistrationResult, RegistrationSettings, register_affine
 from ct2mr.registration.quality import mask_points, mutual_information, tre_mm, tre_stats
@@ -77,7 +77,14 @@ def transform_dict(transform: sitk.AffineTransform) -> dict[str, Any]:
 
 def write_transform(transform: sitk.Transform, path: str | Path) -> None:
     """Write an ITK transform file (.tfm / .txt / .mat / .h5) atomically."""
-    with atomic_path(path) as tmp:
+    def reads_back(tmp: Path) -> None:  # ITK's text transform writer does not raise on a short write
+        back = sitk.ReadTransform(str(tmp))
+        if back.GetNumberOfParameters() != transform.GetNumberOfParameters() or not np.allclose(
+            back.GetParameters(), transform.GetParameters()
+        ):
+            raise ValueError("the transform read back differs from the one written")
+
+    with atomic_path(path, verify=reads_back) as tmp, library_write(path):
         sitk.WriteTransform(transform, str(tmp))
 
 

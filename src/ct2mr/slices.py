@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path
+from ct2mr.atomic import write_npz
 from ct2mr.errors import InputError
 from ct2mr.imageio import grid_difference
 
@@ -254,8 +254,7 @@ def save_slices(path: str | os.PathLike[str], d: dict[str, Any]) -> None:
     validate_slices(d, path)
     arrays = {k: (np.array(str(v)) if k in STR_KEYS else np.asarray(v)) for k, v in d.items()
               if k in (*IMAGE_KEYS, *REQUIRED_KEYS)}
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    write_npz(path, arrays)
 
 
 def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:

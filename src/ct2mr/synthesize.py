@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ct2mr.atomic import atomic_path
+from ct2mr.atomic import write_npz
 from ct2mr.errors import InputError
 from ct2mr.model_loading import LoadedModel, load_generators
 
@@ -154,8 +154,7 @@ def _volume_image(arr: np.ndarray, slices: dict[str, Any]):  # noqa: ANN202
 
 def write_slices_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     """Write a compressed ``.npz`` atomically."""
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    write_npz(path, arrays)
 
 
 def write_synthesis(

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ct2mr.atomic import atomic_path, write_json, write_text
+from ct2mr.atomic import write_figure, write_json, write_text
 from ct2mr.augment import AugmentConfig, apply, sample_params
 from ct2mr.errors import InputError
 from ct2mr.losses import (
@@ -73,7 +73,7 @@ from ct2mr.losses import (
     nll_gan_loss,
     total_generator_loss,
 )
-from ct2mr.model_loading import resolve_device
+from ct2mr.model_loading import resolve_device, save_torch
 from ct2mr.models import build_discriminator, build_generator, init_weights
 from ct2mr.training_config import TrainSettings, load_settings_arg, settings_from_dict, settings_hash
 from ct2mr.training_data import SlicePools, build_pools, check_pools, to_unit_range
@@ -457,8 +457,7 @@ def write_checkpoint(path: Path, trainer: Trainer, sampler: Sampler, extra: dict
         "rng": _rng_state(),
         **extra,
     }
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path, suffix=".pt.tmp")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -498,8 +497,7 @@ def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], ti
             ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+    write_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -698,8 +696,7 @@ def train(
 
 def _save_state(path: Path, net: nn.Module) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path, suffix=".pt.tmp")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -7,24 +7,23 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ct2mr.config import validate_config
+from ct2mr.config import validate_all
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import TRAIN_ROLES, load_patients
+from ct2mr.patients import TRAIN_ROLES
 from ct2mr.report_tables import ReportNumbers
-from ct2mr.training_config import resolve_training_settings
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
     using_conda="conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method},
 )
 
-try:
-    validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
-    PATIENTS = {p.patient: p for p in load_patients(config["patients"])}
-    TRAINING_SETTINGS = resolve_training_settings(config["training"], source="config")
+try:  # the same checks as `ct2mr check-config` (ct2mr.config.validate_all)
+    VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
+PATIENTS = {p.patient: p for p in VALID.patients}
+TRAINING_SETTINGS = VALID.training
 
 VARIANTS = list(config["training"]["variants"])
 #: variants that train Syn_CT too (they can reconstruct the CT: Figure 7)

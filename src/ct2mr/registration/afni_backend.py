@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ct2mr.imageio import write_scratch_image
 from ct2mr.registration.base import (
     backend_inputs,
     BackendUnavailable,
@@ -84,8 +85,8 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
     fixed, moving, fmask, mmask = backend_inputs(fixed, moving, fixed_mask, moving_mask, settings)
     tmp = Path(tempfile.mkdtemp(prefix="ct2mr_afni_"))
     try:
-        sitk.WriteImage(fixed, str(tmp / "fixed.nii"))
-        sitk.WriteImage(moving, str(tmp / "moving.nii"))
+        write_scratch_image(fixed, str(tmp / "fixed.nii"))
+        write_scratch_image(moving, str(tmp / "moving.nii"))
         al = Allineate()
         al.inputs.reference = str(tmp / "fixed.nii")
         al.inputs.in_file = str(tmp / "moving.nii")
@@ -96,10 +97,10 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
         al.inputs.center_of_mass = ""
         al.inputs.outputtype = "NIFTI"
         if fmask is not None:
-            sitk.WriteImage(sitk.Cast(fmask, sitk.sitkFloat32), str(tmp / "weight.nii"))
+            write_scratch_image(sitk.Cast(fmask, sitk.sitkFloat32), str(tmp / "weight.nii"))
             al.inputs.weight = str(tmp / "weight.nii")
         if mmask is not None:
-            sitk.WriteImage(mmask, str(tmp / "source_mask.nii"))
+            write_scratch_image(mmask, str(tmp / "source_mask.nii"))
             al.inputs.source_mask = str(tmp / "source_mask.nii")
         al.inputs.environ = {"AFNI_RANDOM_SEEDVAL": str(int(settings.seed) + 1),
                              "OMP_NUM_THREADS": str(settings.threads or 1)}

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ct2mr.atomic import write_text
+from ct2mr.imageio import write_scratch_image
 from ct2mr.registration.base import (
     backend_inputs,
     BackendUnavailable,
@@ -122,20 +124,20 @@ def register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettin
     n_fixed = int(sitk.GetArrayViewFromImage(fmask).sum()) if fmask is not None else int(np.prod(fixed.GetSize()))
     tmp = Path(tempfile.mkdtemp(prefix="ct2mr_elastix_"))
     try:
-        sitk.WriteImage(fixed, str(tmp / "fixed.nii.gz"), useCompression=False)
-        sitk.WriteImage(moving, str(tmp / "moving.nii.gz"), useCompression=False)
+        write_scratch_image(fixed, str(tmp / "fixed.nii.gz"))
+        write_scratch_image(moving, str(tmp / "moving.nii.gz"))
         param = tmp / "affine.txt"
-        param.write_text(parameter_file_text(settings, n_fixed))
+        write_text(param, parameter_file_text(settings, n_fixed))  # verified (size)
         reg = Registration()
         reg.inputs.fixed_image = str(tmp / "fixed.nii.gz")
         reg.inputs.moving_image = str(tmp / "moving.nii.gz")
         reg.inputs.parameters = [str(param)]
         reg.inputs.output_path = str(tmp)
         if fmask is not None:
-            sitk.WriteImage(fmask, str(tmp / "fixed_mask.nii.gz"), useCompression=False)
+            write_scratch_image(fmask, str(tmp / "fixed_mask.nii.gz"))
             reg.inputs.fixed_mask = str(tmp / "fixed_mask.nii.gz")
         if mmask is not None:
-            sitk.WriteImage(mmask, str(tmp / "moving_mask.nii.gz"), useCompression=False)
+            write_scratch_image(mmask, str(tmp / "moving_mask.nii.gz"))
             reg.inputs.moving_mask = str(tmp / "moving_mask.nii.gz")
         if settings.threads is not None:
             reg.inputs.num_threads = int(settings.threads)
