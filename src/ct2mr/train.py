@@ -21,8 +21,11 @@ batch jobs; rerun the same command to continue). Threads: ``settings.num_threads
 Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
 
 * ``checkpoint.pt``: full training state (every ``checkpoint_every`` iterations
-  and at the end; atomic). Do NOT declare it as a Snakemake output: Snakemake
-  deletes a job's outputs before rerunning it, which would throw the resume away.
+  and at the end; atomic), carrying the variant and the settings hash. Do NOT
+  declare it as a Snakemake output: Snakemake deletes a job's outputs before
+  rerunning it, which would throw the resume away. A run with the same variant
+  and settings hash resumes from it; one with other settings moves it to
+  ``superseded/checkpoint.<variant>.<hash>.pt`` (logged, never deleted) and starts over.
 * ``losses.tsv``: ``iteration``, each loss term (mean over the iterations since the
   previous row), ``G_total``, discriminator terms, ``D_total``, ``lr``,
   ``seconds`` (training wall time so far). Rewritten at each checkpoint and at
@@ -46,6 +49,7 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -413,8 +417,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[str, Any]:
-    """Load ``path`` and check it belongs to this run; InputError (file left in place) if not."""
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load ``path`` as a ct2mr training checkpoint; InputError (file left in place) if it is not one."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise various types
@@ -424,6 +428,16 @@ def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[s
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, "format", f"not a ct2mr training checkpoint (expected {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def checkpoint_mismatch(ckpt: dict[str, Any], variant: str, settings: TrainSettings) -> list[str]:
+    """Why ``ckpt`` cannot continue this run (variant, architecture, settings hash); [] when it can.
+
+    The identity of a run is ``(variant, settings_hash(settings))``: fields that do
+    not change the weights (device, threads, log/checkpoint cadence) are not in the
+    hash, so a run may resume on another device or with another log cadence.
+    """
     diffs: list[str] = []
     if ckpt.get("variant") != variant:
         diffs.append(f"variant {ckpt.get('variant')!r} != {variant!r}")
@@ -436,12 +450,66 @@ def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[s
         old = ckpt.get("settings", {})
         changed = [k for k, v in settings.to_dict().items() if old.get(k) != v and k in old]
         diffs.append("settings differ" + (f" ({', '.join(f'{k}: {old[k]!r} != {getattr(settings, k)!r}' for k in changed)})" if changed else ""))
+    return diffs
+
+
+def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[str, Any]:
+    """Load ``path`` and check it belongs to this run; InputError (file left in place) if not."""
+    ckpt = _load_checkpoint(path)
+    diffs = checkpoint_mismatch(ckpt, variant, settings)
     if diffs:
         raise InputError(
             path, "checkpoint",
             "belongs to another run: " + "; ".join(diffs) + ". Move or delete it to start over, or use matching settings",
         )
     return ckpt
+
+
+#: folder (inside the model folder) where checkpoints of other settings are moved
+SUPERSEDED_DIR = "superseded"
+
+
+def superseded_path(path: Path, ckpt: dict[str, Any]) -> Path:
+    """Where a checkpoint of other settings goes: ``superseded/checkpoint.<variant>.<hash>.pt``
+    beside ``path`` (``.1``, ``.2``, ... appended when that name is taken)."""
+    stem = f"{path.stem}.{ckpt.get('variant', 'unknown')}.{ckpt.get('settings_hash', 'nohash')}"
+    folder = path.parent / SUPERSEDED_DIR
+    dest = folder / f"{stem}{path.suffix}"
+    n = 0
+    while dest.exists():
+        n += 1
+        dest = folder / f"{stem}.{n}{path.suffix}"
+    return dest
+
+
+def checkpoint_to_resume(path: Path, variant: str, settings: TrainSettings, resume: bool = True) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` to continue from, or None to start from scratch.
+
+    * no file: None;
+    * ``resume`` False and a file: InputError (left in place);
+    * unreadable or not a ct2mr checkpoint: InputError (left in place: it may be
+      a file the user put there; we never delete what we cannot identify);
+    * a checkpoint of this run (same variant and settings hash): returned (resume);
+    * a checkpoint of another run (a changed setting, architecture or variant):
+      never trusted, never deleted: moved to :func:`superseded_path` with a
+      warning naming the differences, and None is returned (train from scratch).
+    """
+    if not path.exists():
+        return None
+    if not resume:
+        raise InputError(path, None, "a checkpoint exists and resume is off; move or delete it to start over")
+    ckpt = _load_checkpoint(path)
+    diffs = checkpoint_mismatch(ckpt, variant, settings)
+    if not diffs:
+        return ckpt
+    dest = superseded_path(path, ckpt)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    log.warning(
+        "checkpoint %s is from other settings (%s): moved to %s; training %s from scratch with settings %s",
+        path, "; ".join(diffs), dest, variant, settings_hash(settings),
+    )
+    return None
 
 
 def write_checkpoint(path: Path, trainer: Trainer, sampler: Sampler, extra: dict[str, Any]) -> None:
@@ -561,7 +629,9 @@ def train(
 
     ``device``: ``auto`` uses ``settings.device`` (whose own ``auto`` = CUDA if
     available); anything else overrides it. ``resume``: continue from a matching
-    ``out_dir/checkpoint.pt``; with False an existing checkpoint is an error.
+    ``out_dir/checkpoint.pt`` (a checkpoint of other settings is moved to
+    ``out_dir/superseded/`` and training starts over: :func:`checkpoint_to_resume`);
+    with False an existing checkpoint is an error.
     ``max_iterations_this_run``: stop after that many iterations, writing a
     checkpoint but no final outputs (call again to continue). ``_fail_after``:
     test hook raising RuntimeError after that many iterations in this call,
@@ -569,7 +639,7 @@ def train(
 
     Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
     Raises :class:`InputError` for an unknown variant, missing data, or a
-    checkpoint that is corrupt or from another run (left in place).
+    checkpoint that is corrupt (left in place).
     """
     if variant not in VARIANT_TERMS:
         raise InputError(None, "variant", f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -577,11 +647,7 @@ def train(
     slice_files = [Path(p) for p in slice_files]
     dev = resolve_device(device if device != "auto" else settings.device)
     ckpt_path = out_dir / "checkpoint.pt"
-    ckpt = None
-    if ckpt_path.exists():
-        if not resume:
-            raise InputError(ckpt_path, None, "a checkpoint exists and resume is off; move or delete it to start over")
-        ckpt = read_checkpoint(ckpt_path, variant, settings)
+    ckpt = checkpoint_to_resume(ckpt_path, variant, settings, resume)
 
     pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired)
     needs = data_for(variant)
