@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -431,14 +432,37 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def checkpoint_mismatch(ckpt: dict[str, Any], variant: str, settings: TrainSettings) -> list[str]:
-    """Why ``ckpt`` cannot continue this run (variant, architecture, settings hash); [] when it can.
+def data_hash(slice_files: Sequence[Path]) -> str:
+    """Fingerprint (16 hex digits) of the training data: every array of every slice
+    file (name, dtype, shape, bytes), in the given order (the order feeds the pools).
 
-    The identity of a run is ``(variant, settings_hash(settings))``: fields that do
-    not change the weights (device, threads, log/checkpoint cadence) are not in the
-    hash, so a run may resume on another device or with another log cadence.
+    Part of a checkpoint's identity: rerun with changed slices (a changed
+    preprocessing setting, a new patient), a finished checkpoint of the old data
+    must not be taken for the new model.
+    """
+    h = hashlib.sha256()
+    for path in slice_files:
+        with np.load(Path(path), allow_pickle=False) as npz:
+            for name in sorted(npz.files):
+                a = np.ascontiguousarray(npz[name])
+                h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_mismatch(
+    ckpt: dict[str, Any], variant: str, settings: TrainSettings, data: str | None = None
+) -> list[str]:
+    """Why ``ckpt`` cannot continue this run (variant, architecture, settings hash, data); [] when it can.
+
+    The identity of a run is ``(variant, settings_hash(settings), data_hash(slices))``:
+    fields that do not change the weights (device, threads, log/checkpoint cadence)
+    are not in the settings hash, so a run may resume on another device or with
+    another log cadence. ``data`` None skips the data check.
     """
     diffs: list[str] = []
+    if data is not None and ckpt.get("data_hash") != data:
+        diffs.append(f"training data {ckpt.get('data_hash')!r} != {data!r}")
     if ckpt.get("variant") != variant:
         diffs.append(f"variant {ckpt.get('variant')!r} != {variant!r}")
     arch = settings.architecture()
@@ -469,10 +493,17 @@ def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[s
 SUPERSEDED_DIR = "superseded"
 
 
+def _superseded_stem(path: Path, variant: str, settings_key: str, data: str) -> str:
+    return f"{path.stem}.{variant}.{settings_key}.{data}"
+
+
 def superseded_path(path: Path, ckpt: dict[str, Any]) -> Path:
-    """Where a checkpoint of other settings goes: ``superseded/checkpoint.<variant>.<hash>.pt``
-    beside ``path`` (``.1``, ``.2``, ... appended when that name is taken)."""
-    stem = f"{path.stem}.{ckpt.get('variant', 'unknown')}.{ckpt.get('settings_hash', 'nohash')}"
+    """Where a checkpoint of another run goes:
+    ``superseded/checkpoint.<variant>.<settings hash>.<data hash>.pt`` beside ``path``
+    (``.1``, ``.2``, ... appended when that name is taken)."""
+    stem = _superseded_stem(
+        path, ckpt.get("variant", "unknown"), ckpt.get("settings_hash", "nohash"), ckpt.get("data_hash", "nodata")
+    )
     folder = path.parent / SUPERSEDED_DIR
     dest = folder / f"{stem}{path.suffix}"
     n = 0
@@ -482,33 +513,48 @@ def superseded_path(path: Path, ckpt: dict[str, Any]) -> Path:
     return dest
 
 
-def checkpoint_to_resume(path: Path, variant: str, settings: TrainSettings, resume: bool = True) -> dict[str, Any] | None:
+def checkpoint_to_resume(
+    path: Path, variant: str, settings: TrainSettings, resume: bool = True, data: str | None = None
+) -> dict[str, Any] | None:
     """The checkpoint at ``path`` to continue from, or None to start from scratch.
 
-    * no file: None;
     * ``resume`` False and a file: InputError (left in place);
     * unreadable or not a ct2mr checkpoint: InputError (left in place: it may be
       a file the user put there; we never delete what we cannot identify);
-    * a checkpoint of this run (same variant and settings hash): returned (resume);
-    * a checkpoint of another run (a changed setting, architecture or variant):
-      never trusted, never deleted: moved to :func:`superseded_path` with a
-      warning naming the differences, and None is returned (train from scratch).
+    * a checkpoint of this run (same variant, settings hash and data hash): returned;
+    * a checkpoint of another run (a changed setting, architecture, variant or
+      training data): never trusted, never deleted: moved to
+      :func:`superseded_path` with a warning naming the differences;
+    * then, when ``superseded/`` holds a checkpoint of exactly this run (settings
+      changed back), it is moved back to ``path`` and returned (a finished one
+      just rewrites the model files), else None (train from scratch).
     """
-    if not path.exists():
+    if path.exists():
+        if not resume:
+            raise InputError(path, None, "a checkpoint exists and resume is off; move or delete it to start over")
+        ckpt = _load_checkpoint(path)
+        diffs = checkpoint_mismatch(ckpt, variant, settings, data)
+        if not diffs:
+            return ckpt
+        dest = superseded_path(path, ckpt)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        log.warning(
+            "checkpoint %s is from another run (%s): moved to %s; training %s with settings %s",
+            path, "; ".join(diffs), dest, variant, settings_hash(settings),
+        )
+    if data is None or not resume:
         return None
-    if not resume:
-        raise InputError(path, None, "a checkpoint exists and resume is off; move or delete it to start over")
-    ckpt = _load_checkpoint(path)
-    diffs = checkpoint_mismatch(ckpt, variant, settings)
-    if not diffs:
-        return ckpt
-    dest = superseded_path(path, ckpt)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, dest)
-    log.warning(
-        "checkpoint %s is from other settings (%s): moved to %s; training %s from scratch with settings %s",
-        path, "; ".join(diffs), dest, variant, settings_hash(settings),
-    )
+    stem = _superseded_stem(path, variant, settings_hash(settings), data)
+    for old in sorted((path.parent / SUPERSEDED_DIR).glob(f"{stem}*{path.suffix}")):
+        try:
+            ckpt = _load_checkpoint(old)
+        except InputError:
+            continue
+        if not checkpoint_mismatch(ckpt, variant, settings, data):
+            os.replace(old, path)
+            log.warning("checkpoint %s is of this run (same settings and data): moved back to %s", old, path)
+            return ckpt
     return None
 
 
@@ -647,11 +693,11 @@ def train(
     slice_files = [Path(p) for p in slice_files]
     dev = resolve_device(device if device != "auto" else settings.device)
     ckpt_path = out_dir / "checkpoint.pt"
-    ckpt = checkpoint_to_resume(ckpt_path, variant, settings, resume)
-
     pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired)
     needs = data_for(variant)
     check_pools(pools, variant, needs, slice_files, settings.unpaired_includes_paired)
+    data = data_hash(slice_files)
+    ckpt = checkpoint_to_resume(ckpt_path, variant, settings, resume, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     # a run in progress must not look finished: drop the final outputs of an earlier run
     for name in ("syn_mr.pt", "syn_ct.pt", "model.json"):
@@ -693,6 +739,7 @@ def train(
 
         def extra() -> dict[str, Any]:
             return {
+                "data_hash": data,
                 "history": history,
                 "acc": {k: float(v) for k, v in acc.items()},
                 "acc_n": acc_n,

@@ -11,12 +11,15 @@ from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import TRAIN_ROLES, load_patients
 from ct2mr.report_tables import ReportNumbers
-from ct2mr.training_config import resolve_training_settings
+from ct2mr.rerun_scope import fix_list_changes_params
+from ct2mr.training_config import NON_RESULT_FIELDS, resolve_training_settings
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
     using_conda="conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method},
 )
+# `--list-changes params` lists only outputs whose params changed (a Snakemake 9 bug)
+fix_list_changes_params()
 
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -119,15 +122,20 @@ def phantom_args(wildcards):
 
 
 # --- used by register.smk ---
-def registration_args(wildcards, input):
-    c = config["registration"]
-    args = (
-        f"--backend {c['backend']} --mi-bins {c['mi_bins']} --sampling-fraction {c['sampling_fraction']}"
-        f" --iterations {c['iterations']} --shrink-factors {spaced(c['shrink_factors'])} --seed {c['seed']}"
-    )
-    if input.truth:
-        args += f" --truth {input.truth}"
-    return args
+# Params that a config key reaches must be plain values computed from the config
+# (or the wildcards), never functions of input/output: Snakemake records only those,
+# so only their changes rerun a job (src/ct2mr/rerun_scope.py, tests/test_rerun_scope.py).
+REGISTRATION_ARGS = (
+    f"--backend {config['registration']['backend']} --mi-bins {config['registration']['mi_bins']}"
+    f" --sampling-fraction {config['registration']['sampling_fraction']}"
+    f" --iterations {config['registration']['iterations']}"
+    f" --shrink-factors {spaced(config['registration']['shrink_factors'])} --seed {config['registration']['seed']}"
+)
+
+
+def truth_flag(wildcards):
+    """``--truth FILE`` when the patient table gives a ground-truth affine, else ''."""
+    return " ".join(f"--truth {t}" for t in truth_file(wildcards))
 
 
 # --- used by resample.smk ---
@@ -194,9 +202,18 @@ def training_slices(wildcards):
 TRAIN_THREADS = TRAINING_SETTINGS.get("num_threads") or 4
 
 
-def training_settings(wildcards):
-    """The resolved training settings (preset + overrides + seed/device) as JSON."""
-    return json.dumps(TRAINING_SETTINGS, sort_keys=True)
+#: the resolved training settings (preset + overrides + seed/device) as JSON: what
+#: `train` gets (a Snakefile global in the shell command, not a param, so that
+#: device, threads and log cadence do not retrain a finished model)
+TRAINING_SETTINGS_JSON = json.dumps(TRAINING_SETTINGS, sort_keys=True)
+#: the settings that change the weights (the settings hash's fields): the `train`
+#: rule's param, so that a change of any of them retrains
+TRAINING_RESULT_SETTINGS = json.dumps(
+    {k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, sort_keys=True
+)
+#: where synthesis runs: a global in the shell command, not a param (a device
+#: choice does not rerun synthesis; src/ct2mr/rerun_scope.py)
+SYNTH_DEVICE = config["synthesis"]["device"]
 
 
 # --- used by window.smk ---

@@ -27,7 +27,7 @@ rule train:
             labels={"variant": "{variant}", "figure": "loss curve"},
         ),
     params:
-        settings=training_settings,
+        settings=TRAINING_RESULT_SETTINGS,
         out_dir=lambda w, output: os.path.dirname(output.weights),
     log:
         "results/logs/train/{variant}.log",
@@ -42,4 +42,4 @@ rule train:
         runtime=24 * 60,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.settings:q} --slices {input} > {log} 2>&1"
+        " --settings {TRAINING_SETTINGS_JSON:q} --slices {input} > {log} 2>&1"
