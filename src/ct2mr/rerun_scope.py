@@ -14,9 +14,9 @@ key changes no result (a device choice, a resource request), with the reason.
 How a key reaches its rules: through a ``params:`` value computed from the config
 alone (never from ``input``/``output``: Snakemake does not record derived params,
 so a change of those would plan nothing), or through the input files it selects.
-Keys that must not rerun anything reach the command through a global of the
-Snakefile instead (``TRAIN_DEVICE``, ``SYNTH_DEVICE``), which Snakemake does not
-track, or through ``resources:``.
+Keys that must not rerun anything reach the command through an untracked param
+(``untracked()`` in workflow/rules/common.smk: a function of ``input``, which
+Snakemake does not record) or through ``resources:``.
 
 ``tests/test_rerun_scope.py`` checks the table against the schema (every leaf key
 has an entry, no entry without a key) and against Snakemake itself (each key
@@ -87,7 +87,7 @@ RERUN_SCOPE: dict[str, Scope] = {
     "training.device": _s(
         set(),
         "a device choice: the weights' settings hash leaves it out (a run may resume on another "
-        "device); passed to `train` as --device outside params",
+        "device); reaches `train` through the untracked param `run_settings`",
     ),
     "training.gpus": _s(set(), "a scheduling resource (`gpu`) of `train`, not a setting"),
     "training.seed": _s({"train"}, "param `settings`"),
@@ -97,7 +97,7 @@ RERUN_SCOPE: dict[str, Scope] = {
         "param `settings` (any preset field; device, num_threads, compile, log_every and "
         "checkpoint_every are left out: they do not change the weights)",
     ),
-    "synthesis.device": _s(set(), "a device choice; passed to `synthesize` as --device outside params"),
+    "synthesis.device": _s(set(), "a device choice; the untracked param `device` of the synthesis rules"),
     "synthesis.batch_size": _s(
         {"synthesize", "synthesize_cycle"},
         "param `batch`: the batch size changes float rounding in the convolutions (measured on "

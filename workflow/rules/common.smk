@@ -202,18 +202,24 @@ def training_slices(wildcards):
 TRAIN_THREADS = TRAINING_SETTINGS.get("num_threads") or 4
 
 
+def untracked(value):
+    """A param that Snakemake does not record, so a change of it reruns nothing: for
+    choices that do not change results (a device, threads, log cadence).
+
+    Snakemake records only params that are not derived from `input`/`output`
+    (persistence: derived ones are left out); this one is a function of `input`.
+    """
+    return lambda wildcards, input: value
+
+
 #: the resolved training settings (preset + overrides + seed/device) as JSON: what
-#: `train` gets (a Snakefile global in the shell command, not a param, so that
-#: device, threads and log cadence do not retrain a finished model)
+#: `train` gets, as an untracked param (device, threads, log cadence do not retrain)
 TRAINING_SETTINGS_JSON = json.dumps(TRAINING_SETTINGS, sort_keys=True)
 #: the settings that change the weights (the settings hash's fields): the `train`
 #: rule's param, so that a change of any of them retrains
 TRAINING_RESULT_SETTINGS = json.dumps(
     {k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, sort_keys=True
 )
-#: where synthesis runs: a global in the shell command, not a param (a device
-#: choice does not rerun synthesis; src/ct2mr/rerun_scope.py)
-SYNTH_DEVICE = config["synthesis"]["device"]
 
 
 # --- used by window.smk ---

@@ -17,6 +17,7 @@ rule synthesize:
     params:
         model_dir=lambda w, input: os.path.dirname(input.weights),
         batch=config["synthesis"]["batch_size"],
+        device=untracked(config["synthesis"]["device"]),
     log:
         "results/logs/synthesize/{variant}_{patient}.log",
     benchmark:
@@ -30,7 +31,7 @@ rule synthesize:
     shell:
         "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
         " --out-mr {output.mr} --out-slices {output.slices}"
-        " --batch-size {params.batch} --device {SYNTH_DEVICE} > {log} 2>&1"
+        " --batch-size {params.batch} --device {params.device} > {log} 2>&1"
 
 
 rule synthesize_cycle:
@@ -47,6 +48,7 @@ rule synthesize_cycle:
     params:
         model_dir=lambda w, input: os.path.dirname(input.weights),
         batch=config["synthesis"]["batch_size"],
+        device=untracked(config["synthesis"]["device"]),
     log:
         "results/logs/synthesize/{variant}_{patient}.log",
     benchmark:
@@ -60,4 +62,4 @@ rule synthesize_cycle:
     shell:
         "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
         " --out-mr {output.mr} --out-slices {output.slices} --out-recon-ct {output.recon}"
-        " --batch-size {params.batch} --device {SYNTH_DEVICE} > {log} 2>&1"
+        " --batch-size {params.batch} --device {params.device} > {log} 2>&1"

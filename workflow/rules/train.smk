@@ -28,6 +28,7 @@ rule train:
         ),
     params:
         settings=TRAINING_RESULT_SETTINGS,
+        run_settings=untracked(TRAINING_SETTINGS_JSON),
         out_dir=lambda w, output: os.path.dirname(output.weights),
     log:
         "results/logs/train/{variant}.log",
@@ -42,4 +43,4 @@ rule train:
         runtime=24 * 60,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {TRAINING_SETTINGS_JSON:q} --slices {input} > {log} 2>&1"
+        " --settings {params.run_settings:q} --slices {input} > {log} 2>&1"
