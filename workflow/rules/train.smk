@@ -3,7 +3,10 @@
 # Settings come from the preset in training.preset plus training.overrides;
 # a changed setting retrains (params trigger) and everything downstream follows.
 # Checkpoints (results/models/{variant}/checkpoint.pt) are not declared outputs,
-# so an interrupted job resumes from its last checkpoint when started again.
+# so an interrupted job resumes from its last checkpoint when started again; one of
+# other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
+# `settings` (the fields that change the weights) is the tracked param; the full
+# settings (with device, threads, log cadence) reach the command untracked.
 
 
 rule train:
