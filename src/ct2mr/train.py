@@ -21,11 +21,13 @@ batch jobs; rerun the same command to continue). Threads: ``settings.num_threads
 Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
 
 * ``checkpoint.pt``: full training state (every ``checkpoint_every`` iterations
-  and at the end; atomic), carrying the variant and the settings hash. Do NOT
-  declare it as a Snakemake output: Snakemake deletes a job's outputs before
-  rerunning it, which would throw the resume away. A run with the same variant
-  and settings hash resumes from it; one with other settings moves it to
-  ``superseded/checkpoint.<variant>.<hash>.pt`` (logged, never deleted) and starts over.
+  and at the end; atomic), carrying the variant, the settings hash and the
+  training data's hash. Do NOT declare it as a Snakemake output: Snakemake
+  deletes a job's outputs before rerunning it, which would throw the resume away.
+  A run with the same variant, settings and data resumes from it; any other run
+  moves it to ``superseded/checkpoint.<variant>.<settings hash>.<data hash>.pt``
+  (logged, never deleted) and starts over, or takes back a superseded checkpoint
+  of exactly its own run (:func:`checkpoint_to_resume`).
 * ``losses.tsv``: ``iteration``, each loss term (mean over the iterations since the
   previous row), ``G_total``, discriminator terms, ``D_total``, ``lr``,
   ``seconds`` (training wall time so far). Rewritten at each checkpoint and at
