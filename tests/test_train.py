@@ -149,21 +149,81 @@ def test_variant_without_its_data(slice_files, tmp_path) -> None:
     assert train(s, [slice_files["paired"]], tmp_path / "d", "mrgan")["finished"]
 
 
-def test_checkpoint_from_another_run_is_refused_and_kept(slice_files, tmp_path) -> None:
+def test_checkpoint_of_other_settings_is_moved_aside_and_training_starts_over(slice_files, tmp_path, caplog) -> None:
+    from ct2mr.train import checkpoint_mismatch, data_hash, read_checkpoint
+    from ct2mr.training_config import settings_hash
+
     files = [slice_files["paired"]]
     out = tmp_path / "m"
     train(tiny(), files, out, "paired", max_iterations_this_run=2)
     ckpt = out / "checkpoint.pt"
     before = ckpt.read_bytes()
-    with pytest.raises(InputError, match=r"checkpoint\.pt.*architecture\.ngf 8 != 4"):
-        train(tiny(ngf=4), files, out, "paired")
-    with pytest.raises(InputError, match=r"checkpoint\.pt.*settings differ.*gamma_l1"):
-        train(tiny(gamma_l1=1.0), files, out, "paired")
-    with pytest.raises(InputError, match=r"checkpoint\.pt.*variant 'paired' != 'mrgan'"):
-        train(tiny(unpaired_includes_paired=True), files, out, "mrgan")
-    assert ckpt.read_bytes() == before
+    old = torch.load(ckpt, weights_only=True)
+    assert old["data_hash"] == data_hash(files)
+    # what differs is named (read_checkpoint still refuses it outright)
+    assert any("architecture.ngf 8 != 4" in d for d in checkpoint_mismatch(old, "paired", tiny(ngf=4)))
+    assert any("gamma_l1" in d for d in checkpoint_mismatch(old, "paired", tiny(gamma_l1=1.0)))
+    assert checkpoint_mismatch(old, "mrgan", tiny()) == ["variant 'paired' != 'mrgan'"]
+    assert checkpoint_mismatch(old, "paired", tiny(), "0" * 16) == [f"training data {old['data_hash']!r} != {'0' * 16!r}"]
+    with pytest.raises(InputError, match=r"checkpoint\.pt.*belongs to another run.*gamma_l1"):
+        read_checkpoint(ckpt, "paired", tiny(gamma_l1=1.0))
+    # a changed setting: the old checkpoint is moved aside intact (never trusted, never deleted)
+    new_settings = tiny(gamma_l1=1.0, n_const=1, n_decay=1, log_every=1)
+    with caplog.at_level("WARNING", logger="ct2mr.train"):
+        res = train(new_settings, files, out, "paired")
+    assert res["finished"] and res["iteration"] == 2
+    aside = out / "superseded" / f"checkpoint.paired.{old['settings_hash']}.{old['data_hash']}.pt"
+    assert aside.read_bytes() == before
+    assert "from another run" in caplog.text and "gamma_l1" in caplog.text and str(aside) in caplog.text
+    assert torch.load(ckpt, weights_only=True)["settings_hash"] == settings_hash(new_settings)
+    rows = list(csv.DictReader((out / "losses.tsv").open(), delimiter="\t"))
+    assert [int(r["iteration"]) for r in rows] == [1, 2]  # trained from scratch, not continued
+
+
+def test_changed_training_data_does_not_resume_the_old_checkpoint(slice_files, tmp_path) -> None:
+    # same settings, other slices (e.g. a changed preprocessing setting upstream): a
+    # finished checkpoint of the old data must not pass for the new model
+    out = tmp_path / "m"
+    s = tiny(n_const=1, n_decay=1)
+    train(s, [slice_files["paired"]], out, "paired")
+    other = make_slices(tmp_path / "p2.npz", "paired_train", seed=11)
+    train(s, [other], out, "paired")
+    train(s, [other], tmp_path / "fresh", "paired")
+    assert states_equal(out / "syn_mr.pt", tmp_path / "fresh" / "syn_mr.pt")
+    assert len(list((out / "superseded").glob("checkpoint.paired.*.pt"))) == 1
+
+
+def test_settings_changed_back_restore_the_finished_checkpoint(slice_files, tmp_path, caplog) -> None:
+    files = [slice_files["paired"]]
+    out = tmp_path / "m"
+    a, b = tiny(n_const=2, n_decay=2), tiny(n_const=2, n_decay=2, lr=1e-4)
+    train(a, files, out, "paired")
+    (out / "syn_mr.pt").rename(tmp_path / "a_syn_mr.pt")
+    train(b, files, out, "paired")  # moves a's checkpoint aside
+    with caplog.at_level("WARNING", logger="ct2mr.train"):
+        res = train(a, files, out, "paired", _fail_after=1)  # would raise if it trained at all
+    assert res["finished"] and "moved back" in caplog.text
+    assert states_equal(out / "syn_mr.pt", tmp_path / "a_syn_mr.pt")
+    assert [p.name.split(".")[2] for p in (out / "superseded").iterdir()] == [settings_hash(b)]
+
+
+def test_interrupted_run_with_same_settings_resumes_after_a_foreign_checkpoint(slice_files, tmp_path) -> None:
+    files = [slice_files["paired"]]
+    out = tmp_path / "m"
+    train(tiny(), files, out, "paired", max_iterations_this_run=2)  # other settings' checkpoint
+    s = tiny(gamma_l1=1.0, n_const=3, n_decay=3, checkpoint_every=2)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(s, files, out, "paired", _fail_after=3)  # moves the foreign one aside; checkpoint at 2
+    assert len(list((out / "superseded").iterdir())) == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
+    res = train(s, files, out, "paired")
+    assert res["finished"] and len(list((out / "superseded").iterdir())) == 1  # resumed, nothing moved
+    train(s, files, tmp_path / "straight", "paired")
+    assert states_equal(tmp_path / "straight" / "syn_mr.pt", out / "syn_mr.pt")
     # device / log cadence are not part of the identity: resuming with others is fine
-    assert train(tiny(log_every=4), files, out, "paired")["finished"]
+    train(tiny(), files, tmp_path / "n", "paired", max_iterations_this_run=2)
+    assert train(tiny(log_every=4), files, tmp_path / "n", "paired")["finished"]
+    assert not (tmp_path / "n" / "superseded").exists()
 
 
 def test_corrupt_checkpoint_is_reported_and_left_in_place(slice_files, tmp_path) -> None:

@@ -46,12 +46,16 @@ def write_config(workdir: Path, **overrides: dict) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """``snakemake --snakefile REPO/Snakefile --directory workdir --configfile workdir/config.yaml ARGS``."""
+    """``snakemake --snakefile REPO/Snakefile --directory workdir ARGS --configfile workdir/config.yaml``.
+
+    ``--configfile`` comes last: it takes several values, so targets in ARGS after
+    it would be read as config files.
+    """
     env = dict(os.environ)
     env.pop("SNAKEMAKE_PROFILE", None)
     cmd = [
         *SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), *args,
+        *args, "--configfile", str(workdir / "config.yaml"),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:

@@ -21,8 +21,13 @@ batch jobs; rerun the same command to continue). Threads: ``settings.num_threads
 Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
 
 * ``checkpoint.pt``: full training state (every ``checkpoint_every`` iterations
-  and at the end; atomic). Do NOT declare it as a Snakemake output: Snakemake
+  and at the end; atomic), carrying the variant, the settings hash and the
+  training data's hash. Do NOT declare it as a Snakemake output: Snakemake
   deletes a job's outputs before rerunning it, which would throw the resume away.
+  A run with the same variant, settings and data resumes from it; any other run
+  moves it to ``superseded/checkpoint.<variant>.<settings hash>.<data hash>.pt``
+  (logged, never deleted) and starts over, or takes back a superseded checkpoint
+  of exactly its own run (:func:`checkpoint_to_resume`).
 * ``losses.tsv``: ``iteration``, each loss term (mean over the iterations since the
   previous row), ``G_total``, discriminator terms, ``D_total``, ``lr``,
   ``seconds`` (training wall time so far). Rewritten at each checkpoint and at
@@ -44,8 +49,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -413,8 +420,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[str, Any]:
-    """Load ``path`` and check it belongs to this run; InputError (file left in place) if not."""
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load ``path`` as a ct2mr training checkpoint; InputError (file left in place) if it is not one."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt files raise various types
@@ -424,7 +431,40 @@ def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[s
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, "format", f"not a ct2mr training checkpoint (expected {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def data_hash(slice_files: Sequence[Path]) -> str:
+    """Fingerprint (16 hex digits) of the training data: every array of every slice
+    file (name, dtype, shape, bytes), in the given order (the order feeds the pools).
+
+    Part of a checkpoint's identity: rerun with changed slices (a changed
+    preprocessing setting, a new patient), a finished checkpoint of the old data
+    must not be taken for the new model.
+    """
+    h = hashlib.sha256()
+    for path in slice_files:
+        with np.load(Path(path), allow_pickle=False) as npz:
+            for name in sorted(npz.files):
+                a = np.ascontiguousarray(npz[name])
+                h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_mismatch(
+    ckpt: dict[str, Any], variant: str, settings: TrainSettings, data: str | None = None
+) -> list[str]:
+    """Why ``ckpt`` cannot continue this run (variant, architecture, settings hash, data); [] when it can.
+
+    The identity of a run is ``(variant, settings_hash(settings), data_hash(slices))``:
+    fields that do not change the weights (device, threads, log/checkpoint cadence)
+    are not in the settings hash, so a run may resume on another device or with
+    another log cadence. ``data`` None skips the data check.
+    """
     diffs: list[str] = []
+    if data is not None and ckpt.get("data_hash") != data:
+        diffs.append(f"training data {ckpt.get('data_hash')!r} != {data!r}")
     if ckpt.get("variant") != variant:
         diffs.append(f"variant {ckpt.get('variant')!r} != {variant!r}")
     arch = settings.architecture()
@@ -436,12 +476,88 @@ def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[s
         old = ckpt.get("settings", {})
         changed = [k for k, v in settings.to_dict().items() if old.get(k) != v and k in old]
         diffs.append("settings differ" + (f" ({', '.join(f'{k}: {old[k]!r} != {getattr(settings, k)!r}' for k in changed)})" if changed else ""))
+    return diffs
+
+
+def read_checkpoint(path: Path, variant: str, settings: TrainSettings) -> dict[str, Any]:
+    """Load ``path`` and check it belongs to this run; InputError (file left in place) if not."""
+    ckpt = _load_checkpoint(path)
+    diffs = checkpoint_mismatch(ckpt, variant, settings)
     if diffs:
         raise InputError(
             path, "checkpoint",
             "belongs to another run: " + "; ".join(diffs) + ". Move or delete it to start over, or use matching settings",
         )
     return ckpt
+
+
+#: folder (inside the model folder) where checkpoints of other settings are moved
+SUPERSEDED_DIR = "superseded"
+
+
+def _superseded_stem(path: Path, variant: str, settings_key: str, data: str) -> str:
+    return f"{path.stem}.{variant}.{settings_key}.{data}"
+
+
+def superseded_path(path: Path, ckpt: dict[str, Any]) -> Path:
+    """Where a checkpoint of another run goes:
+    ``superseded/checkpoint.<variant>.<settings hash>.<data hash>.pt`` beside ``path``
+    (``.1``, ``.2``, ... appended when that name is taken)."""
+    stem = _superseded_stem(
+        path, ckpt.get("variant", "unknown"), ckpt.get("settings_hash", "nohash"), ckpt.get("data_hash", "nodata")
+    )
+    folder = path.parent / SUPERSEDED_DIR
+    dest = folder / f"{stem}{path.suffix}"
+    n = 0
+    while dest.exists():
+        n += 1
+        dest = folder / f"{stem}.{n}{path.suffix}"
+    return dest
+
+
+def checkpoint_to_resume(
+    path: Path, variant: str, settings: TrainSettings, resume: bool = True, data: str | None = None
+) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` to continue from, or None to start from scratch.
+
+    * ``resume`` False and a file: InputError (left in place);
+    * unreadable or not a ct2mr checkpoint: InputError (left in place: it may be
+      a file the user put there; we never delete what we cannot identify);
+    * a checkpoint of this run (same variant, settings hash and data hash): returned;
+    * a checkpoint of another run (a changed setting, architecture, variant or
+      training data): never trusted, never deleted: moved to
+      :func:`superseded_path` with a warning naming the differences;
+    * then, when ``superseded/`` holds a checkpoint of exactly this run (settings
+      changed back), it is moved back to ``path`` and returned (a finished one
+      just rewrites the model files), else None (train from scratch).
+    """
+    if path.exists():
+        if not resume:
+            raise InputError(path, None, "a checkpoint exists and resume is off; move or delete it to start over")
+        ckpt = _load_checkpoint(path)
+        diffs = checkpoint_mismatch(ckpt, variant, settings, data)
+        if not diffs:
+            return ckpt
+        dest = superseded_path(path, ckpt)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        log.warning(
+            "checkpoint %s is from another run (%s): moved to %s; training %s with settings %s",
+            path, "; ".join(diffs), dest, variant, settings_hash(settings),
+        )
+    if data is None or not resume:
+        return None
+    stem = _superseded_stem(path, variant, settings_hash(settings), data)
+    for old in sorted((path.parent / SUPERSEDED_DIR).glob(f"{stem}*{path.suffix}")):
+        try:
+            ckpt = _load_checkpoint(old)
+        except InputError:
+            continue
+        if not checkpoint_mismatch(ckpt, variant, settings, data):
+            os.replace(old, path)
+            log.warning("checkpoint %s is of this run (same settings and data): moved back to %s", old, path)
+            return ckpt
+    return None
 
 
 def write_checkpoint(path: Path, trainer: Trainer, sampler: Sampler, extra: dict[str, Any]) -> None:
@@ -559,7 +675,9 @@ def train(
 
     ``device``: ``auto`` uses ``settings.device`` (whose own ``auto`` = CUDA if
     available); anything else overrides it. ``resume``: continue from a matching
-    ``out_dir/checkpoint.pt``; with False an existing checkpoint is an error.
+    ``out_dir/checkpoint.pt`` (a checkpoint of other settings is moved to
+    ``out_dir/superseded/`` and training starts over: :func:`checkpoint_to_resume`);
+    with False an existing checkpoint is an error.
     ``max_iterations_this_run``: stop after that many iterations, writing a
     checkpoint but no final outputs (call again to continue). ``_fail_after``:
     test hook raising RuntimeError after that many iterations in this call,
@@ -567,7 +685,7 @@ def train(
 
     Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
     Raises :class:`InputError` for an unknown variant, missing data, or a
-    checkpoint that is corrupt or from another run (left in place).
+    checkpoint that is corrupt (left in place).
     """
     if variant not in VARIANT_TERMS:
         raise InputError(None, "variant", f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -575,15 +693,11 @@ def train(
     slice_files = [Path(p) for p in slice_files]
     dev = resolve_device(device if device != "auto" else settings.device)
     ckpt_path = out_dir / "checkpoint.pt"
-    ckpt = None
-    if ckpt_path.exists():
-        if not resume:
-            raise InputError(ckpt_path, None, "a checkpoint exists and resume is off; move or delete it to start over")
-        ckpt = read_checkpoint(ckpt_path, variant, settings)
-
     pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired)
     needs = data_for(variant)
     check_pools(pools, variant, needs, slice_files, settings.unpaired_includes_paired)
+    data = data_hash(slice_files)
+    ckpt = checkpoint_to_resume(ckpt_path, variant, settings, resume, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     # a run in progress must not look finished: drop the final outputs of an earlier run
     for name in ("syn_mr.pt", "syn_ct.pt", "model.json"):
@@ -625,6 +739,7 @@ def train(
 
         def extra() -> dict[str, Any]:
             return {
+                "data_hash": data,
                 "history": history,
                 "acc": {k: float(v) for k, v in acc.items()},
                 "acc_n": acc_n,

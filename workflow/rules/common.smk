@@ -12,11 +12,15 @@ from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import TRAIN_ROLES
 from ct2mr.report_tables import ReportNumbers
+from ct2mr.rerun_scope import fix_list_changes_params
+from ct2mr.training_config import NON_RESULT_FIELDS
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
     using_conda="conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method},
 )
+# `--list-changes params` lists only outputs whose params changed (a Snakemake 9 bug)
+fix_list_changes_params()
 
 try:  # the same checks as `ct2mr check-config` (ct2mr.config.validate_all)
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -125,15 +129,20 @@ def phantom_args(wildcards):
 
 
 # --- used by register.smk ---
-def registration_args(wildcards, input):
-    c = config["registration"]
-    args = (
-        f"--backend {c['backend']} --mi-bins {c['mi_bins']} --sampling-fraction {c['sampling_fraction']}"
-        f" --iterations {c['iterations']} --shrink-factors {spaced(c['shrink_factors'])} --seed {c['seed']}"
-    )
-    if input.truth:
-        args += f" --truth {input.truth}"
-    return args
+# Params that a config key reaches must be plain values computed from the config
+# (or the wildcards), never functions of input/output: Snakemake records only those,
+# so only their changes rerun a job (src/ct2mr/rerun_scope.py, tests/test_rerun_scope.py).
+REGISTRATION_ARGS = (
+    f"--backend {config['registration']['backend']} --mi-bins {config['registration']['mi_bins']}"
+    f" --sampling-fraction {config['registration']['sampling_fraction']}"
+    f" --iterations {config['registration']['iterations']}"
+    f" --shrink-factors {spaced(config['registration']['shrink_factors'])} --seed {config['registration']['seed']}"
+)
+
+
+def truth_flag(wildcards):
+    """``--truth FILE`` when the patient table gives a ground-truth affine, else ''."""
+    return " ".join(f"--truth {t}" for t in truth_file(wildcards))
 
 
 # --- used by resample.smk ---
@@ -200,9 +209,24 @@ def training_slices(wildcards):
 TRAIN_THREADS = TRAINING_SETTINGS.get("num_threads") or 4
 
 
-def training_settings(wildcards):
-    """The resolved training settings (preset + overrides + seed/device) as JSON."""
-    return json.dumps(TRAINING_SETTINGS, sort_keys=True)
+def untracked(value):
+    """A param that Snakemake does not record, so a change of it reruns nothing: for
+    choices that do not change results (a device, threads, log cadence).
+
+    Snakemake records only params that are not derived from `input`/`output`
+    (persistence: derived ones are left out); this one is a function of `input`.
+    """
+    return lambda wildcards, input: value
+
+
+#: the resolved training settings (preset + overrides + seed/device) as JSON: what
+#: `train` gets, as an untracked param (device, threads, log cadence do not retrain)
+TRAINING_SETTINGS_JSON = json.dumps(TRAINING_SETTINGS, sort_keys=True)
+#: the settings that change the weights (the settings hash's fields): the `train`
+#: rule's param, so that a change of any of them retrains
+TRAINING_RESULT_SETTINGS = json.dumps(
+    {k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, sort_keys=True
+)
 
 
 # --- used by window.smk ---

@@ -24,7 +24,8 @@ rule register:
             labels={"patient": "{patient}", "figure": "overlay"},
         ),
     params:
-        args=registration_args,
+        args=REGISTRATION_ARGS,
+        truth=truth_flag,
         numbers=lambda w, output: ReportNumbers(output.qa_json),
     log:
         "results/logs/register/{patient}.log",
@@ -39,5 +40,5 @@ rule register:
         "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
         " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"
         " --moving-full {input.moving_full}"
-        " {params.args} --out-image {output.image} --out-transform {output.transform}"
+        " {params.args} {params.truth} --out-image {output.image} --out-transform {output.transform}"
         " --qa-json {output.qa_json} --qa-png {output.qa_png} > {log} 2>&1"

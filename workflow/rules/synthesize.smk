@@ -17,7 +17,7 @@ rule synthesize:
     params:
         model_dir=lambda w, input: os.path.dirname(input.weights),
         batch=config["synthesis"]["batch_size"],
-        device=config["synthesis"]["device"],
+        device=untracked(config["synthesis"]["device"]),
     log:
         "results/logs/synthesize/{variant}_{patient}.log",
     benchmark:
@@ -48,7 +48,7 @@ rule synthesize_cycle:
     params:
         model_dir=lambda w, input: os.path.dirname(input.weights),
         batch=config["synthesis"]["batch_size"],
-        device=config["synthesis"]["device"],
+        device=untracked(config["synthesis"]["device"]),
     log:
         "results/logs/synthesize/{variant}_{patient}.log",
     benchmark:

@@ -3,7 +3,10 @@
 # Settings come from the preset in training.preset plus training.overrides;
 # a changed setting retrains (params trigger) and everything downstream follows.
 # Checkpoints (results/models/{variant}/checkpoint.pt) are not declared outputs,
-# so an interrupted job resumes from its last checkpoint when started again.
+# so an interrupted job resumes from its last checkpoint when started again; one of
+# other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
+# `settings` (the fields that change the weights) is the tracked param; the full
+# settings (with device, threads, log cadence) reach the command untracked.
 
 
 rule train:
@@ -27,7 +30,8 @@ rule train:
             labels={"variant": "{variant}", "figure": "loss curve"},
         ),
     params:
-        settings=training_settings,
+        settings=TRAINING_RESULT_SETTINGS,
+        run_settings=untracked(TRAINING_SETTINGS_JSON),
         out_dir=lambda w, output: os.path.dirname(output.weights),
     log:
         "results/logs/train/{variant}.log",
@@ -42,4 +46,4 @@ rule train:
         runtime=24 * 60,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.settings:q} --slices {input} > {log} 2>&1"
+        " --settings {params.run_settings:q} --slices {input} > {log} 2>&1"
