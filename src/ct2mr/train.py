@@ -1,4 +1,5 @@
-"""Train MR-GAN or one of its baselines (``paired`` = pix2pix, ``unpaired`` = CycleGAN).
+"""Train MR-GAN or one of its baselines (``paired`` = pix2pix, ``unpaired`` = CycleGAN,
+``regression`` = Syn_MR with the voxel-wise L1 alone).
 
 CLI (``python -m ct2mr train``)::
 
@@ -172,7 +173,8 @@ class Trainer:
         betas = (settings.beta1, settings.beta2)
         # fused Adam on CUDA (one kernel for all parameters); same state_dict layout
         self.opt_g = torch.optim.Adam(gens, lr=settings.lr, betas=betas, fused=self.cuda or None)
-        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas, fused=self.cuda or None)
+        # the regression variant has no discriminator: no discriminator optimiser
+        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas, fused=self.cuda or None) if diss else None
         self.pools = {
             key: ImagePool(settings.pool_size if (kind == "unpaired" or settings.pool_paired) else 0)
             for _, (_, kind, key) in ADV_TERMS.items()
@@ -311,7 +313,7 @@ class Trainer:
         image pool. Returns the terms and ``D_total`` (floats, or 0-d tensors with
         ``sync=False``).
         """
-        if not self.adv_terms:
+        if not self.adv_terms or self.opt_d is None:
             return {}
         self.opt_d.zero_grad(set_to_none=True)
         dterms: dict[str, torch.Tensor] = {}
@@ -338,7 +340,7 @@ class Trainer:
         """One iteration: set the lr, generator step, discriminator step; returns all logged values
         (loss values as floats, or as 0-d device tensors with ``sync=False``; ``lr`` a float)."""
         lr = self.lr_at(self.iteration)
-        for opt in (self.opt_g, self.opt_d):
+        for opt in (o for o in (self.opt_g, self.opt_d) if o is not None):
             for group in opt.param_groups:
                 group["lr"] = lr
         values = self.generator_step(batch, sync)
@@ -361,7 +363,7 @@ class Trainer:
             "iteration": self.iteration,
             "nets": {k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()},
             "opt_g": _to_cpu(self.opt_g.state_dict()),
-            "opt_d": _to_cpu(self.opt_d.state_dict()),
+            "opt_d": _to_cpu(self.opt_d.state_dict()) if self.opt_d is not None else {},
             "pools": {k: p.state_dict() for k, p in self.pools.items()},
             "pool_rng": self.pool_rng.bit_generator.state,
         }
@@ -371,7 +373,8 @@ class Trainer:
         for k, net in self.nets.items():
             net.load_state_dict(state["nets"][k])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
         for k, p in self.pools.items():
             p.load_state_dict(state["pools"][k], self.device)
         self.pool_rng.bit_generator.state = state["pool_rng"]
@@ -706,7 +709,7 @@ def _save_state(path: Path, net: nn.Module) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", required=True, choices=VARIANTS, help="paired (pix2pix) | unpaired (CycleGAN) | mrgan")
+    parser.add_argument("--variant", required=True, choices=VARIANTS, help="paired (pix2pix) | unpaired (CycleGAN) | mrgan | regression (L1 only)")
     parser.add_argument("--out-dir", required=True, type=Path, help="model folder, e.g. results/models/mrgan")
     parser.add_argument(
         "--settings", required=True,
