@@ -25,7 +25,9 @@ def test_defaults_fill_missing_sections() -> None:
     config = validate_config({"patients": "x.tsv"})
     assert config["skull_mask"]["ct_skull_threshold_hu"] == 300
     assert config["slices"]["size"] == 256
-    assert config["training"]["variants"] == ["paired", "unpaired", "mrgan"]
+    assert config["training"]["variants"] == ["paired", "unpaired", "mrgan", "regression"]
+    assert config["training"]["seeds"] == [0]
+    assert config["synthesis"]["tta"] is False
     assert config["phantom"]["ct_spacing_mm"] == [0.8, 0.8, 2.5]
 
 
@@ -39,6 +41,11 @@ def test_defaults_fill_missing_sections() -> None:
         ({"slices": {"min_slices": 2.5}}, "slices.min_slices", "is not of type 'integer'"),
         ({"resample": {"spacing_mm": [1, 1]}}, "resample.spacing_mm", "too short"),
         ({"training": {"variants": ["mrgan", "pix2pix"]}}, "training.variants.1", "'pix2pix' is not one of"),
+        ({"training": {"seed": 1}}, "training", "'seed' was replaced by 'seeds', a list"),
+        ({"training": {"seeds": [0, 0]}}, "training.seeds", "non-unique"),
+        ({"training": {"seeds": []}}, "training.seeds", "should be non-empty"),
+        ({"training": {"seeds": [-1]}}, "training.seeds.0", "minimum"),
+        ({"synthesis": {"tta": "yes"}}, "synthesis.tta", "is not of type 'boolean'"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(patch: dict, key: str, words: str) -> None:
