@@ -501,6 +501,8 @@ def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], ti
     for c in dcols:
         axes[1].plot(it, [r[c] for r in rows], label=c, lw=2 if c == "D_total" else 1)
     axes[1].set_title("discriminator terms")
+    if not dcols:
+        axes[1].text(0.5, 0.5, "no discriminator", ha="center", va="center", transform=axes[1].transAxes)
     axes[2].plot(it, [r["lr"] for r in rows])
     axes[2].set_title("learning rate")
     for c in vcols:
