@@ -71,7 +71,7 @@ def main() -> int:
         "per_patient": per_patient.to_dict("records"),
     }
     (OUT / "realdata.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
-    cols = ["patient", "variant", "n_slices", "mae", "psnr", "ssim", "mae_head", "psnr_head", "ssim_head"]
+    cols = ["patient", "variant", "seed", "n_slices", "mae", "psnr", "ssim", "mae_head", "psnr_head", "ssim_head"]
     lines = [
         "# Real-data run: harvard_ctmr, 3 patients train / 3 held out", "",
         f"Reproduce: `.venv/bin/python bench/bench_realdata.py` ({record['when']}; whole workflow "
@@ -82,7 +82,8 @@ def main() -> int:
         "## Per patient (0-255 scale; PSNR in dB, ours: add 48.13 dB for the paper's convention)", "",
         per_patient[cols].to_markdown(index=False, floatfmt=".3f"), "",
         "## Summary (mean ± sd over the 3 test patients)", "",
-        summary[["metric", *[c for c in summary.columns if c in ("paired", "unpaired", "mrgan")]]].to_markdown(index=False),
+        summary[["metric", "seed", *[c for c in summary.columns if c in ("paired", "unpaired", "mrgan", "regression")]]]
+        .to_markdown(index=False),
         "",
     ]
     (OUT / "realdata.md").write_text("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""Benchmark: milliseconds per training iteration of each variant (paired, unpaired, mrgan).
+"""Benchmark: milliseconds per training iteration of each variant (paired, unpaired, mrgan, regression).
 
 One iteration = sampling + augmentation + generator step + discriminator step
 (what ``ct2mr train`` does per iteration, without checkpoint / log writing).
@@ -7,6 +7,9 @@ CPU (default)::
 
     .venv/bin/python bench/bench_training.py            # demo size (1 and 2 threads) + paper size
     .venv/bin/python bench/bench_training.py --quick    # fewer iterations
+    # whole demo-preset trainings (ct2mr.train.train, 1200 iterations, 1 thread) of some variants:
+    .venv/bin/python bench/bench_training.py --full-run --variants regression paired \
+        --out bench/results/training_regression
 
 GPU (not measured in the session that wrote this: no device was lent)::
 
@@ -77,18 +80,67 @@ def time_variant(settings, variant: str, device: torch.device, warmup: int, iter
     }
 
 
+def _slice_file(path: Path, role: str, n: int = 8, size: int = 256) -> Path:
+    """A slice file of random uint8 slices (the cost does not depend on content)."""
+    import numpy as np
+
+    from ct2mr.slices import save_slices
+
+    rng = np.random.default_rng(0)
+    d = {
+        "head_mask": np.ones((n, size, size), bool), "brain_mask": np.ones((n, size, size), bool),
+        "z_index": np.arange(n, dtype=np.int64), "crop_origin": np.zeros(2, np.int64), "crop_size": np.int64(size),
+        "ref_shape": np.array([n, size, size], np.int64), "ref_spacing": np.ones(3), "ref_origin": np.zeros(3),
+        "ref_direction": np.eye(3).ravel(), "patient": path.stem, "role": role, "source": "volume",
+    }
+    if role != "mr_only":
+        d["ct"] = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+    if role != "ct_only":
+        d["mr"] = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+    save_slices(path, d)
+    return path
+
+
+def time_full_run(variant: str, threads: int) -> dict[str, object]:
+    """Wall time of a whole ``ct2mr.train.train`` at the demo preset (checkpoints, logs, final
+    outputs included) on random slices: 2 paired, 1 CT-only, 1 MR-only patients of 8 slices."""
+    import tempfile
+
+    from ct2mr.train import train
+
+    s = settings_from_dict({**preset_settings("demo").to_dict(), "num_threads": threads})
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = [_slice_file(root / "p1.npz", "paired_train"), _slice_file(root / "p2.npz", "paired_train"),
+                 _slice_file(root / "c1.npz", "ct_only"), _slice_file(root / "m1.npz", "mr_only")]
+        t, c = time.perf_counter(), time.process_time()
+        res = train(s, files, root / variant, variant, device="cpu")
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"preset": "demo", "image_size": s.image_size, "variant": variant, "mode": f"whole run, {threads} thread(s)",
+            "iterations": s.total_iterations, "wall_s": wall, "cpu_s": cpu, "training_s": float(res["seconds"]),
+            "median_ms": 1000 * wall / s.total_iterations, "min_ms": float("nan"), "max_ms": float("nan"),
+            "iterations_timed": s.total_iterations}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "training"), help="output path without suffix")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--skip-paper", action="store_true", help="CPU: skip the (slow) paper-size runs")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="variants to time (default all)")
+    ap.add_argument("--full-run", action="store_true",
+                    help="CPU: time whole demo-preset trainings (1 thread) instead of single iterations")
     args = ap.parse_args()
     device = torch.device(args.device)
     rows: list[dict[str, object]] = []
     load_before = os.getloadavg()
 
-    if device.type == "cpu":
+    if args.full_run:
+        for variant in args.variants:
+            rows.append(time_full_run(variant, 1))
+            print(rows[-1], flush=True)
+    elif device.type == "cpu":
         demo = preset_settings("demo")
         paper = settings_from_dict({**preset_settings("paper").to_dict(), "device": "cpu"})
         cases = [("demo", demo, threads, 3, 10 if args.quick else 30) for threads in (1, 2)]
@@ -96,7 +148,7 @@ def main() -> None:
             cases.append(("paper", paper, 1, 1, 1 if args.quick else 2))
         for preset, base, threads, warmup, iters in cases:
             s = settings_from_dict({**base.to_dict(), "num_threads": threads})
-            for variant in VARIANTS:
+            for variant in args.variants:
                 r = time_variant(s, variant, device, warmup, iters)
                 rows.append({"preset": preset, "image_size": s.image_size, "variant": variant, "mode": f"fp32, {threads} thread(s)", **r})
                 print(rows[-1], flush=True)
@@ -105,7 +157,7 @@ def main() -> None:
         modes = [("fp32 eager (TF32)", {"amp": "fp32"}), ("bf16 eager", {"amp": "bf16"}), ("bf16 + torch.compile", {"amp": "bf16", "compile": True})]
         for label, over in modes:
             s = settings_from_dict({**base.to_dict(), **over, "device": str(device)})
-            for variant in VARIANTS:
+            for variant in args.variants:
                 warm = 20 if over.get("compile") else 5
                 r = time_variant(s, variant, device, warm, 20 if args.quick else 100)
                 rows.append({"preset": "paper", "image_size": 256, "variant": variant, "mode": label, **r})
@@ -137,6 +189,22 @@ def main() -> None:
         "| preset | size | variant | mode | median ms/it | min | max | timed its |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if args.full_run:
+        lines[lines.index("| preset | size | variant | mode | median ms/it | min | max | timed its |"):] = [
+            "Whole runs: `ct2mr.train.train` at the demo preset (1200 iterations, checkpoints every 100,",
+            "losses.tsv, loss_curve.png and the final weights included) on random 256x256 slices (2 paired,",
+            "1 CT-only, 1 MR-only patients, 8 slices each), one after the other, one thread each.",
+            "",
+            "CPU s = the process's CPU time (robust to other jobs sharing the cores, unlike wall s).",
+            "",
+            "| variant | iterations | wall s | CPU s | CPU ms/it |",
+            "|---|---|---|---|---|",
+        ]
+        rows_md = [f"| {r['variant']} | {r['iterations']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                   f"{1000 * r['cpu_s'] / r['iterations']:.1f} |" for r in rows]
+        out.with_suffix(".md").write_text("\n".join(lines + rows_md) + "\n")
+        print(f"wrote {out.with_suffix('.md')}")
+        return
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['image_size']} | {r['variant']} | {r['mode']} | {r['median_ms']:.1f} | "

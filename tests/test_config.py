@@ -25,7 +25,9 @@ def test_defaults_fill_missing_sections() -> None:
     config = validate_config({"patients": "x.tsv"})
     assert config["skull_mask"]["ct_skull_threshold_hu"] == 300
     assert config["slices"]["size"] == 256
-    assert config["training"]["variants"] == ["paired", "unpaired", "mrgan"]
+    assert config["training"]["variants"] == ["paired", "unpaired", "mrgan", "regression"]
+    assert config["training"]["seeds"] == [0]
+    assert config["synthesis"]["tta"] is False
     assert config["phantom"]["ct_spacing_mm"] == [0.8, 0.8, 2.5]
 
 
@@ -39,6 +41,11 @@ def test_defaults_fill_missing_sections() -> None:
         ({"slices": {"min_slices": 2.5}}, "slices.min_slices", "is not of type 'integer'"),
         ({"resample": {"spacing_mm": [1, 1]}}, "resample.spacing_mm", "too short"),
         ({"training": {"variants": ["mrgan", "pix2pix"]}}, "training.variants.1", "'pix2pix' is not one of"),
+        ({"training": {"seed": 1}}, "training", "'seed' was replaced by 'seeds', a list"),
+        ({"training": {"seeds": [0, 0]}}, "training.seeds", "non-unique"),
+        ({"training": {"seeds": []}}, "training.seeds", "should be non-empty"),
+        ({"training": {"seeds": [-1]}}, "training.seeds.0", "minimum"),
+        ({"synthesis": {"tta": "yes"}}, "synthesis.tta", "is not of type 'boolean'"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(patch: dict, key: str, words: str) -> None:
@@ -83,7 +90,9 @@ BAD_CONFIGS: list[tuple[str, dict, str]] = [
     ("unknown override", {"training": {"overrides": {"learning_rate": 0.1}}}, "training.overrides.learning_rate: unknown"),
     ("lr = 0", {"training": {"overrides": {"lr": 0}}}, "lr: must be > 0"),
     ("lr < 0", {"training": {"overrides": {"lr": -0.0002}}}, "lr: must be > 0"),
-    ("override of a section key", {"training": {"overrides": {"seed": 3}}}, "training.overrides.seed: set training.seed"),
+    ("override of the seed", {"training": {"overrides": {"seed": 3}}}, "training.overrides.seed: set the seeds with training.seeds"),
+    ("override of a section key", {"training": {"overrides": {"unpaired_includes_paired": True}}},
+     "training.overrides.unpaired_includes_paired: set training.unpaired_includes_paired"),
     ("percentiles reversed", {"window": {"mr_percentiles": [99, 1]}}, "window.mr_percentiles: need low < high"),
     ("percentiles equal", {"window": {"mr_percentiles": [50, 50]}}, "window.mr_percentiles: need low < high"),
     ("head threshold = skull threshold", {"skull_mask": {"ct_head_threshold_hu": 0, "ct_skull_threshold_hu": 0}},

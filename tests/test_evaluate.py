@@ -42,7 +42,7 @@ def _slices(patient: str, with_mr: bool = True) -> dict:
     return d
 
 
-def _write_case(root: Path, patients: list[str], offsets: dict[str, list[int]]) -> list[Path]:
+def _write_case(root: Path, patients: list[str], offsets: dict[str, list[int]], seed: int | None = None) -> list[Path]:
     """Slice files + synth files whose MR is the reference + offset inside the brain."""
     files = []
     for i, p in enumerate(patients):
@@ -53,7 +53,8 @@ def _write_case(root: Path, patients: list[str], offsets: dict[str, list[int]]) 
         for variant, offs in offsets.items():
             syn = s["mr"].astype(int)
             syn[s["brain_mask"]] += offs[i]
-            write_slices_npz(root / "synth" / variant / f"{p}_slices.npz",
+            folder = root / "synth" / variant / ("" if seed is None else f"seed{seed}")
+            write_slices_npz(folder / f"{p}_slices.npz",
                              {"mr_syn": syn.astype(np.uint8), "z_index": s["z_index"],
                               "patient": np.array(p), "variant": np.array(variant)})
     return files
@@ -118,7 +119,8 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert rc == 0
     per = _read_tsv(out / "per_patient.tsv")
     assert len(per) == 18
-    assert list(per[0])[:6] == ["patient", "variant", "n_slices", "mae", "psnr", "ssim"]
+    assert list(per[0])[:7] == ["patient", "variant", "seed", "n_slices", "mae", "psnr", "ssim"]
+    assert {r["seed"] for r in per} == {"0"}  # no --seeds: the flat layout, reported as seed 0
     row = next(r for r in per if r["patient"] == "P03" and r["variant"] == "mrgan")
     assert row["n_slices"] == str(N)
     assert float(row["mae_brain"]) == pytest.approx(12.0)
@@ -195,3 +197,50 @@ def test_cli_non_positive_data_range_is_a_one_line_error(tmp_path: Path, capsys,
     assert rc == 2
     assert "--data-range" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
+    """Two seeds: a seed column, summary rows over seeds (all) and per seed, tests per seed."""
+    patients = ["P01", "P02", "P03", "P04"]
+    by_seed = {  # brain offsets per seed; seed 1 is worse for both variants
+        0: {"paired": [20, 22, 24, 26], "mrgan": [10, 11, 12, 13]},
+        1: {"paired": [24, 26, 28, 30], "mrgan": [14, 15, 16, 17]},
+    }
+    for seed, offsets in by_seed.items():
+        files = _write_case(tmp_path, patients, offsets, seed=seed)
+    out = tmp_path / "m"
+    assert cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
+                     "--variants", "paired", "mrgan", "--seeds", "0", "1",
+                     "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"),
+                     "--stats", str(out / "w.tsv"), "--table1", str(out / "t1.tsv")]) == 0
+    per = _read_tsv(out / "pp.tsv")
+    assert len(per) == 4 * 2 * 2
+    row = next(r for r in per if r["patient"] == "P02" and r["variant"] == "mrgan" and r["seed"] == "1")
+    assert float(row["mae_brain"]) == pytest.approx(15.0)
+
+    summ = _read_tsv(out / "s.tsv")
+    assert list(summ[0])[:2] == ["metric", "seed"]
+    assert [r["seed"] for r in summ if r["metric"] == "mae_brain"] == ["all", "0", "1"]
+    mb = {r["seed"]: r for r in summ if r["metric"] == "mae_brain"}
+    # over seeds: each patient's mean over seeds (12, 13, 14, 15), then mean +- sd over patients
+    assert float(mb["all"]["mrgan_mean"]) == pytest.approx(13.5)
+    assert float(mb["all"]["mrgan_sd"]) == pytest.approx(np.std([12, 13, 14, 15], ddof=1), rel=1e-5)
+    assert mb["all"]["mrgan_seeds"] == "2"
+    # sd over seeds of the per-seed means 11.5 and 15.5
+    assert float(mb["all"]["mrgan_sd_seeds"]) == pytest.approx(np.std([11.5, 15.5], ddof=1), rel=1e-5)
+    assert float(mb["1"]["mrgan_mean"]) == pytest.approx(15.5)
+    assert mb["1"]["mrgan_n"] == "4"
+
+    stats = _read_tsv(out / "w.tsv")
+    assert [r["seed"] for r in stats if r["metric"] == "mae_brain"] == ["all", "0", "1"]
+    w_all = next(r for r in stats if r["metric"] == "mae_brain" and r["seed"] == "all")
+    assert float(w_all["median_difference"]) == pytest.approx(-11.5)  # (12-22, 13-24, 14-26, 15-28)
+    assert int(w_all["n"]) == 4
+
+    t1 = _read_tsv(out / "t1.tsv")
+    assert [r["patient"] for r in t1] == [*patients, "mean ± sd"]
+    # a missing seed folder names the file
+    with pytest.raises(InputError, match=r"mrgan/seed2/P01_slices\.npz"):
+        from ct2mr.evaluate import evaluate_all
+
+        evaluate_all(files, tmp_path / "synth", ["mrgan"], seeds=[2])

@@ -130,3 +130,31 @@ def test_synthesis_from_other_slice_positions_is_refused(tmp_path: Path, case: d
     assert cli.main(["figures", "--kind", "synthesis", "--slices", str(case["slices"]), "--synth", str(path),
                      "--output", str(out)]) == 2
     assert "z_index" in capsys.readouterr().err and not out.exists()
+
+
+def test_seed_layout_in_metrics_and_loss_figures(tmp_path: Path) -> None:
+    """Several seeds: per_patient.tsv with a seed column, losses.tsv under {variant}/seed{seed}/
+    with validation columns only on some rows."""
+    from ct2mr.figures import figure_losses, figure_metrics, model_label
+
+    assert model_label("results/models/mrgan/seed2/losses.tsv") == ("mrgan", "seed2")
+    assert model_label("results/models/mrgan/losses.tsv") == ("mrgan", "")
+    pp = tmp_path / "per_patient.tsv"
+    lines = ["patient\tvariant\tseed\tn_slices\tmae\tpsnr\tssim\tmae_head\tpsnr_head\tssim_head"]
+    for p in ("P05", "P06"):
+        for k, v in enumerate(("paired", "regression", "mrgan")):
+            for seed in (0, 1, 2):
+                lines.append(f"{p}\t{v}\t{seed}\t6\t{10 + k + seed}\t{25 - k}\t0.8\t{20 + k}\t20\t0.7")
+    pp.write_text("\n".join(lines) + "\n")
+    _png_ok(figure_metrics(pp, tmp_path / "metrics.png"), 800)
+    files = []
+    for v in ("paired", "regression"):
+        for seed in (0, 1):
+            lf = tmp_path / "models" / v / f"seed{seed}" / "losses.tsv"
+            lf.parent.mkdir(parents=True)
+            rows = ["iteration\tl1_mr_paired\tG_total\tlr\tval_mae\tval_mae_head\tseconds"]
+            rows += [f"{i}\t{1 / i}\t{2 / i}\t0.0002\t{f'{30 - i / 10}' if i % 20 == 0 else ''}"
+                     f"\t{f'{40 - i / 10}' if i % 20 == 0 else ''}\t{i}" for i in range(10, 110, 10)]
+            lf.write_text("\n".join(rows) + "\n")
+            files.append(lf)
+    _png_ok(figure_losses(files, tmp_path / "losses.png"), 800)

@@ -113,6 +113,52 @@ def test_bad_inputs(tmp_path: Path, phantom_ct: Path, capsys: pytest.CaptureFixt
     assert not out.exists()
 
 
+def test_variant_folder_with_seed_folders_is_refused(tmp_path: Path, phantom_ct: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--model results/models/mrgan (one folder per seed inside): a one-line error listing the seeds."""
+    variant = tmp_path / "models" / "mrgan"
+    for seed in (2, 0, 10):
+        make_untrained_model(variant / f"seed{seed}", "mrgan", image_size=32, ngf=4, n_blocks=1)
+    out = tmp_path / "o.nii.gz"
+    assert cli.main(["predict", "--model", str(variant), "--ct", str(phantom_ct), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "one model per training seed (seed0, seed2, seed10)" in err and f"{variant}/seed0" in err
+    assert not out.exists()
+
+
+def test_flip_tta_in_predict(phantom_ct: Path) -> None:
+    """--tta: (f(x) + flip(f(flip(x)))) / 2. Both a mirror-equivariant network (the identity) and
+    a mirroring one (flip(f(flip(x))) = f(x)) are unchanged by it; a ramp added along the
+    columns is averaged with its mirror (a constant), which only TTA gives."""
+    settings = dataclasses.replace(PredictSettings.default(), batch_size=8)
+
+    def run(net: torch.nn.Module, tta: bool) -> np.ndarray:
+        stub = LoadedModel(syn_mr=net, syn_ct=None, info={"variant": "stub"}, device=torch.device("cpu"),
+                           model_dir=Path("."), image_size=256)
+        return sitk.GetArrayFromImage(predict_image(stub, phantom_ct, dataclasses.replace(settings, tta=tta)))
+
+    plain = run(torch.nn.Identity(), False)
+    assert np.array_equal(run(torch.nn.Identity(), True), plain)
+
+    class Mirror(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.flip(x, dims=(-1,))
+
+    mirrored = run(Mirror(), False)
+    assert not np.array_equal(mirrored, plain)
+    assert np.mean(np.abs(run(Mirror(), True).astype(int) - mirrored) <= 1) > 0.999
+
+    class Ramp(torch.nn.Module):  # + 0.2 on the unit scale at the left edge, - 0.2 at the right
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.linspace(0.2, -0.2, x.shape[-1])
+
+    ramp, ramp_tta = run(Ramp(), False).astype(int), run(Ramp(), True).astype(int)
+    inside = (plain > 60) & (plain < 190)  # where +-25 grey levels are not clipped to 0..255
+    assert np.mean(np.abs(ramp_tta - plain)[inside] <= 1) > 0.95  # the ramp averaged away
+    assert np.mean(np.abs(ramp - plain)[inside] > 3) > 0.5  # without TTA it is there
+
+
 def test_settings_from_config(tmp_path: Path, repo_root: Path) -> None:
     s = load_settings(repo_root / "config" / "config.yaml")
     assert s == PredictSettings.default()  # the shipped config uses the schema's defaults

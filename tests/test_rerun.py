@@ -8,8 +8,10 @@ Snakemake, with its default rerun triggers (mtime, params, input, software-env,
 code), which jobs it would run:
 
 * nothing changed -> nothing;
-* a training setting (``training.seed``) -> the three trainings and what uses
-  the models (synthesis, evaluation, figures, tables), no preprocessing;
+* a training setting (``training.overrides.gamma_l1``) -> the four trainings and
+  what uses the models (synthesis, evaluation, figures, tables), no preprocessing;
+* a seed added to ``training.seeds`` -> the new seed's trainings and syntheses only;
+* ``synthesis.tta`` -> synthesis and what follows, no training;
 * the CT skull threshold -> CT masking of every CT patient, registration of every
   paired patient and what follows; nothing before masking, no MR masking;
 * one test patient's raw CT replaced (one voxel changed, newer time) -> that
@@ -115,12 +117,31 @@ def test_nothing_changed_plans_nothing(finished: Path) -> None:
 
 
 def test_training_setting_reruns_training_and_after_only(finished: Path) -> None:
-    write_config(finished, training={"seed": 1})
+    write_config(finished, training={"overrides": {"gamma_l1": 50.0}})
     jobs = planned(finished)
     rules = rules_of(jobs)
-    assert sum(r == "train" for r, _ in jobs) == 3, jobs  # paired, unpaired, mrgan
+    assert sum(r == "train" for r, _ in jobs) == 4, jobs  # paired, unpaired, mrgan, regression
     assert not rules & PREPROCESSING, f"preprocessing planned: {sorted(rules & PREPROCESSING)}"
     assert {"synthesize", "evaluate"} <= rules
+
+
+def test_added_seed_trains_only_the_new_seed(finished: Path) -> None:
+    write_config(finished, training={"seeds": [0, 1]})
+    jobs = planned(finished)
+    trained = [w for r, w in jobs if r == "train"]
+    assert len(trained) == 4 and {w["seed"] for w in trained} == {"1"}, jobs
+    synth = [w for r, w in jobs if r.startswith("synthesize")]
+    assert len(synth) == 4 and {w["seed"] for w in synth} == {"1"}, jobs
+    assert "evaluate" in rules_of(jobs) and not rules_of(jobs) & PREPROCESSING
+
+
+def test_synthesis_tta_reruns_synthesis_and_after_only(finished: Path) -> None:
+    write_config(finished, synthesis={"tta": True})
+    jobs = planned(finished)
+    rules = rules_of(jobs)
+    assert sum(r.startswith("synthesize") for r, _ in jobs) == 4, jobs
+    assert "train" not in rules and not rules & PREPROCESSING
+    assert "evaluate" in rules
 
 
 def test_skull_threshold_reruns_masking_and_after_for_every_patient(finished: Path) -> None:

@@ -214,3 +214,29 @@ def test_auto_device_takes_the_gpu_with_most_free_memory(monkeypatch: pytest.Mon
     assert resolve_device("cuda:2") == torch.device("cuda:2")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert resolve_device("auto") == torch.device("cuda:0")
+
+
+def test_flip_tta_averages_f_and_its_mirror(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """synthesis with TTA = round of (f(x) + flip(f(flip(x)))) / 2 on the unit scale; the CLI flag."""
+    from ct2mr.synthesize import translate, translate_tta
+
+    model = load_generators(tiny_models["mrgan"], device="cpu")
+    x = to_unit(fake_slices(n=3)["ct"][:, ::8, ::8].copy())  # 32 x 32
+    y, y_flip = translate(model.syn_mr, x, model.device), translate(model.syn_mr, torch.flip(x, (-1,)), model.device)
+    expected = 0.5 * (y + torch.flip(y_flip, (-1,)))
+    assert torch.allclose(translate_tta(model.syn_mr, x, model.device), expected)
+    assert not torch.allclose(expected, y)  # an untrained net is not mirror-symmetric: TTA changes it
+    # a mirror-symmetric input through a mirror-equivariant net: TTA changes nothing
+    ident = translate_tta(torch.nn.Identity(), x, model.device)
+    assert torch.allclose(ident, x.clamp(-1, 1))
+    s = fake_slices(n=3)
+    plain = synthesize_slices(model, s["ct"])["mr_slices"]
+    tta = synthesize_slices(model, s["ct"], tta=True)["mr_slices"]
+    assert plain.shape == tta.shape and not np.array_equal(plain, tta)
+    sf = tmp_path / "P05.npz"
+    save_slices(sf, s)
+    out = tmp_path / "o"
+    assert cli.main(["synthesize", "--model", str(tiny_models["mrgan"]), "--slices", str(sf),
+                     "--out-mr", str(out / "mr.nii.gz"), "--out-slices", str(out / "s.npz"), "--device", "cpu",
+                     "--tta"]) == 0
+    assert np.array_equal(np.load(out / "s.npz")["mr_syn"], tta)

@@ -78,7 +78,7 @@ def states_equal(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("variant", ["paired", "unpaired", "mrgan"])
+@pytest.mark.parametrize("variant", ["paired", "unpaired", "mrgan", "regression"])
 def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
     files = list(slice_files.values())
     out = tmp_path / variant
@@ -86,7 +86,7 @@ def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
     assert res["finished"] and res["iteration"] == 8
     state = torch.load(out / "syn_mr.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert (out / "syn_ct.pt").exists() == (variant != "paired")
+    assert (out / "syn_ct.pt").exists() == (variant in ("unpaired", "mrgan"))
     info = json.loads((out / "model.json").read_text())
     assert info["variant"] == variant
     assert info["architecture"] == {"image_size": 32, "ngf": 8, "ndf": 8, "n_blocks": 1, "norm": "instance",
@@ -245,9 +245,21 @@ def test_settings_presets_and_validation(tmp_path) -> None:
     assert (paper.n_const, paper.n_decay, paper.lambda_cycle, paper.gamma_l1) == (100_000, 200_000, 10.0, 100.0)
     assert (paper.lr, paper.beta1, paper.beta2, paper.pool_size, paper.device) == (2e-4, 0.5, 0.999, 50, "auto")
     assert paper.effective_pad_to == 286
-    resolved = resolve_training_settings({"preset": "demo", "seed": 3, "device": "auto", "gpus": 0,
+    resolved = resolve_training_settings({"preset": "demo", "seeds": [3, 4], "device": "auto", "gpus": 0,
                                           "variants": ["mrgan"], "overrides": {"n_const": 5}})
     assert resolved["seed"] == 3 and resolved["n_const"] == 5 and resolved["device"] == "cpu"
+    # one run per seed: the workflow resolves the settings of each seed
+    assert resolve_training_settings({"seeds": [3, 4]}, seed=4)["seed"] == 4
+    with pytest.raises(InputError, match=r"training\.seeds: seed 5 is not one of \[3, 4\]"):
+        resolve_training_settings({"seeds": [3, 4]}, seed=5)
+    with pytest.raises(InputError, match=r"training\.seed: replaced by training\.seeds"):
+        resolve_training_settings({"seed": 3})
+    with pytest.raises(InputError, match=r"training\.overrides\.seed: set the seeds with training\.seeds"):
+        resolve_training_settings({"overrides": {"seed": 3}})
+    with pytest.raises(InputError, match=r"training\.seeds: seeds must be distinct"):
+        resolve_training_settings({"seeds": [1, 1]})
+    with pytest.raises(InputError, match=r"val_every: must be >= 1"):
+        settings_from_dict({**PRESETS["tiny"], "val_every": 0})
     with pytest.raises(InputError, match=r"cfg\.yaml: training\.overrides\.learning_rate: unknown"):
         resolve_training_settings({"preset": "demo", "overrides": {"learning_rate": 1}}, "cfg.yaml")
     with pytest.raises(InputError, match=r"training\.colour"):
@@ -263,11 +275,11 @@ def test_settings_presets_and_validation(tmp_path) -> None:
     # --settings: JSON text, a JSON file, or a YAML config with a training: section
     s, _ = load_settings_arg(json.dumps(resolved))
     assert s.to_dict() == resolved
-    (tmp_path / "c.yaml").write_text("training:\n  preset: tiny\n  seed: 9\n")
+    (tmp_path / "c.yaml").write_text("training:\n  preset: tiny\n  seeds: [9, 2]\n")
     s2, src = load_settings_arg(str(tmp_path / "c.yaml"))
     assert s2.seed == 9 and s2.image_size == 32 and src.endswith("c.yaml")
     # the hash ignores run-only fields
-    assert settings_hash(tiny(device="cpu", log_every=1)) == settings_hash(tiny(log_every=7))
+    assert settings_hash(tiny(device="cpu", log_every=1, val_every=1)) == settings_hash(tiny(log_every=7, val_every=7))
     assert settings_hash(tiny(lr=1e-3)) != settings_hash(tiny())
 
 
@@ -294,3 +306,97 @@ def test_device_resolution_is_the_shared_helper() -> None:
     assert str(train_mod.resolve_device("cpu")) == "cpu"
     with pytest.raises(InputError, match="device"):
         train_mod.resolve_device("gpu0")
+
+
+def test_regression_variant_is_syn_mr_with_l1_alone(slice_files, tmp_path) -> None:
+    """regression: one generator, the voxel-wise L1 its only term, no discriminator, no Syn_CT."""
+    from ct2mr.losses import VARIANT_TERMS, networks_for
+    from ct2mr.train import Trainer
+
+    assert VARIANT_TERMS["regression"] == ("l1_mr_paired",)
+    assert networks_for("regression") == ("syn_mr",)
+    trainer = Trainer(tiny(), "regression")
+    assert trainer.opt_d is None and trainer.log_columns() == ["l1_mr_paired", "G_total", "lr"]
+    # same generator (architecture and initialisation) as the paired variant's
+    paired = Trainer(tiny(), "paired")
+    a, b = trainer.nets["syn_mr"].state_dict(), paired.nets["syn_mr"].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # it learns: L1 falls on one pair; exact resume works without a discriminator
+    f = make_slices(tmp_path / "one.npz", "paired_train", n=1, size=32, seed=7)
+    s = tiny(n_const=60, n_decay=0, augment=False, log_every=10, checkpoint_every=1000)
+    train(s, [f], tmp_path / "m", "regression")
+    rows = list(csv.DictReader((tmp_path / "m" / "losses.tsv").open(), delimiter="\t"))
+    assert float(rows[-1]["l1_mr_paired"]) < 0.5 * float(rows[0]["l1_mr_paired"])
+    s2 = tiny(n_const=3, n_decay=3, checkpoint_every=2)
+    train(s2, [slice_files["paired"]], tmp_path / "straight", "regression")
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(s2, [slice_files["paired"]], tmp_path / "killed", "regression", _fail_after=3)
+    train(s2, [slice_files["paired"]], tmp_path / "killed", "regression")
+    assert states_equal(tmp_path / "straight" / "syn_mr.pt", tmp_path / "killed" / "syn_mr.pt")
+
+
+def test_validation_columns_and_held_out_patients(slice_files, tmp_path) -> None:
+    """paired_val slices: val_mae / val_mae_head every val_every iterations, never trained on,
+    and the weights equal those of a run without validation."""
+    val = make_slices(tmp_path / "v1.npz", "paired_val", seed=5)
+    files = [slice_files["paired"], slice_files["ct"], slice_files["mr"]]
+    s = tiny(val_every=4)
+    train(s, files, tmp_path / "plain", "mrgan")
+    train(s, files, tmp_path / "val", "mrgan", val_files=[val])
+    rows = list(csv.DictReader((tmp_path / "val" / "losses.tsv").open(), delimiter="\t"))
+    assert {"val_mae", "val_mae_head"} <= rows[0].keys()
+    scored = {int(r["iteration"]): r for r in rows if r["val_mae"]}
+    assert sorted(scored) == [4, 8]  # multiples of val_every (and the last iteration)
+    # val_every not a multiple of log_every: the first logged row at or after each multiple
+    from ct2mr.train import _validation_due
+
+    hist: list[dict[str, float]] = []
+    for it in range(10, 101, 10):
+        if _validation_due(hist, it, 100, 25):
+            hist.append({"iteration": it, "val_mae": 1.0})
+    assert [r["iteration"] for r in hist] == [30, 50, 80, 100]
+    assert all(r["val_mae"] == "" for r in rows if int(r["iteration"]) not in scored)
+    assert 0 <= float(scored[8]["val_mae"]) <= 255 and 0 <= float(scored[8]["val_mae_head"]) <= 255
+    info = json.loads((tmp_path / "val" / "model.json").read_text())
+    assert info["validation_patients"] == ["v1"]
+    assert "v1" not in json.dumps(info["patients"])  # not in any training pool
+    assert states_equal(tmp_path / "plain" / "syn_mr.pt", tmp_path / "val" / "syn_mr.pt")
+    # a paired_val file given as training data is ignored by the pools
+    from ct2mr.training_data import build_pools
+
+    pools = build_pools([slice_files["paired"], val], 32)
+    assert "v1" not in json.dumps(pools.patients)
+    # a patient both trained on and validated is refused
+    with pytest.raises(InputError, match="p1 are also training data"):
+        train(s, files, tmp_path / "both", "mrgan", val_files=[slice_files["paired"]])
+
+
+def test_validator_scores_a_known_error(tmp_path) -> None:
+    """An identity 'generator' on CT = MR slices scores 0; a constant offset scores that offset."""
+    from torch import nn
+
+    from ct2mr.validation import Validator
+
+    f = make_slices(tmp_path / "v.npz", "paired_val", n=2, size=32, seed=3)
+    d = dict(np.load(f))
+    d["mr"] = d["ct"].copy()
+    d["head_mask"] = np.zeros_like(d["head_mask"])
+    d["head_mask"][:, 8:24, 8:24] = True
+    save_slices(f, d)
+    v = Validator([f], image_size=32, device=torch.device("cpu"))
+    assert v.score(nn.Identity()) == {"val_mae": pytest.approx(0.0, abs=0.01), "val_mae_head": pytest.approx(0.0, abs=0.01)}
+    shift = 20 / 127.5  # +20 grey levels, where that stays inside 0..255
+    d["mr"] = np.clip(d["ct"].astype(int) + 20, 0, 255).astype(np.uint8)
+    save_slices(f, d)
+    got = Validator([f], image_size=32, device=torch.device("cpu")).score(_Shift(shift))
+    expected = np.abs(np.clip(d["ct"].astype(int) + 20, 0, 255) - d["mr"]).mean()
+    assert got["val_mae"] == pytest.approx(expected, abs=0.05)
+
+
+class _Shift(torch.nn.Module):
+    def __init__(self, shift: float) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift

@@ -61,6 +61,37 @@ def test_bad_config_stops_the_workflow_with_one_clear_message(tmp_path: Path, ov
     assert not (tmp_path / "results").exists()
 
 
+def test_seeds_are_a_dag_dimension(tmp_path: Path) -> None:
+    """2 seeds x 4 variants: 8 training jobs, synthesis per seed, one evaluation over all."""
+    make_tiny_workdir(tmp_path, training={"seeds": [0, 1], "variants": ["paired", "unpaired", "mrgan", "regression"]})
+    jobs = planned_jobs(tmp_path)
+    assert jobs["train"] == 8
+    assert jobs["synthesize"] + jobs["synthesize_cycle"] == 8  # one test patient
+    assert jobs["evaluate"] == 1 and jobs["fig_synthesis"] == 1
+    out = snakemake(tmp_path, "-n", "-p", "results/metrics/per_patient.tsv").stdout
+    assert "--out-dir results/models/regression/seed1 " in out
+    assert '\\"seed\\": 1' in out or '"seed": 1' in out  # the job's seed in its settings
+    assert "--seeds 0 1 " in out
+
+
+def test_paired_val_patients_are_scored_never_trained_on(tmp_path: Path) -> None:
+    """A paired_val patient is preprocessed like a test patient and given to training as
+    --val-slices only; synthesis.tta reaches the synthesis command."""
+    make_tiny_workdir(tmp_path, training={"variants": ["mrgan", "regression"]}, synthesis={"tta": True})
+    table = tmp_path / "patients.tsv"
+    table.write_text(table.read_text() + "T6\tpaired_val\tresults/phantom/T6/ct.nii.gz\tresults/phantom/T6/mr.nii.gz\t\n")
+    out = snakemake(tmp_path, "-n", "-p", "results/models/mrgan/seed0/syn_mr.pt",
+                    "results/synth/regression/seed0/T3_mr.nii.gz").stdout
+    train_cmds = [line for line in out.splitlines() if " train --variant " in line]
+    assert len(train_cmds) == 2, out[-3000:]
+    for cmd in train_cmds:
+        slices, val = cmd.split("--slices", 1)[1].split("--val-slices")
+        assert "results/slices/T6.npz" in val and "T6" not in slices
+        assert "T3" not in slices  # nor the test patient
+    assert "results/preprocessed/T6/registration_qa.json" in out  # preprocessed like paired_test
+    assert any("synthesize" in line and "--tta" in line for line in out.splitlines())
+
+
 def test_bad_patient_table_stops_the_workflow(tmp_path: Path) -> None:
     make_tiny_workdir(tmp_path)
     table = tmp_path / "patients.tsv"
@@ -83,12 +114,14 @@ def test_whole_dag_end_to_end(tiny_run: Path) -> None:
         # 2 mm voxels and a short schedule in the tiny config: within one voxel, far below the start
         assert qa["tre_mm"] is not None and qa["tre_mm"] < 2.0 < qa["tre_mm_before"]
         assert (results / "preprocessed" / patient / "registration_qa.png").stat().st_size > 1000
-    # three trained variants, synthesis and metrics
-    for variant in ("paired", "unpaired", "mrgan"):
-        assert (results / "models" / variant / "syn_mr.pt").is_file()
-        assert (results / "synth" / variant / "T3_mr.nii.gz").is_file()
+    # four trained variants (one seed by default), synthesis and metrics
+    for variant in ("paired", "unpaired", "mrgan", "regression"):
+        assert (results / "models" / variant / "seed0" / "syn_mr.pt").is_file()
+        assert (results / "synth" / variant / "seed0" / "T3_mr.nii.gz").is_file()
+    assert not (results / "models" / "regression" / "seed0" / "syn_ct.pt").exists()
     per_patient = pd.read_csv(results / "metrics" / "per_patient.tsv", sep="\t")
-    assert set(per_patient["variant"]) == {"paired", "unpaired", "mrgan"}
+    assert set(per_patient["variant"]) == {"paired", "unpaired", "mrgan", "regression"}
+    assert set(per_patient["seed"]) == {0}
     assert (per_patient["patient"] == "T3").all()
     assert per_patient["mae"].between(0, 255).all()
     # nothing is left to do

@@ -65,12 +65,21 @@ def _with_defaults(cls: type[jsonschema.protocols.Validator]) -> type[jsonschema
 _DefaultFilling = _with_defaults(jsonschema.Draft202012Validator)
 
 
+#: former keys -> what replaced them (a clearer message than "unknown key")
+RENAMED_KEYS: dict[str, str] = {
+    "training.seed": "'seed' was replaced by 'seeds', a list: one training run per seed (e.g. seeds: [0])",
+}
+
+
 def describe_error(err: jsonschema.ValidationError) -> tuple[str, str]:
     """(key path, problem) for a schema validation error, in user words."""
     key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed))
+        renamed = [RENAMED_KEYS[f"{key}.{k}"] for k in extra if f"{key}.{k}" in RENAMED_KEYS]
+        if renamed:
+            return key, "; ".join(renamed)
         return key, f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if err.validator == "type":
         return key, f"{err.instance!r} is not of type {err.validator_value!r}"
@@ -120,10 +129,11 @@ VARIANT_POOLS: dict[str, tuple[str, ...]] = {
     "paired": ("paired",),
     "unpaired": ("ct_unpaired", "mr_unpaired"),
     "mrgan": ("ct_unpaired", "mr_unpaired", "paired"),
+    "regression": ("paired",),
 }
 #: keys of the ``training:`` section that win over the same key in ``training.overrides``
 #: (the schema gives them a default, so an override of them would be silently ignored)
-SECTION_WINS: tuple[str, ...] = ("seed", "unpaired_includes_paired")
+SECTION_WINS: tuple[str, ...] = ("unpaired_includes_paired",)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Per-patient evaluation of synthesized MR, the paper's Table 1, Wilcoxon tests.
 
 For each test patient (slice file ``results/slices/{patient}.npz`` with ``mr``,
-``head_mask``, ``brain_mask``) and each variant, the synthesized slices are read
-from ``{synth_dir}/{variant}/{patient}_slices.npz`` (key ``mr_syn``, written by
-``ct2mr synthesize``) and compared with the reference MR slices using
+``head_mask``, ``brain_mask``), each variant and each training seed, the
+synthesized slices are read from ``{synth_dir}/{variant}/seed{seed}/{patient}_slices.npz``
+(key ``mr_syn``, written by ``ct2mr synthesize``; without ``--seeds``: from
+``{synth_dir}/{variant}/{patient}_slices.npz``, reported as seed 0) and compared with the reference MR slices using
 :func:`ct2mr.metrics.patient_metrics` (grey levels 0..255, both clipped to
 [0, data_range]):
 
@@ -21,32 +22,38 @@ from ``{synth_dir}/{variant}/{patient}_slices.npz`` (key ``mr_syn``, written by
 Outputs (TSV, tab separated, written atomically; floats with 6 significant
 digits, ``inf`` for identical images, empty cell for not available):
 
-``--per-patient``: one row per patient x variant:
-    ``patient, variant, n_slices, mae, psnr, ssim, psnr_paper_convention,
+``--per-patient``: one row per patient x variant x seed:
+    ``patient, variant, seed, n_slices, mae, psnr, ssim, psnr_paper_convention,
     mae_head, psnr_head, ssim_head, mae_brain, psnr_brain, ssim_brain``.
 
-``--summary`` (Table 1 summary, transposed to one row per metric):
-    ``metric`` then, for each variant V in the order given: ``V`` (the text
-    ``"mean ± sd"``, 2 decimals, 4 for SSIM), ``V_mean``, ``V_sd`` (sample sd,
-    ddof=1; empty with one patient), ``V_n`` (patients). Metrics in the
+``--summary`` (Table 1 summary, transposed to one row per metric and seed):
+    ``metric, seed`` then, for each variant V in the order given: ``V`` (the text
+    ``"mean ± sd"``, 2 decimals, 4 for SSIM), ``V_mean``, ``V_sd`` (sample sd over
+    patients, ddof=1; empty with one patient), ``V_n`` (patients), ``V_seeds``
+    (seeds), ``V_sd_seeds`` (sample sd over seeds of the per-seed means; empty with
+    one seed). The rows of seed ``all`` come first: each patient's values averaged
+    over the seeds, then mean ± sd over patients. With several seeds, one row per
+    metric and seed follows (mean ± sd over patients for that seed). Metrics in the
     per-patient column order.
 
 ``--stats``: paired two-sided Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``, zero differences dropped: ``zero_method="wilcox"``,
 exact distribution for small n) of the reference variant (``mrgan``) against
-each other variant, per metric, over the patients where both are finite:
-    ``metric, variant, baseline, n, median_difference (variant - baseline),
+each other variant, per metric, over the patients where both are finite; seed
+``all`` (first) tests the per-patient values averaged over the seeds (the patient
+is the unit), then, with several seeds, one test per seed:
+    ``metric, seed, variant, baseline, n, median_difference (variant - baseline),
     statistic, p_value, note``. With n <= 5 patients the smallest possible
     two-sided p is 2/2^n >= 0.0625, so p cannot reach 0.05: the ``note`` says so.
 
-``--table1`` (optional): the paper's Table 1 layout: one row per patient plus a
-final ``mean ± sd`` row; columns ``patient``, ``mae_{V}`` for each variant, then
+``--table1`` (optional): the paper's Table 1 layout: one row per patient (values
+averaged over the seeds) plus a final ``mean ± sd`` (over patients) row; columns ``patient``, ``mae_{V}`` for each variant, then
 ``psnr_{V}``, then ``psnr_paper_{V}`` (paper convention).
 
 CLI::
 
     ct2mr evaluate --slices results/slices/P05.npz results/slices/P06.npz \\
-        --synth-dir results/synth --variants paired unpaired mrgan \\
+        --synth-dir results/synth --variants paired unpaired mrgan --seeds 0 1 2 \\
         --per-patient results/metrics/per_patient.tsv \\
         --summary results/metrics/summary.tsv --stats results/metrics/wilcoxon.tsv \\
         [--table1 results/metrics/table1.tsv] [--reference-variant mrgan] [--data-range 255]
@@ -81,8 +88,10 @@ METRIC_COLUMNS = [
     "mae_head", "psnr_head", "ssim_head",
     "mae_brain", "psnr_brain", "ssim_brain",
 ]
-PER_PATIENT_COLUMNS = ["patient", "variant", "n_slices", *METRIC_COLUMNS]
-STATS_COLUMNS = ["metric", "variant", "baseline", "n", "median_difference", "statistic", "p_value", "note"]
+PER_PATIENT_COLUMNS = ["patient", "variant", "seed", "n_slices", *METRIC_COLUMNS]
+STATS_COLUMNS = ["metric", "seed", "variant", "baseline", "n", "median_difference", "statistic", "p_value", "note"]
+#: the ``seed`` value of summary / test rows over all seeds (per-patient values averaged over seeds)
+ALL_SEEDS = "all"
 
 
 def load_npz(path: str | Path) -> dict[str, Any]:
@@ -143,13 +152,23 @@ def evaluate_patient(
     )
 
 
+def synth_path(synth_dir: str | Path, variant: str, patient: str, seed: int | None) -> Path:
+    """``{synth_dir}/{variant}/seed{seed}/{patient}_slices.npz`` (``seed`` None: no seed folder)."""
+    base = Path(synth_dir) / variant
+    return (base if seed is None else base / f"seed{seed}") / f"{patient}_slices.npz"
+
+
 def evaluate_all(
     slice_files: Sequence[str | Path],
     synth_dir: str | Path,
     variants: Sequence[str],
     data_range: float = 255.0,
+    seeds: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Per-patient x variant metrics table (columns :data:`PER_PATIENT_COLUMNS`)."""
+    """Per-patient x variant x seed metrics table (columns :data:`PER_PATIENT_COLUMNS`).
+
+    ``seeds`` None: the flat layout ``{synth_dir}/{variant}/{patient}_slices.npz``, seed 0.
+    """
     rows = []
     for sf in slice_files:
         sf = Path(sf)
@@ -158,10 +177,11 @@ def evaluate_all(
         if "mr" not in slices:  # fail before reading any synthesis
             evaluate_patient(slices, {"mr_syn": None}, source=sf)
         for variant in variants:
-            sp = Path(synth_dir) / variant / f"{patient}_slices.npz"
-            synth = load_npz(sp)
-            m = evaluate_patient(slices, synth, data_range=data_range, source=sf, synth_source=sp)
-            rows.append({"patient": patient, "variant": variant, **m})
+            for seed in (seeds if seeds is not None else [None]):
+                sp = synth_path(synth_dir, variant, patient, seed)
+                synth = load_npz(sp)
+                m = evaluate_patient(slices, synth, data_range=data_range, source=sf, synth_source=sp)
+                rows.append({"patient": patient, "variant": variant, "seed": 0 if seed is None else int(seed), **m})
     df = pd.DataFrame(rows, columns=PER_PATIENT_COLUMNS)
     return df
 
@@ -204,29 +224,64 @@ def _pm(metric: str, mean: float, sd: float) -> str:
     return f"{mean:.{d}f} ± {sd:.{d}f}" if not math.isnan(sd) else f"{mean:.{d}f}"
 
 
+def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Each patient x variant's metrics averaged over the seeds (one row per patient x variant).
+
+    Non-finite values (e.g. an infinite PSNR) make the mean non-finite, as they should.
+    """
+    cols = [c for c in METRIC_COLUMNS if c in per_patient.columns]
+    df = per_patient.copy()
+    df[cols] = df[cols].astype(float)
+    keys = ["patient", "variant"]
+    out = df.groupby(keys, sort=False)[cols].mean().reset_index()
+    return out
+
+
+def _seeds(per_patient: pd.DataFrame) -> list[Any]:
+    return list(dict.fromkeys(per_patient["seed"])) if "seed" in per_patient.columns else [0]
+
+
 def summary_table(per_patient: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
-    """Rows = metrics, columns = ``metric`` + per variant ``V``, ``V_mean``, ``V_sd``, ``V_n``."""
+    """Rows = (metric, seed); columns ``metric``, ``seed`` + per variant ``V``, ``V_mean``,
+    ``V_sd``, ``V_n``, ``V_seeds``, ``V_sd_seeds`` (see the module docstring)."""
+    seeds = _seeds(per_patient)
+    if "seed" not in per_patient.columns:
+        per_patient = per_patient.assign(seed=0)
+    averaged = seed_mean(per_patient)
     rows = []
     for metric in METRIC_COLUMNS:
-        row: dict[str, Any] = {"metric": metric}
+        row: dict[str, Any] = {"metric": metric, "seed": ALL_SEEDS}
         for v in variants:
-            mean, sd, n = _mean_sd(per_patient.loc[per_patient["variant"] == v, metric])
+            mean, sd, n = _mean_sd(averaged.loc[averaged["variant"] == v, metric])
+            per_seed = per_patient.loc[per_patient["variant"] == v].groupby("seed")[metric].apply(
+                lambda x: float(x.astype(float).mean()))
+            _, sd_seeds, n_seeds = _mean_sd(per_seed)
             row[v] = _pm(metric, mean, sd)
             row[f"{v}_mean"], row[f"{v}_sd"], row[f"{v}_n"] = mean, sd, n
+            row[f"{v}_seeds"], row[f"{v}_sd_seeds"] = n_seeds, sd_seeds
         rows.append(row)
-    cols = ["metric"] + [c for v in variants for c in (v, f"{v}_mean", f"{v}_sd", f"{v}_n")]
+    if len(seeds) > 1:
+        for metric in METRIC_COLUMNS:
+            for seed in seeds:
+                row = {"metric": metric, "seed": seed}
+                for v in variants:
+                    sel = (per_patient["variant"] == v) & (per_patient["seed"] == seed)
+                    mean, sd, n = _mean_sd(per_patient.loc[sel, metric])
+                    row[v] = _pm(metric, mean, sd)
+                    row[f"{v}_mean"], row[f"{v}_sd"], row[f"{v}_n"] = mean, sd, n
+                    row[f"{v}_seeds"], row[f"{v}_sd_seeds"] = 1, math.nan
+                rows.append(row)
+    cols = ["metric", "seed"] + [
+        c for v in variants for c in (v, f"{v}_mean", f"{v}_sd", f"{v}_n", f"{v}_seeds", f"{v}_sd_seeds")
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
-def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference: str = "mrgan") -> pd.DataFrame:
-    """Paired Wilcoxon signed-rank tests of ``reference`` against every other variant, per metric."""
+def _wilcoxon_rows(values: pd.DataFrame, variants: Sequence[str], reference: str, seed: Any) -> list[dict[str, Any]]:
     from scipy.stats import wilcoxon
 
     rows = []
-    if reference not in variants:
-        log.warning("reference variant %s not evaluated: no Wilcoxon tests", reference)
-        return pd.DataFrame(rows, columns=STATS_COLUMNS)
-    wide = per_patient.pivot(index="patient", columns="variant")
+    wide = values.pivot(index="patient", columns="variant")
     for metric in METRIC_COLUMNS:
         for base in variants:
             if base == reference:
@@ -236,7 +291,7 @@ def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference
             ok = np.isfinite(a) & np.isfinite(b)
             d = (a[ok] - b[ok]).to_numpy()
             n = int(len(d))
-            row: dict[str, Any] = {"metric": metric, "variant": reference, "baseline": base, "n": n,
+            row: dict[str, Any] = {"metric": metric, "seed": seed, "variant": reference, "baseline": base, "n": n,
                                    "median_difference": float(np.median(d)) if n else math.nan,
                                    "statistic": math.nan, "p_value": math.nan}
             notes = []
@@ -255,11 +310,30 @@ def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference
                              f"{2 / 2**nz:.4g} > 0.05, so significance at 0.05 cannot be reached")
             row["note"] = "; ".join(notes)
             rows.append(row)
+    return rows
+
+
+def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference: str = "mrgan") -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank tests of ``reference`` against every other variant, per metric:
+    seed ``all`` on the per-patient values averaged over seeds, then one test per seed (several seeds)."""
+    if reference not in variants:
+        log.warning("reference variant %s not evaluated: no Wilcoxon tests", reference)
+        return pd.DataFrame([], columns=STATS_COLUMNS)
+    if "seed" not in per_patient.columns:
+        per_patient = per_patient.assign(seed=0)
+    seeds = _seeds(per_patient)
+    rows = _wilcoxon_rows(seed_mean(per_patient), variants, reference, ALL_SEEDS)
+    if len(seeds) > 1:
+        for seed in seeds:
+            rows += _wilcoxon_rows(per_patient[per_patient["seed"] == seed], variants, reference, seed)
     return pd.DataFrame(rows, columns=STATS_COLUMNS)
 
 
 def table1(per_patient: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
-    """The paper's Table 1 layout: patients x (MAE, PSNR, paper-convention PSNR per variant) + mean ± sd."""
+    """The paper's Table 1 layout: patients x (MAE, PSNR, paper-convention PSNR per variant) + mean ± sd.
+
+    Each patient's values are averaged over the seeds first."""
+    per_patient = seed_mean(per_patient)
     cols = [("mae", "mae"), ("psnr", "psnr"), ("psnr_paper", "psnr_paper_convention")]
     wide = per_patient.pivot(index="patient", columns="variant")
     patients = list(dict.fromkeys(per_patient["patient"]))
@@ -284,6 +358,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slices", nargs="+", required=True, help="test patients' slice files results/slices/{patient}.npz (with mr)")
     parser.add_argument("--synth-dir", required=True, help="folder holding {variant}/{patient}_slices.npz from `ct2mr synthesize`")
     parser.add_argument("--variants", nargs="+", required=True, help="variants to evaluate, in table column order (e.g. paired unpaired mrgan)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="training seeds: read {synth-dir}/{variant}/seed{seed}/ (default: no seed folders, seed 0)")
     parser.add_argument("--per-patient", required=True, help="output TSV: one row per patient x variant")
     parser.add_argument("--summary", required=True, help="output TSV: rows = metrics, columns = variants (mean ± sd, mean, sd, n)")
     parser.add_argument("--stats", required=True, help="output TSV: paired Wilcoxon signed-rank tests, reference variant vs each other")
@@ -296,7 +372,8 @@ def run(args: argparse.Namespace) -> None:
     if not args.data_range > 0:  # metrics.py would raise a bare ValueError mid-run
         raise InputError(None, "--data-range", f"must be > 0 (255 for 8-bit grey levels), got {args.data_range}")
     variants = list(dict.fromkeys(args.variants))
-    per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range)
+    seeds = list(dict.fromkeys(args.seeds)) if args.seeds else None
+    per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range, seeds=seeds)
     summ = summary_table(per, variants)
     stats = wilcoxon_table(per, variants, reference=args.reference_variant)
     write_text(args.per_patient, to_tsv(per))
@@ -304,6 +381,6 @@ def run(args: argparse.Namespace) -> None:
     write_text(args.stats, to_tsv(stats))
     if args.table1:
         write_text(args.table1, to_tsv(table1(per, variants)))
-    for _, r in summ.iterrows():
+    for _, r in summ[summ["seed"] == ALL_SEEDS].iterrows():
         if r["metric"] in ("mae", "psnr", "ssim", "mae_head"):
             log.info("%s: %s", r["metric"], "  ".join(f"{v} {r[v]}" for v in variants))

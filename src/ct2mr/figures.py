@@ -18,10 +18,14 @@ image's left; grey levels 0..255 with fixed limits so panels are comparable):
 ``metrics``
     Per-patient MAE / PSNR / SSIM (columns), one colour per variant, for each
     region present in ``per_patient.tsv`` (rows: whole slice, head mask, brain
-    mask); dashed lines: the variant's mean over patients.
+    mask); dashed lines: the variant's mean over patients. With a ``seed``
+    column holding several seeds: a large dot per patient = mean over seeds,
+    small dots = the single seeds.
 ``losses``
-    Training losses of every ``losses.tsv`` given, one panel per loss column,
-    one colour per variant (the model folder's name), against the iteration.
+    Training losses of every ``losses.tsv`` given, one panel per loss column
+    (validation MAE columns ``val_*`` included), one colour per variant (the model
+    folder's name; for ``{variant}/seed{seed}/losses.tsv`` the variant folder's, one
+    line style per seed), against the iteration.
 
 Row titles name the patient, the slice's position in the slice file (``i``) and
 its index in the reference volume (``z``).
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,8 +66,9 @@ from ct2mr.errors import InputError
 
 KINDS = ("synthesis", "variants", "cycle", "metrics", "losses")
 GREY = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
-VARIANT_COLOURS = {"paired": "#1f77b4", "unpaired": "#ff7f0e", "mrgan": "#2ca02c"}
-_EXTRA_COLOURS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+VARIANT_COLOURS = {"paired": "#1f77b4", "unpaired": "#ff7f0e", "mrgan": "#2ca02c", "regression": "#9467bd"}
+_EXTRA_COLOURS = ["#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+_SEED_STYLES = ["-", "--", ":", "-."]
 #: columns of losses.tsv that are not losses
 _NON_LOSS = {"iteration", "iter", "step", "epoch", "lr", "time", "time_s", "elapsed_s", "wall_s", "seconds"}
 
@@ -252,6 +258,7 @@ def figure_metrics(per_patient: str | Path, output: str | Path, dpi: int = 120) 
                if f"mae{s}" in df.columns and df[f"mae{s}"].notna().any()]
     patients = list(dict.fromkeys(df["patient"]))
     variants = list(dict.fromkeys(df["variant"]))
+    several_seeds = "seed" in df.columns and df["seed"].nunique() > 1
     x = np.arange(len(patients))
     fig = _figure(max(10.0, 0.5 * len(patients) * 3 + 4), 3.0 * len(regions) + 0.6)
     axes = fig.subplots(len(regions), 3, squeeze=False)
@@ -262,10 +269,15 @@ def figure_metrics(per_patient: str | Path, output: str | Path, dpi: int = 120) 
             ax = axes[r, c]
             col = f"{metric}{suffix}"
             for k, v in enumerate(variants):
-                sub = df[df["variant"] == v].set_index("patient").reindex(patients)
-                y = sub[col].astype(float).replace([np.inf], np.nan).to_numpy()
+                vals = df[df["variant"] == v].assign(_y=lambda d: d[col].astype(float).replace([np.inf], np.nan))
+                sub = vals.groupby("patient", sort=False)["_y"].mean().reindex(patients)
+                y = sub.to_numpy()
                 colour = _colour(v, k)
-                ax.plot(x + (k - (len(variants) - 1) / 2) * width, y, "o", color=colour, label=v, ms=6)
+                xk = x + (k - (len(variants) - 1) / 2) * width
+                if several_seeds:
+                    pos = {p: xk[i] for i, p in enumerate(patients)}
+                    ax.plot([pos[p] for p in vals["patient"]], vals["_y"].to_numpy(), ".", color=colour, ms=3, alpha=0.6)
+                ax.plot(xk, y, "o", color=colour, label=v, ms=6)
                 if np.isfinite(y).any():
                     ax.axhline(np.nanmean(y), color=colour, ls="--", lw=1)
             ax.set_xticks(x, patients, rotation=45 if len(patients) > 6 else 0, fontsize=8)
@@ -273,8 +285,18 @@ def figure_metrics(per_patient: str | Path, output: str | Path, dpi: int = 120) 
             ax.set_title(f"{metric.upper()}, {rname}", fontsize=9)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, title="variant", title_fontsize=8)
-    fig.suptitle("Per-patient metrics (dashed: mean over patients)")
+    fig.suptitle("Per-patient metrics (dashed: mean over patients"
+                 + (f"; large dots: mean over {df['seed'].nunique()} seeds, small: single seeds)" if several_seeds else ")"))
     return _save(fig, output, dpi)
+
+
+def model_label(losses_path: str | Path) -> tuple[str, str]:
+    """(variant, seed folder) of ``.../{variant}/seed{seed}/losses.tsv``; ``(folder, "")``
+    for ``.../{variant}/losses.tsv``."""
+    parent = Path(losses_path).parent
+    if re.fullmatch(r"seed\d+", parent.name):
+        return parent.parent.name, parent.name
+    return parent.name, ""
 
 
 def figure_losses(loss_files: Sequence[str | Path], output: str | Path, dpi: int = 120) -> Path:
@@ -293,14 +315,17 @@ def figure_losses(loss_files: Sequence[str | Path], output: str | Path, dpi: int
         xcol = next((c for c in ("iteration", "iter", "step") if c in df.columns), None)
         if xcol is None:
             raise InputError(path, "iteration", "missing column (expected iteration, iter or step)")
-        variant = path.parent.name
+        variant, seed = model_label(path)
         for col in df.columns:
             if col not in _NON_LOSS and pd.api.types.is_numeric_dtype(df[col]):
-                curves.append((variant, col, (df[xcol].to_numpy(), df[col].to_numpy(dtype=float))))
-    names = list(dict.fromkeys(c for _, c, _ in curves))
+                ys = df[col].to_numpy(dtype=float)
+                ok = np.isfinite(ys)  # validation columns are empty between validation rows
+                curves.append((variant, seed, col, (df[xcol].to_numpy()[ok], ys[ok])))
+    names = list(dict.fromkeys(c for _, _, c, _ in curves))
     if not names:
         raise InputError(loss_files[0], None, "no loss column found")
-    variants = list(dict.fromkeys(v for v, _, _ in curves))
+    variants = list(dict.fromkeys(v for v, _, _, _ in curves))
+    seeds = list(dict.fromkeys(s for _, s, _, _ in curves))
     ncol = min(4, len(names))
     nrow = math.ceil(len(names) / ncol)
     fig = _figure(3.6 * ncol, 2.8 * nrow + 0.5)
@@ -309,9 +334,12 @@ def figure_losses(loss_files: Sequence[str | Path], output: str | Path, dpi: int
         ax.set_axis_off()
     for k, name in enumerate(names):
         ax = axes.ravel()[k]
-        for v, col, (xs, ys) in curves:
+        for v, seed, col, (xs, ys) in curves:
             if col == name:
-                ax.plot(xs, ys, color=_colour(v, variants.index(v)), lw=1.2, label=v)
+                label = v if len(seeds) == 1 else f"{v} {seed}"
+                ax.plot(xs, ys, color=_colour(v, variants.index(v)), lw=1.2, label=label,
+                        ls=_SEED_STYLES[seeds.index(seed) % len(_SEED_STYLES)], marker="o" if name.startswith("val_") else None,
+                        ms=3)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.grid(alpha=0.3)

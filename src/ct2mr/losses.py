@@ -26,7 +26,9 @@ pytorch-CycleGAN); ``real_label`` is ``unpaired_real_label`` (1.0 by default; 0.
 the public code's one-sided label smoothing) for the LS terms and 1 for the BCE
 terms. lambda = 10 and gamma = 100 in the paper.
 
-:data:`VARIANT_TERMS` is the ablation table (Table 1 of the paper).
+:data:`VARIANT_TERMS` is the ablation table (Table 1 of the paper), plus ``regression``:
+Syn_MR trained with ``l1_mr_paired`` alone (weight gamma; no adversarial term, no
+discriminator, no Syn_CT), the fair supervised baseline.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ VARIANT_TERMS: dict[str, tuple[str, ...]] = {
     "unpaired": ("adv_mr_unpaired", "adv_ct_unpaired", "cyc_ct_unpaired", "cyc_mr_unpaired"),
     # MR-GAN: everything
     "mrgan": ALL_TERMS,
+    # regression: Syn_MR alone trained with the voxel-wise L1 on pairs, no discriminator,
+    # no Syn_CT (the kind of model that won SynthRAD 2023/2025 on paired data)
+    "regression": ("l1_mr_paired",),
 }
 
 VARIANTS: tuple[str, ...] = tuple(VARIANT_TERMS)

@@ -1,4 +1,9 @@
-"""Load trained generators from a model folder ``results/models/{variant}/``.
+"""Load trained generators from a model folder ``results/models/{variant}/seed{seed}/``.
+
+A model folder is the output of one training run (one variant, one seed). A
+variant folder ``results/models/{variant}/`` holding ``seed*/`` subfolders is not a
+model: it is refused with a one-line error listing its seed folders (choosing one
+silently would hide which model produced a result).
 
 A model folder holds (see DEVELOPING.md "Models"):
 
@@ -100,6 +105,12 @@ def architecture_of(info: dict[str, Any], path: Path) -> dict[str, Any]:
     return out
 
 
+def seed_folders(variant_dir: str | Path) -> list[Path]:
+    """The ``seed{N}`` subfolders of a variant folder, by seed number (empty when none)."""
+    found = [p for p in Path(variant_dir).glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[4:]))
+
+
 def read_model_json(model_dir: str | Path) -> dict[str, Any]:
     """Parse ``model_dir/model.json`` with clear errors."""
     model_dir = Path(model_dir)
@@ -107,6 +118,13 @@ def read_model_json(model_dir: str | Path) -> dict[str, Any]:
         raise InputError(model_dir, None, "model folder not found (expected results/models/{variant}/ from `ct2mr train`)")
     path = model_dir / "model.json"
     if not path.is_file():
+        seeds = seed_folders(model_dir)
+        if seeds:
+            raise InputError(
+                model_dir, None,
+                f"a variant folder with one model per training seed ({', '.join(p.name for p in seeds)}), "
+                f"not a model folder: give one seed's folder, e.g. {seeds[0]}",
+            )
         raise InputError(path, None, f"model folder {model_dir} is missing its model.json")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))

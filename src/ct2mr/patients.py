@@ -11,6 +11,7 @@ role            used for                                 needs
 ==============  ======================================  =================
 paired_train    paired training data (CT+MR pairs)       ct and mr
 paired_test     synthesis + evaluation                   ct and mr
+paired_val      validation MAE during training only      ct and mr
 ct_only         unpaired CT training data                ct, no mr
 mr_only         unpaired MR training data                mr, no ct
 ==============  ======================================  =================
@@ -39,8 +40,8 @@ import pandas as pd
 from ct2mr.config import PATIENTS_SCHEMA, validate
 from ct2mr.errors import InputError
 
-Role = Literal["paired_train", "paired_test", "ct_only", "mr_only"]
-ROLES: tuple[str, ...] = ("paired_train", "paired_test", "ct_only", "mr_only")
+Role = Literal["paired_train", "paired_test", "paired_val", "ct_only", "mr_only"]
+ROLES: tuple[str, ...] = ("paired_train", "paired_test", "paired_val", "ct_only", "mr_only")
 COLUMNS: tuple[str, ...] = ("patient", "role", "ct", "mr", "truth", "series", "mr_series")
 #: series-choice column -> the image column it applies to
 SERIES_COLUMNS: dict[str, str] = {"series": "ct", "mr_series": "mr"}
@@ -48,11 +49,15 @@ SERIES_COLUMNS: dict[str, str] = {"series": "ct", "mr_series": "mr"}
 NEEDS: dict[str, dict[str, bool]] = {
     "paired_train": {"ct": True, "mr": True},
     "paired_test": {"ct": True, "mr": True},
+    "paired_val": {"ct": True, "mr": True},
     "ct_only": {"ct": True, "mr": False},
     "mr_only": {"ct": False, "mr": True},
 }
-#: roles whose slices train the networks (paired_test is held out)
+#: roles whose slices train the networks (paired_test and paired_val are held out)
 TRAIN_ROLES: tuple[str, ...] = ("paired_train", "ct_only", "mr_only")
+#: role whose slices are only scored during training (validation MAE in losses.tsv;
+#: never used for training nor to pick a checkpoint), preprocessed like paired_test
+VAL_ROLE = "paired_val"
 GENERATED_PREFIX = "results/"
 
 

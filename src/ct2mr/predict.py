@@ -11,7 +11,7 @@ pipeline's CT branch, then a trained Syn_MR:
 4. ``window_ct`` (``window.ct_width_hu`` / ``ct_level_hu``, default W80/L40);
 5. ``extract_slices`` with CT only, role ``"predict"`` (``slices.size``,
    ``min_brain_voxels``, ``min_slices``);
-6. Syn_MR on the slices (batched, bf16 autocast on CUDA);
+6. Syn_MR on the slices (batched, bf16 autocast on CUDA; optional flip TTA);
 7. slices back into the 1 mm grid (voxels outside the kept brain slices and the
    crop window = 0), then resampled (linear) onto the grid of the file as read
    by :func:`ct2mr.imageio.read_image`: same size, spacing, origin, direction
@@ -26,8 +26,14 @@ read.
 
 CLI::
 
-    ct2mr predict --model results/models/mrgan --ct <DICOM folder or image> --out sMR.nii.gz
-        [--series SEL] [--device auto] [--config config/config.yaml] [--batch-size 16]
+    ct2mr predict --model results/models/mrgan/seed0 --ct <DICOM folder or image> --out sMR.nii.gz
+        [--series SEL] [--device auto] [--config config/config.yaml] [--batch-size 16] [--tta]
+
+``--model`` is the folder of one trained model (one variant, one seed). Given a
+variant folder that holds ``seed*/`` folders (``results/models/mrgan``), predict
+refuses with a one-line error listing them: which seed to use is the user's choice.
+``--tta`` (or ``synthesis.tta: true`` in the config): horizontal-flip test-time
+augmentation, as in ``ct2mr synthesize``.
 
 Errors (InputError, exit status 2): missing/mismatched model folder; a CT that
 is not a 3D head CT in HU (ingest's checks: 2D, 4D, 0..255 images...); a head
@@ -71,6 +77,7 @@ class PredictSettings:
     min_brain_voxels: int
     min_slices: int
     batch_size: int
+    tta: bool = False  # synthesis.tta: horizontal-flip test-time augmentation
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PredictSettings:
@@ -86,6 +93,7 @@ class PredictSettings:
             min_brain_voxels=int(sl["min_brain_voxels"]),
             min_slices=int(sl["min_slices"]),
             batch_size=int(sy["batch_size"]),
+            tta=bool(sy.get("tta", False)),
         )
 
     @classmethod
@@ -146,7 +154,7 @@ def predict_image(
     except InputError as exc:  # name the user's file
         raise InputError(ct_path, exc.field, exc.problem) from exc
     t1 = time.perf_counter()
-    synth = synthesize_slices(model, slices["ct"], batch_size=s.batch_size, cycle=False)
+    synth = synthesize_slices(model, slices["ct"], batch_size=s.batch_size, cycle=False, tta=s.tta)
     t2 = time.perf_counter()
     vol = volume_from_slices(synth["mr_slices"].astype(np.float32), slices, fill=0.0)
     mr1 = sitk.GetImageFromArray(vol.astype(np.float32))
@@ -162,7 +170,9 @@ def predict_image(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder results/models/{variant}/ (model.json, syn_mr.pt)")
+    parser.add_argument("--model", required=True,
+                        help="model folder of one training seed, results/models/{variant}/seed{seed}/ (model.json, syn_mr.pt); "
+                             "a variant folder holding seed*/ folders is refused with the list of its seeds")
     parser.add_argument("--ct", required=True, help="raw head CT in HU: DICOM series folder, .nii/.nii.gz, .mha/.mhd, .nrrd")
     parser.add_argument("--out", required=True, help="synthesized MR on the CT's original grid (.nii.gz, .nii, .mha, .nrrd)")
     parser.add_argument("--series", default=None,
@@ -172,6 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="config file for the preprocessing settings (default config/config.yaml when present)")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: config synthesis.batch_size, 16)")
+    parser.add_argument("--tta", action="store_true", default=None,
+                        help="horizontal-flip test-time augmentation (default: config synthesis.tta, off)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -188,6 +200,8 @@ def run(args: argparse.Namespace) -> None:
         if args.batch_size < 1:
             raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
         settings = dataclasses.replace(settings, batch_size=args.batch_size)
+    if args.tta:
+        settings = dataclasses.replace(settings, tta=True)
     model = load_generators(args.model, device=args.device)  # fail fast, before preprocessing
     img = predict_image(model, args.ct, settings, args.series)
     write_image(img, out)

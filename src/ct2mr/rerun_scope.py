@@ -90,7 +90,11 @@ RERUN_SCOPE: dict[str, Scope] = {
         "device); reaches `train` through the untracked param `run_settings`",
     ),
     "training.gpus": _s(set(), "a scheduling resource (`gpu`) of `train`, not a setting"),
-    "training.seed": _s({"train"}, "param `settings`"),
+    "training.seeds": _s(
+        {"train"},
+        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train` "
+        "jobs (and their synthesis and evaluation); a kept seed's models are untouched",
+    ),
     "training.unpaired_includes_paired": _s({"train"}, "param `settings` and the training slice files"),
     "training.overrides": _s(
         {"train"},
@@ -104,6 +108,7 @@ RERUN_SCOPE: dict[str, Scope] = {
         "the tiny model: batch 1 vs 8 differ by 1 grey level in 16 of 720896 voxels), so a "
         "change reruns synthesis to keep results exactly reproducible",
     ),
+    "synthesis.tta": _s({"synthesize", "synthesize_cycle"}, "param `tta` (horizontal-flip test-time augmentation)"),
     "evaluation.data_range": _s({"evaluate"}, "param `data_range`"),
 }
 

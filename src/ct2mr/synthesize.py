@@ -2,7 +2,7 @@
 
 Input: a slice file ``results/slices/{patient}.npz`` (contract in
 DEVELOPING.md; only its ``ct`` key and the reference-grid keys are used) and a
-model folder ``results/models/{variant}/`` (see :mod:`ct2mr.model_loading`).
+model folder ``results/models/{variant}/seed{seed}/`` (see :mod:`ct2mr.model_loading`).
 
 Processing: the uint8 CT slices (N, 256, 256) become ``x / 127.5 - 1`` in
 [-1, 1]; if the model's ``image_size`` is not 256 they are resized to it
@@ -14,6 +14,11 @@ grey levels ``round((y + 1) * 127.5)`` clipped to uint8 0..255. For variants
 with a Syn_CT the reconstructed CT ``Syn_CT(Syn_MR(CT))`` (Figure 7) is
 computed from Syn_MR's unquantised output and stored on the same 0..255
 windowed-CT scale.
+
+Test-time augmentation (``--tta``, config ``synthesis.tta``, off by default):
+Syn_MR's output is the mean of ``f(x)`` and ``flip(f(flip(x)))``, ``flip`` mirroring
+the image's columns (the patient's left-right axis); twice the synthesis time. The
+reconstructed CT is computed from that averaged MR.
 
 Outputs (all written atomically):
 
@@ -29,11 +34,11 @@ Outputs (all written atomically):
 
 CLI::
 
-    ct2mr synthesize --model results/models/mrgan --slices results/slices/P05.npz \\
-        --out-mr results/synth/mrgan/P05_mr.nii.gz \\
-        --out-slices results/synth/mrgan/P05_slices.npz \\
-        [--out-recon-ct results/synth/mrgan/P05_recon_ct.nii.gz] \\
-        [--batch-size 16] [--device auto]
+    ct2mr synthesize --model results/models/mrgan/seed0 --slices results/slices/P05.npz \\
+        --out-mr results/synth/mrgan/seed0/P05_mr.nii.gz \\
+        --out-slices results/synth/mrgan/seed0/P05_slices.npz \\
+        [--out-recon-ct results/synth/mrgan/seed0/P05_recon_ct.nii.gz] \\
+        [--batch-size 16] [--device auto] [--tta]
 
 A patient without an MR is fine here (only its CT is used); a slice file
 without CT (``mr_only``) is an InputError.
@@ -95,8 +100,18 @@ def translate(net: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Te
         return y.float().clamp(-1.0, 1.0)
 
 
+def translate_tta(net: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Horizontal-flip test-time augmentation: ``(f(x) + flip(f(flip(x)))) / 2``, flip = last axis.
+
+    Same shapes and range as :func:`translate` (float32 (N, 1, S, S) in [-1, 1]).
+    """
+    y = translate(net, x, device)
+    y_flip = translate(net, torch.flip(x, dims=(-1,)), device)
+    return 0.5 * (y + torch.flip(y_flip, dims=(-1,)))
+
+
 def synthesize_slices(
-    model: LoadedModel, ct: np.ndarray, batch_size: int = 16, cycle: bool = True
+    model: LoadedModel, ct: np.ndarray, batch_size: int = 16, cycle: bool = True, tta: bool = False
 ) -> dict[str, np.ndarray | None]:
     """Syn_MR (and Syn_CT(Syn_MR) when ``cycle`` and the model has Syn_CT) on uint8 CT slices.
 
@@ -104,7 +119,8 @@ def synthesize_slices(
     model's ``image_size`` exactly as in training
     (:func:`ct2mr.training_data.resize_uint8`: area averaging when shrinking),
     the outputs back to 256 bilinearly. Returns ``mr_slices`` uint8
-    (N, 256, 256) and ``recon_ct_slices`` uint8 (N, 256, 256) or None.
+    (N, 256, 256) and ``recon_ct_slices`` uint8 (N, 256, 256) or None. ``tta``:
+    Syn_MR through :func:`translate_tta` (horizontal-flip averaging).
     """
     from ct2mr.training_data import resize_uint8
 
@@ -119,7 +135,7 @@ def synthesize_slices(
     rec_out = np.zeros(ct.shape, np.uint8) if do_cycle else None
     for start in range(0, n, batch_size):
         x = to_unit(resize_uint8(ct[start : start + batch_size], model.image_size))
-        y = translate(model.syn_mr, x, model.device)
+        y = (translate_tta if tta else translate)(model.syn_mr, x, model.device)
         mr_out[start : start + len(x)] = to_uint8(_resize(y, side))
         if do_cycle:
             r = translate(model.syn_ct, y, model.device)
@@ -128,7 +144,8 @@ def synthesize_slices(
 
 
 def synthesize_patient(
-    model: LoadedModel, slices: dict[str, Any], batch_size: int = 16, source: str | Path | None = None
+    model: LoadedModel, slices: dict[str, Any], batch_size: int = 16, source: str | Path | None = None,
+    tta: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """Synthesize MR slices for one patient's slice dict (from ``ct2mr.slices.load_slices``).
 
@@ -140,7 +157,7 @@ def synthesize_patient(
     ct = np.asarray(slices["ct"])
     if ct.ndim != 3 or ct.shape[1] != ct.shape[2]:
         raise InputError(source, "ct", f"expected square slices (N, S, S) (S = slices.size, 256 by default), got {ct.shape}")
-    return synthesize_slices(model, ct, batch_size=batch_size)
+    return synthesize_slices(model, ct, batch_size=batch_size, tta=tta)
 
 
 def _volume_image(arr: np.ndarray, slices: dict[str, Any]):  # noqa: ANN202
@@ -187,13 +204,16 @@ def write_synthesis(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder results/models/{variant}/ (model.json, syn_mr.pt[, syn_ct.pt])")
+    parser.add_argument("--model", required=True,
+                        help="model folder results/models/{variant}/seed{seed}/ (model.json, syn_mr.pt[, syn_ct.pt])")
     parser.add_argument("--slices", required=True, help="patient slice file results/slices/{patient}.npz")
     parser.add_argument("--out-mr", required=True, help="synthesized MR volume (.nii.gz), uint8, on the CT's 1 mm grid")
     parser.add_argument("--out-slices", required=True, help="synthesized slices (.npz: mr_syn[, ct_recon], z_index)")
     parser.add_argument("--out-recon-ct", default=None, help="reconstructed CT Syn_CT(Syn_MR(CT)) volume (.nii.gz); variants with syn_ct.pt only")
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
+    parser.add_argument("--tta", action="store_true",
+                        help="horizontal-flip test-time augmentation: mean of f(x) and flip(f(flip(x)))")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -204,9 +224,9 @@ def run(args: argparse.Namespace) -> None:
     model = load_generators(args.model, device=args.device)
     slices = load_slices(args.slices)
     t0 = time.perf_counter()
-    synth = synthesize_patient(model, slices, batch_size=args.batch_size, source=args.slices)
+    synth = synthesize_patient(model, slices, batch_size=args.batch_size, source=args.slices, tta=args.tta)
     dt = time.perf_counter() - t0
     n = len(synth["mr_slices"])
-    log.info("%s %s: %d slices in %.2f s (%.1f ms/slice, %s)", model.variant, slices.get("patient", ""), n, dt,
-             1000 * dt / max(n, 1), model.device)
+    log.info("%s %s: %d slices in %.2f s (%.1f ms/slice, %s%s)", model.variant, slices.get("patient", ""), n, dt,
+             1000 * dt / max(n, 1), model.device, ", flip TTA" if args.tta else "")
     write_synthesis(slices, synth, model.variant, args.out_mr, args.out_slices, args.out_recon_ct)

@@ -1,10 +1,12 @@
-"""Train MR-GAN or one of its baselines (``paired`` = pix2pix, ``unpaired`` = CycleGAN).
+"""Train MR-GAN or one of its baselines (``paired`` = pix2pix, ``unpaired`` = CycleGAN,
+``regression`` = Syn_MR with the voxel-wise L1 alone).
 
 CLI (``python -m ct2mr train``)::
 
-    ct2mr train --variant mrgan --out-dir results/models/mrgan \\
+    ct2mr train --variant mrgan --out-dir results/models/mrgan/seed0 \\
         --settings '{"image_size": 64, ...}'   # JSON object, or a .json/.yaml file
         --slices results/slices/p01.npz results/slices/p02.npz ...
+        [--val-slices results/slices/v01.npz ...]
         [--device auto|cpu|cuda|cuda:N] [--no-resume] [--max-iterations-this-run N]
 
 ``--settings``: the resolved training settings (``ct2mr.training_config.
@@ -12,6 +14,9 @@ resolve_training_settings(config["training"])`` dumped as JSON), or a path to a
 .json / .yaml file holding either such a dict or a whole config with a
 ``training:`` section. ``--slices``: slice files (roles read from each file's
 ``role``; roles other than paired_train / ct_only / mr_only are ignored).
+``--val-slices``: the ``paired_val`` patients' slice files, scored every
+``val_every`` iterations (:mod:`ct2mr.validation`; never trained on, never used
+to pick the weights; a patient both here and in ``--slices`` is an error).
 ``--device`` overrides ``settings.device``. ``--no-resume`` refuses to start when
 a checkpoint exists (instead of continuing it). ``--max-iterations-this-run N``
 stops after N iterations in this call, writing a checkpoint (for time-limited
@@ -30,8 +35,10 @@ Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
   of exactly its own run (:func:`checkpoint_to_resume`).
 * ``losses.tsv``: ``iteration``, each loss term (mean over the iterations since the
   previous row), ``G_total``, discriminator terms, ``D_total``, ``lr``,
-  ``seconds`` (training wall time so far). Rewritten at each checkpoint and at
-  the end.
+  ``seconds`` (training wall time so far); with ``--val-slices`` also
+  ``val_mae`` and ``val_mae_head`` (grey levels 0-255) on the first row at or
+  after each multiple of ``val_every`` and on the last row (empty cells on the others). Rewritten at each
+  checkpoint and at the end.
 * at the end only: ``syn_ct.pt`` (variants with Syn_CT), ``model.json``,
   ``loss_curve.png``, and LAST ``syn_mr.pt`` (state_dict; ``torch.load(...,
   weights_only=True)``), so a folder with ``syn_mr.pt`` is a finished run.
@@ -179,7 +186,8 @@ class Trainer:
         betas = (settings.beta1, settings.beta2)
         # fused Adam on CUDA (one kernel for all parameters); same state_dict layout
         self.opt_g = torch.optim.Adam(gens, lr=settings.lr, betas=betas, fused=self.cuda or None)
-        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas, fused=self.cuda or None)
+        # the regression variant has no discriminator: no discriminator optimiser
+        self.opt_d = torch.optim.Adam(diss, lr=settings.lr, betas=betas, fused=self.cuda or None) if diss else None
         self.pools = {
             key: ImagePool(settings.pool_size if (kind == "unpaired" or settings.pool_paired) else 0)
             for _, (_, kind, key) in ADV_TERMS.items()
@@ -318,7 +326,7 @@ class Trainer:
         image pool. Returns the terms and ``D_total`` (floats, or 0-d tensors with
         ``sync=False``).
         """
-        if not self.adv_terms:
+        if not self.adv_terms or self.opt_d is None:
             return {}
         self.opt_d.zero_grad(set_to_none=True)
         dterms: dict[str, torch.Tensor] = {}
@@ -345,7 +353,7 @@ class Trainer:
         """One iteration: set the lr, generator step, discriminator step; returns all logged values
         (loss values as floats, or as 0-d device tensors with ``sync=False``; ``lr`` a float)."""
         lr = self.lr_at(self.iteration)
-        for opt in (self.opt_g, self.opt_d):
+        for opt in (o for o in (self.opt_g, self.opt_d) if o is not None):
             for group in opt.param_groups:
                 group["lr"] = lr
         values = self.generator_step(batch, sync)
@@ -368,7 +376,7 @@ class Trainer:
             "iteration": self.iteration,
             "nets": {k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()},
             "opt_g": _to_cpu(self.opt_g.state_dict()),
-            "opt_d": _to_cpu(self.opt_d.state_dict()),
+            "opt_d": _to_cpu(self.opt_d.state_dict()) if self.opt_d is not None else {},
             "pools": {k: p.state_dict() for k, p in self.pools.items()},
             "pool_rng": self.pool_rng.bit_generator.state,
         }
@@ -378,7 +386,8 @@ class Trainer:
         for k, net in self.nets.items():
             net.load_state_dict(state["nets"][k])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
         for k, p in self.pools.items():
             p.load_state_dict(state["pools"][k], self.device)
         self.pool_rng.bit_generator.state = state["pool_rng"]
@@ -580,9 +589,10 @@ def write_checkpoint(path: Path, trainer: Trainer, sampler: Sampler, extra: dict
 
 
 def _tsv(columns: list[str], rows: list[dict[str, float]]) -> str:
+    """losses.tsv text; a column missing from a row (validation between its rows) is an empty cell."""
     lines = ["\t".join(["iteration", *columns, "seconds"])]
     for r in rows:
-        cells = [str(int(r["iteration"]))] + [f"{r[c]:.6g}" for c in columns] + [f"{r['seconds']:.3f}"]
+        cells = [str(int(r["iteration"]))] + [f"{r[c]:.6g}" if c in r else "" for c in columns] + [f"{r['seconds']:.3f}"]
         lines.append("\t".join(cells))
     return "\n".join(lines) + "\n"
 
@@ -597,7 +607,8 @@ def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], ti
     it = [r["iteration"] for r in rows]
     gcols = [c for c in columns if c in ALL_TERMS or c == "G_total"]
     dcols = [c for c in columns if c.startswith("dis_") or c == "D_total"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    vcols = [c for c in columns if c.startswith("val_")]
+    fig, axes = plt.subplots(1, 4 if vcols else 3, figsize=(20 if vcols else 15, 4))
     for c in gcols:
         axes[0].plot(it, [max(r[c], 1e-8) for r in rows], label=c, lw=2 if c == "G_total" else 1)
     axes[0].set_yscale("log")
@@ -605,8 +616,15 @@ def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], ti
     for c in dcols:
         axes[1].plot(it, [r[c] for r in rows], label=c, lw=2 if c == "D_total" else 1)
     axes[1].set_title("discriminator terms")
+    if not dcols:
+        axes[1].text(0.5, 0.5, "no discriminator", ha="center", va="center", transform=axes[1].transAxes)
     axes[2].plot(it, [r["lr"] for r in rows])
     axes[2].set_title("learning rate")
+    for c in vcols:
+        pts = [(r["iteration"], r[c]) for r in rows if c in r]
+        axes[3].plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=c)
+    if vcols:
+        axes[3].set_title("validation MAE, paired_val patients (grey levels)")
     for ax in axes:
         ax.set_xlabel("iteration")
         if ax.get_legend_handles_labels()[0]:
@@ -615,6 +633,15 @@ def plot_losses(path: Path, columns: list[str], rows: list[dict[str, float]], ti
     fig.tight_layout()
     write_figure(fig, path, dpi=80)
     plt.close(fig)
+
+
+def _validation_due(history: list[dict[str, float]], it: int, total: int, val_every: int) -> bool:
+    """Validate on the row of iteration ``it``: the last one, or the first row at or after
+    a multiple of ``val_every`` not yet validated (``history``: the rows logged before)."""
+    if it == total:
+        return True
+    last = max((int(r["iteration"]) for r in history if "val_mae" in r), default=0)
+    return it // val_every > last // val_every
 
 
 @contextlib.contextmanager
@@ -670,6 +697,7 @@ def train(
     resume: bool = True,
     max_iterations_this_run: int | None = None,
     _fail_after: int | None = None,
+    val_files: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train ``variant`` on ``slice_files``; write the model folder ``out_dir``.
 
@@ -681,7 +709,9 @@ def train(
     ``max_iterations_this_run``: stop after that many iterations, writing a
     checkpoint but no final outputs (call again to continue). ``_fail_after``:
     test hook raising RuntimeError after that many iterations in this call,
-    without a checkpoint (a simulated kill).
+    without a checkpoint (a simulated kill). ``val_files``: validation slice files
+    (``paired_val``), scored every ``settings.val_every`` iterations into
+    losses.tsv (:mod:`ct2mr.validation`).
 
     Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
     Raises :class:`InputError` for an unknown variant, missing data, or a
@@ -698,6 +728,16 @@ def train(
     check_pools(pools, variant, needs, slice_files, settings.unpaired_includes_paired)
     data = data_hash(slice_files)
     ckpt = checkpoint_to_resume(ckpt_path, variant, settings, resume, data)
+    validator = None
+    if val_files:
+        from ct2mr.validation import Validator
+
+        validator = Validator([Path(p) for p in val_files], settings.image_size, dev)
+        trained_on = {p for ids in pools.patients.values() for p in ids}
+        both = sorted(trained_on & set(validator.patient_ids))
+        if both:
+            raise InputError(None, "--val-slices", f"patient(s) {', '.join(both)} are also training data: "
+                             "a validation patient must be held out")
     out_dir.mkdir(parents=True, exist_ok=True)
     # a run in progress must not look finished: drop the final outputs of an earlier run
     for name in ("syn_mr.pt", "syn_ct.pt", "model.json"):
@@ -730,6 +770,11 @@ def train(
             torch.manual_seed(settings.seed)
         total = settings.total_iterations
         columns = trainer.log_columns()
+        if validator is not None:
+            from ct2mr.validation import VAL_COLUMNS
+
+            columns += list(VAL_COLUMNS)
+        loss_columns = [c for c in columns if not c.startswith("val_")]
         counts = {p: pools.count(p) for p in needs}
         log.info(
             "training %s on %s: %d iterations, image %d, ngf %d, ndf %d, blocks %d, slices %s, settings %s",
@@ -751,23 +796,26 @@ def train(
         done_this_run = 0
         while trainer.iteration < total:
             values = trainer.step(sampler.draw(), sync=False)  # losses stay on the device until logged
-            for k in columns:
+            for k in loss_columns:
                 acc[k] = acc.get(k, 0.0) + values[k]
             acc_n += 1
             done_this_run += 1
             it = trainer.iteration
             if it % settings.log_every == 0 or it == total:
                 now = time.perf_counter() - t0
-                row = {"iteration": float(it), **{k: float(acc[k]) / acc_n for k in columns}, "seconds": elapsed + now}
+                row = {"iteration": float(it), **{k: float(acc[k]) / acc_n for k in loss_columns}, "seconds": elapsed + now}
                 row["lr"] = values["lr"]
+                if validator is not None and _validation_due(history, it, total, settings.val_every):
+                    row.update(validator.score(trainer.nets["syn_mr"]))  # logged only: never picks the weights
                 history.append(row)
                 acc, acc_n = {}, 0
                 rate = (it - start_it) / now if now > 0 else float("nan")
                 eta = (total - it) / rate if rate > 0 else float("nan")
                 log.info(
-                    "%s it %d/%d (%.1f%%) | %.2f it/s | ETA %s | G %.4g%s | lr %.3g",
+                    "%s it %d/%d (%.1f%%) | %.2f it/s | ETA %s | G %.4g%s | lr %.3g%s",
                     variant, it, total, 100 * it / total, rate, _fmt_s(eta) if math.isfinite(eta) else "?",
                     row["G_total"], f" D {row['D_total']:.4g}" if "D_total" in row else "", row["lr"],
+                    f" | val MAE {row['val_mae']:.3g} (head {row['val_mae_head']:.3g})" if "val_mae" in row else "",
                 )
             if _fail_after is not None and done_this_run >= _fail_after:
                 raise RuntimeError(f"simulated interruption after iteration {it}")
@@ -797,7 +845,8 @@ def train(
             "slice_files": [str(p) for p in slice_files],
             "patients": pools.patients,
             "slices_per_pool": counts,
-            "final_losses": {k: history[-1][k] for k in columns} if history else {},
+            "final_losses": {k: history[-1][k] for k in columns if k in history[-1]} if history else {},
+            "validation_patients": validator.patient_ids if validator is not None else [],
             "weights": {"syn_mr": "syn_mr.pt", **({"syn_ct": "syn_ct.pt"} if "syn_ct" in trainer.nets else {})},
             "value_range": "inputs and outputs in [-1, 1] = uint8 / 127.5 - 1",
         }
@@ -818,13 +867,15 @@ def _save_state(path: Path, net: nn.Module) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", required=True, choices=VARIANTS, help="paired (pix2pix) | unpaired (CycleGAN) | mrgan")
-    parser.add_argument("--out-dir", required=True, type=Path, help="model folder, e.g. results/models/mrgan")
+    parser.add_argument("--variant", required=True, choices=VARIANTS, help="paired (pix2pix) | unpaired (CycleGAN) | mrgan | regression (L1 only)")
+    parser.add_argument("--out-dir", required=True, type=Path, help="model folder, e.g. results/models/mrgan/seed0")
     parser.add_argument(
         "--settings", required=True,
         help="resolved training settings as a JSON object, or a .json/.yaml file (settings dict or a config with training:)",
     )
     parser.add_argument("--slices", required=True, nargs="+", type=Path, help="slice files results/slices/{patient}.npz")
+    parser.add_argument("--val-slices", nargs="+", type=Path, default=[],
+                        help="paired_val patients' slice files: validation MAE every val_every iterations in losses.tsv")
     parser.add_argument("--device", default="auto", help="auto (= settings.device) | cpu | cuda | cuda:N")
     parser.add_argument("--no-resume", action="store_true", help="error out instead of continuing an existing checkpoint")
     parser.add_argument(
@@ -843,5 +894,5 @@ def run(args: argparse.Namespace) -> None:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     train(
         settings, args.slices, args.out_dir, args.variant, device=settings.device,
-        resume=not args.no_resume, max_iterations_this_run=args.max_iterations_this_run,
+        resume=not args.no_resume, max_iterations_this_run=args.max_iterations_this_run, val_files=args.val_slices,
     )

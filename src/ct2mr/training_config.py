@@ -4,14 +4,15 @@ The config's ``training:`` section chooses a preset and may override any field::
 
     training:
       preset: demo            # tiny | demo | paper
-      variants: [paired, unpaired, mrgan]
+      variants: [paired, unpaired, mrgan, regression]
       device: auto            # auto | cpu | cuda | cuda:N  (-> settings.device)
       gpus: 1                 # Snakemake resource, not a training setting
-      seed: 0                 # -> settings.seed
+      seeds: [0]              # one training run per seed, each -> settings.seed
       overrides: {}           # any TrainSettings field -> value
 
 :func:`resolve_training_settings` turns that section into the full settings dict
-that ``ct2mr train --settings`` takes (as JSON). Every field of
+that ``ct2mr train --settings`` takes (as JSON), for one seed (default: the first
+of ``seeds``; the workflow resolves it once per seed). Every field of
 :class:`TrainSettings` is documented there; iteration counts are optimizer
 steps with batch size 1 (one unpaired CT, one unpaired MR and one pair per step).
 """
@@ -55,7 +56,11 @@ class TrainSettings:
     bf16 autocast on CUDA only, ignored on CPU), ``compile`` (torch.compile the
     networks, CUDA only), ``num_threads`` [CPU threads; None = torch default],
     ``log_every`` [iterations between losses.tsv rows / log lines],
-    ``checkpoint_every`` [iterations between checkpoints].
+    ``checkpoint_every`` [iterations between checkpoints],
+    ``val_every`` [iterations between validation scores on the ``paired_val``
+    patients (``val_mae``, ``val_mae_head`` in losses.tsv, grey levels 0-255): on
+    the first losses.tsv row at or after each multiple of it, and the last row;
+    only when validation slices are given; never used to pick a checkpoint].
     """
 
     image_size: int = 256
@@ -85,6 +90,7 @@ class TrainSettings:
     num_threads: int | None = None
     log_every: int = 100
     checkpoint_every: int = 5000
+    val_every: int = 5000
 
     @property
     def total_iterations(self) -> int:
@@ -112,7 +118,9 @@ class TrainSettings:
 
 #: fields that do not change the trained weights (excluded from the settings hash,
 #: so a run may be resumed with another device, thread count or log cadence)
-NON_RESULT_FIELDS: frozenset[str] = frozenset({"device", "compile", "num_threads", "log_every", "checkpoint_every"})
+NON_RESULT_FIELDS: frozenset[str] = frozenset(
+    {"device", "compile", "num_threads", "log_every", "checkpoint_every", "val_every"}
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: seconds on one CPU core
@@ -128,6 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_threads": 1,  # tiny tensors: extra threads only add overhead
         "log_every": 2,
         "checkpoint_every": 4,
+        "val_every": 4,
     },
     # CPU demo: the three variants together train in about 4-5 minutes on 2 shared
     # cores (one thread per run, so Snakemake can run two at once; see
@@ -144,6 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_threads": 1,
         "log_every": 10,
         "checkpoint_every": 100,
+        "val_every": 100,
     },
     # Jin et al. 2018: 256 x 256, 9 blocks, 1e5 + 2e5 iterations, GPU
     "paper": {
@@ -162,16 +172,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "auto",
         "log_every": 100,
         "checkpoint_every": 5000,
+        "val_every": 5000,
     },
 }
 
 #: keys of the config's ``training:`` section (besides them: none allowed)
 SECTION_KEYS: dict[str, str] = {
     "preset": "str, one of tiny | demo | paper (default demo)",
-    "variants": "list of str, subset of paired | unpaired | mrgan",
+    "variants": "list of str, subset of paired | unpaired | mrgan | regression",
     "device": "str, auto | cpu | cuda | cuda:N (default auto; overrides the preset's device unless 'auto' keeps it)",
     "gpus": "int >= 0, Snakemake resource (not a training setting)",
-    "seed": "int (default 0)",
+    "seeds": "list of distinct ints >= 0 (default [0]): one training run per seed",
     "unpaired_includes_paired": "bool (default false): add paired_train slices to the unpaired pools",
     "overrides": "mapping TrainSettings field -> value (default {})",
 }
@@ -236,6 +247,7 @@ def settings_from_dict(values: Mapping[str, Any], source: str | None = None) -> 
         ("num_threads", s.num_threads is None or s.num_threads >= 1, "must be >= 1 (or null)"),
         ("log_every", s.log_every >= 1, "must be >= 1"),
         ("checkpoint_every", s.checkpoint_every >= 1, "must be >= 1"),
+        ("val_every", s.val_every >= 1, "must be >= 1"),
     ]
     for key, ok, problem in checks:
         if not ok:
@@ -250,16 +262,37 @@ def preset_settings(name: str, source: str | None = None) -> TrainSettings:
     return settings_from_dict(PRESETS[name], source)
 
 
-def resolve_training_settings(section: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+def seeds_of(section: Mapping[str, Any], source: str | None = None) -> list[int]:
+    """The ``training.seeds`` list (default ``[0]``), checked: distinct ints >= 0, at least one."""
+    seeds = section.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in seeds)):
+        raise InputError(source, "training.seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(source, "training.seeds", f"seeds must be distinct, got {seeds!r}")
+    return list(seeds)
+
+
+def resolve_training_settings(
+    section: Mapping[str, Any], source: str | None = None, seed: int | None = None
+) -> dict[str, Any]:
     """The config's ``training:`` section -> the full settings dict for ``ct2mr train --settings``.
 
-    preset values, then ``overrides``, then ``seed`` and ``device`` (``device:
-    auto`` keeps the preset's device, so the ``demo`` preset stays on CPU).
-    Unknown keys in the section or in ``overrides`` raise :class:`InputError`.
+    preset values, then ``overrides``, then ``unpaired_includes_paired``, ``device``
+    (``device: auto`` keeps the preset's device, so the ``demo`` preset stays on
+    CPU) and the run's ``seed``: ``seed`` when given (one of ``seeds``; the
+    workflow resolves once per seed), else the first of ``training.seeds``.
+    Unknown keys in the section or in ``overrides`` raise :class:`InputError`;
+    the former ``training.seed`` and ``overrides.seed`` point to ``training.seeds``.
     """
     for key in section:
+        if key == "seed":
+            raise InputError(source, "training.seed", "replaced by training.seeds, a list (e.g. seeds: [0])")
         if key not in SECTION_KEYS:
             raise InputError(source, f"training.{key}", f"unknown key; known: {', '.join(SECTION_KEYS)}")
+    seeds = seeds_of(section, source)
+    if seed is not None and seed not in seeds:
+        raise InputError(source, "training.seeds", f"seed {seed} is not one of {seeds}")
     preset = section.get("preset", "demo")
     if not isinstance(preset, str) or preset not in PRESETS:
         raise InputError(source, "training.preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -269,12 +302,14 @@ def resolve_training_settings(section: Mapping[str, Any], source: str | None = N
         raise InputError(source, "training.overrides", f"expected a mapping, got {type(overrides).__name__}")
     known = {f.name for f in fields(TrainSettings)}
     for key, value in overrides.items():
+        if key == "seed":
+            raise InputError(source, "training.overrides.seed", "set the seeds with training.seeds (a list)")
         if key not in known:
             raise InputError(source, f"training.overrides.{key}", f"unknown training setting; known: {', '.join(sorted(known))}")
         values[key] = value
-    for key in ("seed", "unpaired_includes_paired"):
-        if key in section:
-            values[key] = section[key]
+    if "unpaired_includes_paired" in section:
+        values["unpaired_includes_paired"] = section["unpaired_includes_paired"]
+    values["seed"] = seeds[0] if seed is None else seed
     device = section.get("device", "auto")
     if device != "auto":
         values["device"] = device

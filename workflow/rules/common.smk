@@ -10,10 +10,10 @@ from snakemake.exceptions import WorkflowError
 from ct2mr.config import validate_all
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import TRAIN_ROLES
+from ct2mr.patients import TRAIN_ROLES, VAL_ROLE
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.rerun_scope import fix_list_changes_params
-from ct2mr.training_config import NON_RESULT_FIELDS
+from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
@@ -24,6 +24,8 @@ fix_list_changes_params()
 
 try:  # the same checks as `ct2mr check-config` (ct2mr.config.validate_all)
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
+    #: every variant is trained once per seed: results/models/{variant}/seed{seed}/
+    SEEDS = seeds_of(config["training"], source="config")
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
 PATIENTS = {p.patient: p for p in VALID.patients}
@@ -32,6 +34,10 @@ TRAINING_SETTINGS = VALID.training
 VARIANTS = list(config["training"]["variants"])
 #: variants that train Syn_CT too (they can reconstruct the CT: Figure 7)
 CYCLE_VARIANTS = [v for v in VARIANTS if v in ("unpaired", "mrgan")]
+#: the seed whose models the image figures (Figures 5-7) show: the lowest
+FIG_SEED = min(SEEDS)
+MODEL = "results/models/{variant}/seed{seed}"
+SYNTH = "results/synth/{variant}/seed{seed}"
 
 PNG = sorted(p for p, r in PATIENTS.items() if r.is_png)
 VOLUME = sorted(p for p in PATIENTS if p not in PNG)
@@ -39,6 +45,8 @@ VOLUME = sorted(p for p in PATIENTS if p not in PNG)
 PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_mr)
 TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
 TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
+#: held-out patients scored during training (validation MAE in losses.tsv), never trained on
+VAL = sorted(p for p, r in PATIENTS.items() if r.role == VAL_ROLE)
 PRE = "results/preprocessed/{patient}"
 
 
@@ -50,7 +58,8 @@ def one_of(names):
 wildcard_constraints:
     patient="[A-Za-z0-9][A-Za-z0-9_.-]*",
     modality="ct|mr",
-    variant="paired|unpaired|mrgan",
+    variant="paired|unpaired|mrgan|regression",
+    seed="[0-9]+",
 
 
 def raw_scan(wildcards):
@@ -96,9 +105,9 @@ def preprocess_outputs():
 def all_outputs():
     """The default target: preprocessing, models, synthesis, metrics and figures."""
     out = preprocess_outputs()
-    out += expand("results/models/{variant}/syn_mr.pt", variant=VARIANTS)
+    out += expand(f"{MODEL}/syn_mr.pt", variant=VARIANTS, seed=SEEDS)
     if TEST:
-        out += expand("results/synth/{variant}/{patient}_mr.nii.gz", variant=VARIANTS, patient=TEST)
+        out += expand(f"{SYNTH}/{{patient}}_mr.nii.gz", variant=VARIANTS, seed=SEEDS, patient=TEST)
         out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
         out += figure_outputs()
     return out
@@ -191,6 +200,7 @@ VARIANT_ROLES = {
     "paired": ("paired_train",),
     "unpaired": ("ct_only", "mr_only"),
     "mrgan": ("paired_train", "ct_only", "mr_only"),
+    "regression": ("paired_train",),
 }
 
 
@@ -204,6 +214,15 @@ def training_slices(wildcards):
     )
 
 
+def validation_slices(wildcards):
+    """The paired_val patients' slice files: scored during training, never trained on."""
+    return expand("results/slices/{patient}.npz", patient=VAL)
+
+
+def validation_flag(wildcards, input):
+    return f"--val-slices {' '.join(input.val)}" if input.val else ""
+
+
 #: CPU threads of a training job: the preset's num_threads (the CPU presets use 1, so
 #: two variants train side by side on 2 cores), else 4 to feed a GPU
 TRAIN_THREADS = TRAINING_SETTINGS.get("num_threads") or 4
@@ -215,18 +234,26 @@ def untracked(value):
 
     Snakemake records only params that are not derived from `input`/`output`
     (persistence: derived ones are left out); this one is a function of `input`.
+    A callable ``value`` is called with the job's wildcards.
     """
+    if callable(value):
+        return lambda wildcards, input: value(wildcards)
     return lambda wildcards, input: value
 
 
-#: the resolved training settings (preset + overrides + seed/device) as JSON: what
-#: `train` gets, as an untracked param (device, threads, log cadence do not retrain)
-TRAINING_SETTINGS_JSON = json.dumps(TRAINING_SETTINGS, sort_keys=True)
-#: the settings that change the weights (the settings hash's fields): the `train`
-#: rule's param, so that a change of any of them retrains
-TRAINING_RESULT_SETTINGS = json.dumps(
-    {k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, sort_keys=True
-)
+def training_run_settings(wildcards):
+    """The resolved training settings (preset + overrides + device) of the job's seed, as
+    JSON: what `train` gets, as an untracked param (device, threads, log cadence do not retrain)."""
+    return json.dumps({**TRAINING_SETTINGS, "seed": int(wildcards.seed)}, sort_keys=True)
+
+
+def training_result_settings(wildcards):
+    """The settings that change the weights (the settings hash's fields) of the job's seed:
+    the `train` rule's tracked param, so that a change of any of them retrains."""
+    return json.dumps(
+        {**{k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, "seed": int(wildcards.seed)},
+        sort_keys=True,
+    )
 
 
 # --- used by window.smk ---

@@ -1,5 +1,5 @@
-# Evaluation: MAE / PSNR / SSIM (0-255 scale, data range declared) per patient
-# and variant, over the whole 256x256 slice (the paper's convention) and inside
+# Evaluation: MAE / PSNR / SSIM (0-255 scale, data range declared) per patient,
+# variant and training seed (per_patient.tsv has a seed column), over the whole 256x256 slice (the paper's convention) and inside
 # the head mask (SynthRAD-style); Table 1 layout; Wilcoxon tests of mrgan
 # against each baseline.
 
@@ -7,7 +7,7 @@
 rule evaluate:
     input:
         slices=expand("results/slices/{patient}.npz", patient=TEST),
-        synth=expand("results/synth/{variant}/{patient}_slices.npz", variant=VARIANTS, patient=TEST),
+        synth=expand(f"{SYNTH}/{{patient}}_slices.npz", variant=VARIANTS, seed=SEEDS, patient=TEST),
     output:
         per_patient="results/metrics/per_patient.tsv",
         summary="results/metrics/summary.tsv",
@@ -15,6 +15,7 @@ rule evaluate:
         table1="results/metrics/table1.tsv",
     params:
         variants=" ".join(VARIANTS),
+        seeds=" ".join(map(str, SEEDS)),
         data_range=config["evaluation"]["data_range"],
     log:
         "results/logs/evaluate/evaluate.log",
@@ -27,6 +28,6 @@ rule evaluate:
         mem_mb=4000,
     shell:
         "python -m ct2mr --threads {threads} evaluate --slices {input.slices} --synth-dir results/synth"
-        " --variants {params.variants} --data-range {params.data_range}"
+        " --variants {params.variants} --seeds {params.seeds} --data-range {params.data_range}"
         " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats}"
         " --table1 {output.table1} > {log} 2>&1"

@@ -2,12 +2,14 @@
 # MR / absolute error), Figure 6 (the variants side by side), Figure 7 (CT /
 # synthesized MR / reconstructed CT / relative difference), per-patient metrics and
 # loss curves. Figure 2 (registration overlays) is made by the register rule.
+# Figures 5-7 show the models of one seed (FIG_SEED, the lowest of training.seeds);
+# the metrics figure shows every seed, the loss figure every variant and seed.
 
 
 rule fig_synthesis:
     input:
         slices="results/slices/{patient}.npz",
-        synth=f"results/synth/{MAIN_VARIANT}/{{patient}}_slices.npz",
+        synth=f"results/synth/{MAIN_VARIANT}/seed{FIG_SEED}/{{patient}}_slices.npz",
     output:
         report(
             "results/figures/synthesis_{patient}.png",
@@ -33,7 +35,7 @@ rule fig_synthesis:
 rule fig_variants:
     input:
         slices="results/slices/{patient}.npz",
-        synth=expand("results/synth/{variant}/{{patient}}_slices.npz", variant=VARIANTS),
+        synth=expand("results/synth/{variant}/seed{seed}/{{patient}}_slices.npz", variant=VARIANTS, seed=FIG_SEED),
     output:
         report(
             "results/figures/variants_{patient}.png",
@@ -59,7 +61,7 @@ rule fig_variants:
 rule fig_cycle:
     input:
         slices="results/slices/{patient}.npz",
-        synth=expand("results/synth/{variant}/{{patient}}_slices.npz", variant=CYCLE_VARIANTS),
+        synth=expand("results/synth/{variant}/seed{seed}/{{patient}}_slices.npz", variant=CYCLE_VARIANTS, seed=FIG_SEED),
     output:
         report(
             "results/figures/cycle_{patient}.png",
@@ -108,7 +110,7 @@ rule fig_metrics:
 
 rule fig_losses:
     input:
-        expand("results/models/{variant}/losses.tsv", variant=VARIANTS),
+        expand(f"{MODEL}/losses.tsv", variant=VARIANTS, seed=SEEDS),
     output:
         report(
             "results/figures/losses.png",

@@ -39,7 +39,7 @@ rule metric_tables:
             labels={"table": "Table 1 (paper layout)"},
         ),
     params:
-        columns=" ".join(["metric", *VARIANTS]),
+        columns=" ".join(["metric", "seed", *VARIANTS]),
         summary=lambda w, input: ReportNumbers(input.summary),
         stats=lambda w, input: ReportNumbers(input.stats),
     log:

@@ -1,42 +1,48 @@
-# Training: MR-GAN (`mrgan`) and its two baselines (`paired` = pix2pix,
-# `unpaired` = CycleGAN), same architecture and settings, one job per variant.
-# Settings come from the preset in training.preset plus training.overrides;
-# a changed setting retrains (params trigger) and everything downstream follows.
-# Checkpoints (results/models/{variant}/checkpoint.pt) are not declared outputs,
-# so an interrupted job resumes from its last checkpoint when started again; one of
-# other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
-# `settings` (the fields that change the weights) is the tracked param; the full
-# settings (with device, threads, log cadence) reach the command untracked.
+# Training: MR-GAN (`mrgan`) and its baselines (`paired` = pix2pix, `unpaired` =
+# CycleGAN, `regression` = Syn_MR with the voxel-wise L1 alone), same architecture
+# and settings, one job per variant and seed (training.seeds):
+# results/models/{variant}/seed{seed}/.
+# Settings come from the preset in training.preset plus training.overrides, with the
+# job's seed; a changed setting retrains (params trigger) and everything downstream
+# follows. `settings` (the fields that change the weights) is the tracked param; the
+# full settings (with device, threads, log cadence) reach the command untracked.
+# The paired_val patients' slices (if any) are scored every val_every iterations
+# (val_mae, val_mae_head in losses.tsv); they are never trained on.
+# Checkpoints (results/models/{variant}/seed{seed}/checkpoint.pt) are not declared
+# outputs, so an interrupted job resumes from its last checkpoint when started again;
+# one of other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
 
 
 rule train:
     input:
-        training_slices,
+        train=training_slices,
+        val=validation_slices,
     output:
-        weights="results/models/{variant}/syn_mr.pt",
-        model="results/models/{variant}/model.json",
+        weights=f"{MODEL}/syn_mr.pt",
+        model=f"{MODEL}/model.json",
         losses=report(
-            "results/models/{variant}/losses.tsv",
+            f"{MODEL}/losses.tsv",
             caption="../report/losses_tsv.rst",
             category="3. Training",
             subcategory="Loss tables",
-            labels={"variant": "{variant}", "file": "losses.tsv"},
+            labels={"variant": "{variant}", "seed": "{seed}", "file": "losses.tsv"},
         ),
         curve=report(
-            "results/models/{variant}/loss_curve.png",
+            f"{MODEL}/loss_curve.png",
             caption="../report/loss_curve.rst",
             category="3. Training",
             subcategory="Loss curves",
-            labels={"variant": "{variant}", "figure": "loss curve"},
+            labels={"variant": "{variant}", "seed": "{seed}", "figure": "loss curve"},
         ),
     params:
-        settings=TRAINING_RESULT_SETTINGS,
-        run_settings=untracked(TRAINING_SETTINGS_JSON),
+        settings=training_result_settings,
+        run_settings=untracked(training_run_settings),
         out_dir=lambda w, output: os.path.dirname(output.weights),
+        val=validation_flag,
     log:
-        "results/logs/train/{variant}.log",
+        "results/logs/train/{variant}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/train/{variant}.tsv"
+        "results/benchmarks/train/{variant}_seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
@@ -46,4 +52,4 @@ rule train:
         runtime=24 * 60,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.run_settings:q} --slices {input} > {log} 2>&1"
+        " --settings {params.run_settings:q} --slices {input.train} {params.val} > {log} 2>&1"
