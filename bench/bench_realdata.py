@@ -36,7 +36,8 @@ def main() -> int:
     WORK.mkdir(parents=True)
     table = pd.read_csv(REPO / "config" / "harvard_patients.tsv", sep="\t", comment="#", dtype=str)
     for col in ("ct", "mr"):  # the table's paths are relative to the project root
-        table[col] = [str((REPO / p).resolve().parent / Path(p).name) for p in table[col]]
+        table[col] = [str((REPO / p).resolve().parent / Path(p).name) if isinstance(p, str) and p else ""
+                      for p in table[col]]
     table.to_csv(WORK / "patients.tsv", sep="\t", index=False)
     config = yaml.safe_load((REPO / "config" / "harvard.yaml").read_text())
     config["patients"] = "patients.tsv"

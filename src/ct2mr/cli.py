@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "window": ("ct2mr.window", "CT window (W80/L40) and MR normalisation to uint8 [0, 255]"),
     "slices": ("ct2mr.slices", "axial 256x256 brain slices of one patient -> results/slices/{patient}.npz"),
     "slices-png": ("ct2mr.png_slices", "pre-registered 2D PNG slice pairs -> results/slices/{patient}.npz"),
+    "slices-pool": ("ct2mr.image_pools", "an unpaired pool of 2D images (PNG/JPEG, any size) -> results/slices/{patient}.npz"),
     "train": ("ct2mr.train", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
     "synthesize": ("ct2mr.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
     "evaluate": ("ct2mr.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),

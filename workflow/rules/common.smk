@@ -2,6 +2,7 @@
 # No rule lives here; logic lives in src/ct2mr.
 import glob
 import json
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -9,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from ct2mr.config import validate_config
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import TRAIN_ROLES, load_patients
+from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, load_patients
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.training_config import resolve_training_settings
 
@@ -29,8 +30,11 @@ VARIANTS = list(config["training"]["variants"])
 #: variants that train Syn_CT too (they can reconstruct the CT: Figure 7)
 CYCLE_VARIANTS = [v for v in VARIANTS if v in ("unpaired", "mrgan")]
 
-PNG = sorted(p for p, r in PATIENTS.items() if r.is_png)
-VOLUME = sorted(p for p in PATIENTS if p not in PNG)
+#: 2D image pools (ct_only / mr_only rows naming PNG/JPEG images of any size)
+POOL = sorted(p for p, r in PATIENTS.items() if r.is_pool)
+#: registered 2D slice pairs (PNG)
+PNG = sorted(p for p, r in PATIENTS.items() if r.is_png and not r.is_pool)
+VOLUME = sorted(p for p in PATIENTS if p not in PNG and p not in POOL)
 #: 3D patients with both scans: registration runs for these
 PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_mr)
 TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
@@ -155,14 +159,25 @@ def image_flags(wildcards, input):
 
 
 def png_files(wildcards):
-    """The PNG files behind a patient's ct/mr sources (folder or glob), so edits retrigger."""
+    """The image files behind a patient's ct/mr sources (folder or glob), so edits retrigger."""
     r = PATIENTS[wildcards.patient]
     files = []
     for src in (r.ct, r.mr):
         if src is None:
             continue
-        files += sorted(glob.glob(src)) if any(c in src for c in "*?[") else sorted(glob.glob(f"{src}/*.png"))
+        if any(c in src for c in "*?["):
+            files += sorted(f for f in glob.glob(src) if os.path.isfile(f))
+        elif os.path.isdir(src):
+            files += sorted(str(f) for f in Path(src).iterdir() if f.suffix.lower() in IMAGE_2D_SUFFIXES)
+        else:
+            files.append(src)
     return files
+
+
+def pool_source(wildcards):
+    """The folder or glob of a pool row (quoted for the shell)."""
+    r = PATIENTS[wildcards.patient]
+    return "'" + (r.ct if r.ct is not None else r.mr) + "'"
 
 
 def png_flags(wildcards):
