@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ct2mr.train", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
     "synthesize": ("ct2mr.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
     "evaluate": ("ct2mr.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),
+    "compare": ("ct2mr.comparisons", "mrgan vs each baseline: hierarchical bootstrap CI and sign-flip permutation p"),
     "figures": ("ct2mr.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
     "predict": ("ct2mr.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
     "check-config": ("ct2mr.config", "validate a config file and its patient table"),

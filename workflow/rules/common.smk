@@ -94,8 +94,21 @@ def all_outputs():
     if TEST:
         out += expand("results/synth/{variant}/{patient}_mr.nii.gz", variant=VARIANTS, patient=TEST)
         out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
+        out.append("results/report_tables/comparisons.html")
         out += figure_outputs()
     return out
+
+
+# --- used by evaluate.smk and figures.smk ---
+#: the variant compared with each baseline in comparisons.tsv (the paper's claim)
+COMPARE_VARIANT = "mrgan"
+#: baselines of the difference figures (every other configured variant)
+COMPARE_BASELINES = [v for v in VARIANTS if v != COMPARE_VARIANT] if COMPARE_VARIANT in VARIANTS else []
+
+
+def synth_slices(variant):
+    """The synthesized slice files of one variant for every test patient."""
+    return expand("results/synth/{variant}/{patient}_slices.npz", variant=variant, patient=TEST)
 
 
 # --- used by figures.smk ---
@@ -104,10 +117,12 @@ MAIN_VARIANT = "mrgan" if "mrgan" in VARIANTS else VARIANTS[-1]
 
 
 def figure_outputs():
-    """Figures 5-7 per test patient, per-patient metrics and loss curves."""
+    """Figures 5-7 per test patient, difference maps, per-patient metrics and loss curves."""
     out = expand("results/figures/{kind}_{patient}.png", kind=["synthesis", "variants"], patient=TEST)
     if CYCLE_VARIANTS:
         out += expand("results/figures/cycle_{patient}.png", patient=TEST)
+    out += expand("results/figures/difference_{variant}_vs_{baseline}.png", variant=COMPARE_VARIANT,
+                  baseline=COMPARE_BASELINES)
     return out + ["results/figures/metrics.png", "results/figures/losses.png"]
 
 

@@ -90,3 +90,30 @@ rule registration_table:
         "python -m ct2mr report-tables --registration-json {input} --output {output.html}"
         " --output-tsv {output.tsv} --title 'Registration (MR -> CT, affine, mutual information)'"
         " > {log} 2>&1"
+
+
+rule comparison_table:
+    input:
+        "results/metrics/comparisons.tsv",
+    output:
+        report(
+            "results/report_tables/comparisons.html",
+            caption="../report/comparisons.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "comparisons (95% CI, p)"},
+        ),
+    params:
+        numbers=lambda w, input: ReportNumbers(input[0]),
+    log:
+        "results/logs/report/comparison_table.log",
+    benchmark:
+        "results/benchmarks/report/comparison_table.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    shell:
+        "python -m ct2mr report-tables --tsv {input} --output {output}"
+        " --title 'Comparisons: mean difference (variant - baseline), 95% CI, p' > {log} 2>&1"
