@@ -423,7 +423,7 @@ def figure_difference(
     for ax in axes:
         if head.any() and not head.all():
             ax.contour(head, levels=[0.5], colors="lime", linewidths=0.8)
-    fig.suptitle(f"Where {vname} and {bname} differ, over {n} test slices of {len(slices)} patient(s): "
+    fig.suptitle(f"Where {vname} and {bname} differ, over {n} test slices of {len(slices)} patient(s):\n"
                  f"mean difference inside the head mask {inside:+.2f}, outside {outside:+.2f} grey levels "
                  "(green line: head mask in >= half of the slices)", fontsize=9)
     _save(fig, output, dpi)

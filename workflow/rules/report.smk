@@ -8,7 +8,6 @@ rule metric_tables:
         per_patient="results/metrics/per_patient.tsv",
         summary="results/metrics/summary.tsv",
         stats="results/metrics/wilcoxon.tsv",
-        table1="results/metrics/table1.tsv",
     output:
         per_patient=report(
             "results/report_tables/per_patient.html",
@@ -40,6 +39,7 @@ rule metric_tables:
         ),
     params:
         columns=" ".join(["metric", *VARIANTS]),
+        variants=" ".join(VARIANTS),
         summary=lambda w, input: ReportNumbers(input.summary),
         stats=lambda w, input: ReportNumbers(input.stats),
     log:
@@ -59,8 +59,8 @@ rule metric_tables:
         " --title 'Summary over test patients (Table 1 layout)'"
         " && python -m ct2mr report-tables --tsv {input.stats} --output {output.stats}"
         " --title 'Wilcoxon signed-rank tests'"
-        " && python -m ct2mr report-tables --tsv {input.table1} --output {output.table1}"
-        " --title 'Table 1 of the paper, from our test patients') > {log} 2>&1"
+        " && python -m ct2mr report-tables --table1-per-patient {input.per_patient} --output {output.table1}"
+        " --variants {params.variants} --title 'Table 1 of the paper, from our test patients') > {log} 2>&1"
 
 
 rule registration_table:
