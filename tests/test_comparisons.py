@@ -66,6 +66,7 @@ def test_consistent_signs_reach_the_exact_minimum() -> None:
     # per-patient means of 4 patients could never go below 2/16
     p4, _ = sign_flip_p_value(np.full(4, -0.5))
     assert p4 == pytest.approx(2 / 16)
+    assert sign_flip_p_value(np.array([-0.5]))[0] == 1.0  # one patient, one seed: cannot decide
     p_mc, how = sign_flip_p_value(np.full(20, -0.5), n_permutations=2000, seed=3)
     assert p_mc < 0.01 and "random" in how
 
@@ -117,3 +118,9 @@ def test_cli(tmp_path: Path) -> None:
     dup = pd.concat([_table(0.0).iloc[:1], _table(0.0)])
     dup.to_csv(path, sep="\t", index=False)
     assert main(["compare", "--per-patient", str(path), "--output", str(tmp_path / "x.tsv")]) == 2
+
+
+def test_one_patient_one_seed() -> None:
+    df = compare(_table(effect=-1.0, n_patients=1, n_seeds=1))
+    r = df[(df["metric"] == "mae") & (df["baseline"] == "paired")].iloc[0]
+    assert r["p_value"] == 1.0 and r["ci_low"] == r["ci_high"] == r["mean_difference"] and r["n_patients"] == 1

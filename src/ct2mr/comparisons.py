@@ -164,6 +164,8 @@ def sign_flip_p_value(differences: np.ndarray, n_permutations: int = 100000, see
         return math.nan, "no cells"
     if not np.any(d):
         return 1.0, "all differences zero"
+    if n == 1:  # both sign patterns give the observed |mean|: two-sided p = 1 (scipy needs 2 or more)
+        return 1.0, "exact over 2 sign patterns"
     exact = n <= EXACT_MAX_CELLS
     res = permutation_test(
         (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True,
