@@ -178,3 +178,18 @@ def test_real_pools(shared_data: Path) -> None:
     assert (area > 1500).all() and (area < 0.75 * 256**2).all()
     m = mr["mr"].astype(float)
     assert m[mr["head_mask"]].sum() / m.sum() > 0.85  # most MR signal inside the head mask
+
+
+def test_workflow_plans_a_pool_row(tmp_path: Path) -> None:
+    """A pool row joins the DAG at slice extraction (rule slices_pool), with no 3D stage."""
+    from tests.workflow_helpers import make_tiny_workdir, planned_jobs
+
+    _mixed_pool(tmp_path / "pool")
+    make_tiny_workdir(tmp_path / "wd")
+    with open(tmp_path / "wd" / "patients.tsv", "a", encoding="utf-8") as fh:
+        fh.write(f"POOL_CT\tct_only\t{tmp_path / 'pool'}\t\t\n")
+        fh.write(f"POOL_MR\tmr_only\t\t{tmp_path / 'pool' / '*.jpg'}\t\n")
+    jobs = planned_jobs(tmp_path / "wd")
+    assert jobs["slices_pool"] == 2
+    assert jobs["ingest"] == 8  # the tiny cohort's 8 scans; the pools have none
+    assert jobs["compare"] == 1 and jobs["fig_difference"] == 2 and jobs["comparison_table"] == 1
