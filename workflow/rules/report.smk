@@ -116,4 +116,9 @@ rule comparison_table:
         mem_mb=1000,
     shell:
         "python -m ct2mr report-tables --tsv {input} --output {output}"
-        " --title 'Comparisons: mean difference (variant - baseline), 95% CI, p' > {log} 2>&1"
+        " --columns metric variant baseline mean_difference ci_low ci_high p_value n_patients n_seeds"
+        " --title 'Comparisons: mean difference (variant - baseline), 95% CI, p'"
+        " --note '95% CI: hierarchical percentile bootstrap (patients resampled, then seeds within each"
+        " patient; never slices). p: two-sided sign-flip permutation test of the mean over the patient x seed"
+        " differences (exact up to 16 cells). For MAE a negative difference favours the variant. The method"
+        " column of results/metrics/comparisons.tsv gives the resample and sign-pattern counts.' > {log} 2>&1"
