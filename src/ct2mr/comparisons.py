@@ -23,6 +23,8 @@ cells where either value is missing or not finite (PSNR ``inf``) are left out.
   interval reflects between-patient and between-seed variation only. With very
   few patients the percentile bootstrap is known to be somewhat narrow (it uses
   the n-denominator variance); read it with ``n_patients`` beside it.
+  (``scipy.stats.bootstrap`` resamples one level only, so the two-level draw
+  is written here, vectorised with numpy.)
 * ``p_value``: two-sided **sign-flip permutation test** of the mean cell
   difference (``scipy.stats.permutation_test``, one sample,
   ``permutation_type="samples"``): under the null hypothesis that the variant
