@@ -6,7 +6,9 @@ evaluated. The run uses the real Snakefile with config/harvard.yaml in a scratch
 working directory (bench/work/realdata, git-ignored); the per-patient tables,
 summary, tests and figures are copied to bench/results/realdata/.
 
-Reproduce: ``.venv/bin/python bench/bench_realdata.py`` (about 5-8 minutes on 2 cores).
+Reproduce: ``.venv/bin/python bench/bench_realdata.py [--out DIR] [--work DIR] [--no-pools]`` (about
+5-10 minutes on 2 cores). With the pools of config/harvard_patients.tsv (default), the unpaired
+cycles also see 324 real MR-only and 200 real CT-only slices.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ OUT = REPO / "bench" / "results" / "realdata"
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT, help="results folder (default bench/results/realdata)")
+    ap.add_argument("--work", type=Path, default=WORK, help="scratch working directory (default bench/work/realdata)")
+    ap.add_argument("--no-pools", action="store_true",
+                    help="leave the unpaired pools (ct_only / mr_only rows) out of the patient table")
+    args = ap.parse_args()
+    return run(args.out, args.work, pools=not args.no_pools)
+
+
+def run(OUT: Path, WORK: Path, pools: bool = True) -> int:  # noqa: N803 - the module constants' names
     if not DATA.is_dir():
         print(f"real data not found at {DATA}: nothing to do")
         return 0
@@ -36,7 +50,10 @@ def main() -> int:
     WORK.mkdir(parents=True)
     table = pd.read_csv(REPO / "config" / "harvard_patients.tsv", sep="\t", comment="#", dtype=str)
     for col in ("ct", "mr"):  # the table's paths are relative to the project root
-        table[col] = [str((REPO / p).resolve().parent / Path(p).name) for p in table[col]]
+        table[col] = [str((REPO / p).resolve().parent / Path(p).name) if isinstance(p, str) and p else ""
+                      for p in table[col]]
+    if not pools:
+        table = table[~table["role"].isin(["ct_only", "mr_only"])]
     table.to_csv(WORK / "patients.tsv", sep="\t", index=False)
     config = yaml.safe_load((REPO / "config" / "harvard.yaml").read_text())
     config["patients"] = "patients.tsv"
@@ -74,11 +91,14 @@ def main() -> int:
     cols = ["patient", "variant", "seed", "n_slices", "mae", "psnr", "ssim", "mae_head", "psnr_head", "ssim_head"]
     lines = [
         "# Real-data run: harvard_ctmr, 3 patients train / 3 held out", "",
-        f"Reproduce: `.venv/bin/python bench/bench_realdata.py` ({record['when']}; whole workflow "
+        f"Reproduce: `.venv/bin/python bench/bench_realdata.py{''.join(' ' + a for a in sys.argv[1:])}` "
+        f"({record['when']}; whole workflow "
         f"{wall / 60:.1f} min on {record['cpus']} CPUs; training "
         + ", ".join(f"{k.split()[1]} {v:.0f} s" for k, v in bench.items()) + ").", "",
         "Train: H02, H16, H20; test: H21, H28, H32. Preset `demo` (64 px, 1200 iterations), "
-        "`unpaired_includes_paired: true` (no unpaired patients in this data set).", "",
+        "`unpaired_includes_paired: true`; "
+        + ("unpaired pools: HMR_POOL (324 T2 slices of 13 MR-only patients) and HCT_POOL (200 head CT images)."
+           if pools else "no unpaired pools (the paired training patients' slices only)."), "",
         "## Per patient (0-255 scale; PSNR in dB, ours: add 48.13 dB for the paper's convention)", "",
         per_patient[cols].to_markdown(index=False, floatfmt=".3f"), "",
         "## Summary (mean ± sd over the 3 test patients)", "",
@@ -86,6 +106,10 @@ def main() -> int:
         .to_markdown(index=False),
         "",
     ]
+    if (OUT / "comparisons.tsv").is_file():
+        comp = pd.read_csv(OUT / "comparisons.tsv", sep="\t")
+        lines += ["## Comparisons (mrgan - baseline; hierarchical bootstrap 95% CI, sign-flip permutation p)", "",
+                  comp.drop(columns="method").to_markdown(index=False, floatfmt=".3g"), ""]
     (OUT / "realdata.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -35,7 +35,8 @@ def test_report_holds_every_category_and_table(report: Path) -> None:
     for words in ("1. Data and QA", "2. Registration", "3. Training", "4. Evaluation",
                   "per_patient.html", "summary.html", "table1.html", "wilcoxon.html", "registration.html",
                   "synthesis_T3.png", "variants_T3.png", "cycle_T3.png", "metrics.png", "losses.png",
-                  "registration_qa.png", "masking_qa_ct.png", "loss_curve.png"):
+                  "registration_qa.png", "masking_qa_ct.png", "loss_curve.png",
+                  "comparisons.html", "difference_mrgan_vs_paired.png", "Headline.", "hierarchical bootstrap"):
         assert words in text, f"{words!r} missing from the report"
 
 

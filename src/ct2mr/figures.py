@@ -26,6 +26,16 @@ image's left; grey levels 0..255 with fixed limits so panels are comparable):
     (validation MAE columns ``val_*`` included), one colour per variant (the model
     folder's name; for ``{variant}/seed{seed}/losses.tsv`` the variant folder's, one
     line style per seed), against the iteration.
+``difference`` (where a variant's gain lies)
+    Over every slice of the test patients (``--test-slices``): the per-pixel
+    mean absolute error ``|synthesized - reference|`` of the variant
+    (``--synth``) and of the baseline (``--baseline-synth``), and their
+    difference variant - baseline (diverging colour map centred at 0: blue =
+    the variant's error is lower there), with the contour of the head mask
+    (pixels inside the head in at least half of the slices). Several synthesized
+    files of one patient (seeds) are averaged. The title gives the mean
+    difference inside and outside the head mask, so a reader sees whether a
+    gain is in the head or in the background.
 
 Row titles name the patient, the slice's position in the slice file (``i``) and
 its index in the reference volume (``z``).
@@ -43,6 +53,10 @@ CLI (one sub-command, one figure per call)::
         --output fig7.png [--slice-index ...]
     ct2mr figures --kind metrics --per-patient results/metrics/per_patient.tsv --output metrics.png
     ct2mr figures --kind losses --losses results/models/*/losses.tsv --output losses.png
+    ct2mr figures --kind difference --test-slices results/slices/P05.npz results/slices/P06.npz \
+        --synth results/synth/mrgan/P05_slices.npz results/synth/mrgan/P06_slices.npz \
+        --baseline-synth results/synth/paired/P05_slices.npz results/synth/paired/P06_slices.npz \
+        --output difference_mrgan_vs_paired.png [--error-max 60]
 
 ``--synth`` files are those written by ``ct2mr synthesize --out-slices``; the
 variant label is read from the file (key ``variant``; else its folder name).
@@ -64,7 +78,7 @@ import numpy as np
 from ct2mr.atomic import write_figure
 from ct2mr.errors import InputError
 
-KINDS = ("synthesis", "variants", "cycle", "metrics", "losses")
+KINDS = ("synthesis", "variants", "cycle", "metrics", "losses", "difference")
 GREY = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
 VARIANT_COLOURS = {"paired": "#1f77b4", "unpaired": "#ff7f0e", "mrgan": "#2ca02c", "regression": "#9467bd"}
 _EXTRA_COLOURS = ["#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
@@ -349,6 +363,100 @@ def figure_losses(loss_files: Sequence[str | Path], output: str | Path, dpi: int
     return _save(fig, output, dpi)
 
 
+def _patient_of(path: str | Path) -> str:
+    """Patient id of a slice file (``P.npz``) or a synthesized slice file (``P_slices.npz``)."""
+    return Path(path).name.removesuffix(".npz").removesuffix("_slices")
+
+
+def mean_error_map(
+    slices_by_patient: Mapping[str, Mapping[str, Any]], synth_files: Sequence[str | Path]
+) -> tuple[np.ndarray, int]:
+    """Per-pixel mean ``|synthesized - reference|`` (grey levels, clipped to 0..255) over all test slices.
+
+    ``synth_files`` are matched to patients by file name (``{patient}_slices.npz``);
+    several files of one patient (seeds, in their own folders) are averaged
+    first. Returns the (S, S) map and the number of slices. InputError for a
+    patient without synthesized file or a file of an unknown patient.
+    """
+    from ct2mr.evaluate import load_npz
+
+    by_patient: dict[str, list[Path]] = {}
+    for f in synth_files:
+        pid = _patient_of(f)
+        if pid not in slices_by_patient:
+            raise InputError(f, None, f"patient {pid} is not among the test slice files given")
+        by_patient.setdefault(pid, []).append(Path(f))
+    total: np.ndarray | None = None
+    n = 0
+    for pid, sl in slices_by_patient.items():
+        if pid not in by_patient:
+            raise InputError(None, "--synth", f"no synthesized slice file for patient {pid}")
+        ref = np.asarray(sl["mr"], dtype=np.float64)
+        err = np.zeros_like(ref)
+        for f in by_patient[pid]:
+            syn = load_npz(f)
+            _check_synth(sl, syn, f)
+            err += np.abs(np.clip(np.asarray(syn["mr_syn"], dtype=np.float64), 0, 255) - ref)
+        err /= len(by_patient[pid])
+        total = err.sum(axis=0) if total is None else total + err.sum(axis=0)
+        n += ref.shape[0]
+    assert total is not None
+    return total / n, n
+
+
+def figure_difference(
+    test_slices: Sequence[str | Path],
+    variant_synth: Sequence[str | Path],
+    baseline_synth: Sequence[str | Path],
+    output: str | Path,
+    error_max: float = 60.0,
+    dpi: int = 120,
+) -> dict[str, float]:
+    """Mean |error| maps of a variant and a baseline and their difference (see module docstring).
+
+    Returns the numbers shown in the title: mean difference inside / outside the
+    head mask (grey levels per pixel) and the slice count.
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    from ct2mr.evaluate import load_npz
+    from ct2mr.slices import load_slices
+
+    slices: dict[str, Mapping[str, Any]] = {}
+    for f in test_slices:
+        d = load_slices(f)
+        if "mr" not in d:
+            raise InputError(f, "mr", "no reference MR: not a test patient")
+        slices[_patient_of(f)] = d
+    if not slices:
+        raise InputError(None, "--test-slices", "give the test patients' slice files")
+    vname = _label(load_npz(variant_synth[0]), variant_synth[0]) if variant_synth else "variant"
+    bname = _label(load_npz(baseline_synth[0]), baseline_synth[0]) if baseline_synth else "baseline"
+    err_v, n = mean_error_map(slices, _need(variant_synth, "--synth", "difference"))
+    err_b, _ = mean_error_map(slices, _need(baseline_synth, "--baseline-synth", "difference"))
+    diff = err_v - err_b
+    head = np.concatenate([np.asarray(d["head_mask"], bool) for d in slices.values()]).mean(axis=0) >= 0.5
+    inside = float(diff[head].mean()) if head.any() else math.nan
+    outside = float(diff[~head].mean()) if (~head).any() else math.nan
+    lim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
+    fig = _figure(12, 4.4)
+    axes = fig.subplots(1, 3)
+    for ax, img, title in ((axes[0], err_v, f"{vname}: mean |error|"), (axes[1], err_b, f"{bname}: mean |error|")):
+        im = _show(ax, img, title, cmap="magma", vmin=0, vmax=error_max)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="grey levels")
+    im = _show(axes[2], diff, f"{vname} - {bname} (blue: {vname} better)", cmap="RdBu_r",
+               norm=TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim), vmin=None, vmax=None)
+    fig.colorbar(im, ax=axes[2], shrink=0.8, label="difference of mean |error|, grey levels")
+    for ax in axes:
+        if head.any() and not head.all():
+            ax.contour(head, levels=[0.5], colors="lime", linewidths=0.8)
+    fig.suptitle(f"Where {vname} and {bname} differ, over {n} test slices of {len(slices)} patient(s):\n"
+                 f"mean difference inside the head mask {inside:+.2f}, outside {outside:+.2f} grey levels "
+                 "(green line: head mask in >= half of the slices)", fontsize=9)
+    _save(fig, output, dpi)
+    return {"inside_head": inside, "outside_head": outside, "n_slices": float(n)}
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -361,9 +469,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice-index", type=int, nargs="+", default=None,
                         help="positions in the slice file (0..N-1) to show (default: --n-slices evenly spaced)")
     parser.add_argument("--n-slices", type=int, default=None, help="slices shown when --slice-index is absent (default 2; cycle 1)")
-    parser.add_argument("--error-max", type=float, default=100.0, help="upper end of the absolute-error colour scale, grey levels")
+    parser.add_argument("--error-max", type=float, default=None,
+                        help="upper end of the absolute-error colour scale, grey levels (synthesis 100, difference 60)")
     parser.add_argument("--per-patient", help="per_patient.tsv from `ct2mr evaluate` (metrics)")
     parser.add_argument("--losses", nargs="+", default=[], help="results/models/{variant}/losses.tsv files (losses)")
+    parser.add_argument("--test-slices", nargs="+", default=[],
+                        help="difference: every test patient's slice file results/slices/{patient}.npz")
+    parser.add_argument("--baseline-synth", nargs="+", default=[],
+                        help="difference: the baseline's synthesized slice files (--synth: the variant's)")
     parser.add_argument("--dpi", type=int, default=120, help="PNG resolution (default 120)")
 
 
@@ -384,6 +497,11 @@ def run(args: argparse.Namespace) -> None:
     if kind == "losses":
         figure_losses(_need(args.losses, "--losses", kind), args.output, dpi=args.dpi)
         return
+    if kind == "difference":
+        figure_difference(_need(args.test_slices, "--test-slices", kind), _need(args.synth, "--synth", kind),
+                          _need(args.baseline_synth, "--baseline-synth", kind), args.output,
+                          error_max=60.0 if args.error_max is None else args.error_max, dpi=args.dpi)
+        return
     slices = load_slices(_need(args.slices, "--slices", kind))
     if "ct" not in slices:
         raise InputError(args.slices, "ct", "no CT slices: nothing was synthesized for this patient")
@@ -395,7 +513,7 @@ def run(args: argparse.Namespace) -> None:
         if len(synths) != 1:
             raise InputError(None, "--synth", f"--kind synthesis takes one file, got {len(synths)}")
         figure_synthesis(slices, synths[0][1], args.output, args.slice_index, args.n_slices or 2,
-                         args.error_max, args.dpi, synth_path=synths[0][0])
+                         100.0 if args.error_max is None else args.error_max, args.dpi, synth_path=synths[0][0])
     elif kind == "variants":
         figure_variants(slices, labelled, args.output, args.slice_index, args.n_slices or 2, args.dpi)
     else:

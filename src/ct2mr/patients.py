@@ -19,8 +19,10 @@ mr_only         unpaired MR training data                mr, no ct
 Image paths are a DICOM series folder, a NIfTI/MHA/NRRD file, or -- for
 already registered 2D slices -- a folder of PNG files or a glob pattern of PNG
 files (e.g. ``../shared/data/harvard_ctmr/CT/16???.png``); a PNG patient skips
-the 3D stages and joins the chain at slice extraction. Relative paths are
-relative to the project root (the Snakemake working directory).
+the 3D stages and joins the chain at slice extraction. A ``ct_only`` /
+``mr_only`` row naming 2D images (PNG or JPEG, a folder or a glob) is a
+**pool**: images of any size, each its own slice (:mod:`ct2mr.image_pools`).
+Relative paths are relative to the project root (the Snakemake working directory).
 
 Files under ``results/`` are outputs of the workflow itself (the phantom
 cohort): they need not exist yet. Every other path must exist.
@@ -83,6 +85,12 @@ class Patient:
         return any(p is not None and is_png_source(p) for p in (self.ct, self.mr))
 
     @property
+    def is_pool(self) -> bool:
+        """True for a ``ct_only`` / ``mr_only`` row naming 2D images: an unpaired pool
+        (:mod:`ct2mr.image_pools`: images of any size, each its own slice)."""
+        return self.role in ("ct_only", "mr_only") and self.is_png
+
+    @property
     def has_ct(self) -> bool:
         return self.ct is not None
 
@@ -91,18 +99,22 @@ class Patient:
         return self.mr is not None
 
 
+#: file name endings of 2D image sources (PNG slice pairs and unpaired pools)
+IMAGE_2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+
 def is_png_source(path: str) -> bool:
-    """A glob pattern, a ``.png`` file or a folder holding PNG files."""
+    """A glob pattern, a ``.png`` / ``.jpg`` / ``.jpeg`` file or a folder holding such files."""
     if any(ch in path for ch in "*?["):
         return True
     p = Path(path)
-    if p.suffix.lower() == ".png":
+    if p.suffix.lower() in IMAGE_2D_SUFFIXES:
         return True
-    if not p.is_dir() or not any(f.suffix.lower() == ".png" for f in p.iterdir()):
+    if not p.is_dir() or not any(f.suffix.lower() in IMAGE_2D_SUFFIXES for f in p.iterdir()):
         return False
     from ct2mr.dicom_series import has_dicom
 
-    return not has_dicom(p)  # a DICOM export keeps preview PNGs beside its DICOM files
+    return not has_dicom(p)  # a DICOM export keeps preview PNG/JPEG images beside its DICOM files
 
 
 def _exists(path: str) -> bool:

@@ -16,6 +16,8 @@ CLI::
 
     ct2mr report-tables --tsv results/metrics/per_patient.tsv --title "Per-patient metrics" \\
         --output results/report_tables/per_patient.html
+    ct2mr report-tables --table1-per-patient results/metrics/per_patient.tsv --variants paired unpaired mrgan \\
+        --title "Table 1" --output results/report_tables/table1.html
     ct2mr report-tables --registration-json results/preprocessed/*/registration_qa.json \\
         --title "Registration" --output results/report_tables/registration.html \\
         --output-tsv results/metrics/registration.tsv
@@ -105,14 +107,75 @@ def registration_table(paths: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Table 1 metrics: head-masked MAE first, then the paper's whole-slice MAE and PSNR (both conventions)
+TABLE1_METRICS: tuple[tuple[str, str], ...] = (
+    ("mae_head", "mae_head"), ("mae", "mae"), ("psnr", "psnr"), ("psnr_paper", "psnr_paper_convention"),
+)
+
+
+def _mean_sd_text(values: Any, decimals: int = 2) -> str:
+    """``"m ± sd"`` (sample sd, ddof=1) of the finite values; ``"m"`` for one value; ``""`` for none."""
+    import numpy as np  # noqa: PLC0415
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return ""
+    if v.size == 1:
+        return f"{v[0]:.{decimals}f}"
+    return f"{v.mean():.{decimals}f} ± {v.std(ddof=1):.{decimals}f}"
+
+
+def table1_over_seeds(per_patient: pd.DataFrame, variants: list[str] | None = None) -> pd.DataFrame:
+    """The paper's Table 1 layout with the training seeds' spread.
+
+    One row per test patient: for each metric of :data:`TABLE1_METRICS` and each
+    variant, the mean ± sd over the seeds (a single value with one seed). Then
+    ``mean ± sd over patients`` (of the per-patient means over seeds) and
+    ``mean ± sd over seeds`` (of each seed's mean over patients: how much a whole
+    run's result moves with the training seed). ``per_patient`` needs ``patient``,
+    ``variant`` and the metric columns; ``seed`` is optional (absent = seed 0).
+    """
+    df = per_patient.copy()
+    if "seed" not in df.columns:
+        df["seed"] = 0
+    variants = variants or list(dict.fromkeys(df["variant"].astype(str)))
+    patients = list(dict.fromkeys(df["patient"].astype(str)))
+    df["patient"] = df["patient"].astype(str)
+    df["variant"] = df["variant"].astype(str)
+    cols = [(label, metric, v) for label, metric in TABLE1_METRICS if metric in df.columns for v in variants]
+    rows: list[dict[str, Any]] = []
+    for p in patients:
+        row: dict[str, Any] = {"patient": p}
+        for label, metric, v in cols:
+            sel = df[(df["patient"] == p) & (df["variant"] == v)]
+            row[f"{label}_{v}"] = _mean_sd_text(pd.to_numeric(sel[metric], errors="coerce"))
+        rows.append(row)
+    over_p: dict[str, Any] = {"patient": "mean ± sd over patients"}
+    over_s: dict[str, Any] = {"patient": "mean ± sd over seeds"}
+    for label, metric, v in cols:
+        sel = df[df["variant"] == v].assign(value=lambda d, m=metric: pd.to_numeric(d[m], errors="coerce"))
+        over_p[f"{label}_{v}"] = _mean_sd_text(sel.groupby("patient")["value"].mean())
+        over_s[f"{label}_{v}"] = _mean_sd_text(sel.groupby("seed")["value"].mean())
+    rows += [over_p, over_s]
+    n_seeds = int(df["seed"].nunique())
+    out = pd.DataFrame(rows, columns=["patient", *[f"{label}_{v}" for label, _, v in cols]])
+    out.attrs["n_seeds"] = n_seeds
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--tsv", help="a TSV table to show")
+    src.add_argument("--table1-per-patient", default=None,
+                     help="per_patient.tsv: show the paper's Table 1 layout, mean ± sd over seeds per cell")
     src.add_argument("--registration-json", nargs="+", help="registration_qa.json files (one row each)")
     parser.add_argument("--title", required=True, help="page title")
     parser.add_argument("--note", default="", help="a sentence shown above the table")
     parser.add_argument("--output", required=True, help="output HTML page")
     parser.add_argument("--output-tsv", default=None, help="also write the table as TSV (registration)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="Table 1: variants in column order (default: as in the table)")
     parser.add_argument("--columns", nargs="+", default=None,
                         help="show only these columns, in this order (e.g. metric paired unpaired mrgan)")
 
@@ -126,6 +189,22 @@ def run(args: argparse.Namespace) -> None:
             df = pd.read_csv(path, sep="\t")
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise InputError(path, None, f"not a readable TSV table ({exc})") from None
+    elif args.table1_per_patient:
+        path = Path(args.table1_per_patient)
+        if not path.is_file():
+            raise InputError(path, None, "table not found")
+        try:
+            per_patient = pd.read_csv(path, sep="\t")
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(path, None, f"not a readable TSV table ({exc})") from None
+        missing = [c for c in ("patient", "variant") if c not in per_patient.columns]
+        if missing:
+            raise InputError(path, "header", f"missing column(s) {missing}")
+        df = table1_over_seeds(per_patient, args.variants)
+        if not args.note:
+            n = df.attrs["n_seeds"]
+            args.note = (f"Each cell: mean ± sd over {n} training seeds (sd: sample, ddof=1)." if n > 1 else
+                         "One training seed: each cell is that seed's value (no sd).")
     else:
         df = registration_table(args.registration_json)
     if args.columns:

@@ -2,6 +2,7 @@
 # No rule lives here; logic lives in src/ct2mr.
 import glob
 import json
+import os
 import re
 import shlex
 
@@ -10,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from ct2mr.config import validate_all
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import TRAIN_ROLES, VAL_ROLE
+from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.rerun_scope import fix_list_changes_params
 from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
@@ -39,8 +40,11 @@ FIG_SEED = min(SEEDS)
 MODEL = "results/models/{variant}/seed{seed}"
 SYNTH = "results/synth/{variant}/seed{seed}"
 
-PNG = sorted(p for p, r in PATIENTS.items() if r.is_png)
-VOLUME = sorted(p for p in PATIENTS if p not in PNG)
+#: 2D image pools (ct_only / mr_only rows naming PNG/JPEG images of any size)
+POOL = sorted(p for p, r in PATIENTS.items() if r.is_pool)
+#: registered 2D slice pairs (PNG)
+PNG = sorted(p for p, r in PATIENTS.items() if r.is_png and not r.is_pool)
+VOLUME = sorted(p for p in PATIENTS if p not in PNG and p not in POOL)
 #: 3D patients with both scans: registration runs for these
 PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_mr)
 TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
@@ -109,8 +113,21 @@ def all_outputs():
     if TEST:
         out += expand(f"{SYNTH}/{{patient}}_mr.nii.gz", variant=VARIANTS, seed=SEEDS, patient=TEST)
         out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
+        out.append("results/report_tables/comparisons.html")
         out += figure_outputs()
     return out
+
+
+# --- used by evaluate.smk and figures.smk ---
+#: the variant compared with each baseline in comparisons.tsv (the paper's claim)
+COMPARE_VARIANT = "mrgan"
+#: baselines of the difference figures (every other configured variant)
+COMPARE_BASELINES = [v for v in VARIANTS if v != COMPARE_VARIANT] if COMPARE_VARIANT in VARIANTS else []
+
+
+def synth_slices(variant):
+    """The synthesized slice files of one variant for every test patient and seed."""
+    return expand(f"{SYNTH}/{{patient}}_slices.npz", variant=variant, seed=SEEDS, patient=TEST)
 
 
 # --- used by figures.smk ---
@@ -119,10 +136,12 @@ MAIN_VARIANT = "mrgan" if "mrgan" in VARIANTS else VARIANTS[-1]
 
 
 def figure_outputs():
-    """Figures 5-7 per test patient, per-patient metrics and loss curves."""
+    """Figures 5-7 per test patient, difference maps, per-patient metrics and loss curves."""
     out = expand("results/figures/{kind}_{patient}.png", kind=["synthesis", "variants"], patient=TEST)
     if CYCLE_VARIANTS:
         out += expand("results/figures/cycle_{patient}.png", patient=TEST)
+    out += expand("results/figures/difference_{variant}_vs_{baseline}.png", variant=COMPARE_VARIANT,
+                  baseline=COMPARE_BASELINES)
     return out + ["results/figures/metrics.png", "results/figures/losses.png"]
 
 
@@ -179,14 +198,25 @@ def image_flags(wildcards, input):
 
 
 def png_files(wildcards):
-    """The PNG files behind a patient's ct/mr sources (folder or glob), so edits retrigger."""
+    """The image files behind a patient's ct/mr sources (folder or glob), so edits retrigger."""
     r = PATIENTS[wildcards.patient]
     files = []
     for src in (r.ct, r.mr):
         if src is None:
             continue
-        files += sorted(glob.glob(src)) if any(c in src for c in "*?[") else sorted(glob.glob(f"{src}/*.png"))
+        if any(c in src for c in "*?["):
+            files += sorted(f for f in glob.glob(src) if os.path.isfile(f))
+        elif os.path.isdir(src):
+            files += sorted(str(f) for f in Path(src).iterdir() if f.suffix.lower() in IMAGE_2D_SUFFIXES)
+        else:
+            files.append(src)
     return files
+
+
+def pool_source(wildcards):
+    """The folder or glob of a pool row (quoted for the shell)."""
+    r = PATIENTS[wildcards.patient]
+    return "'" + (r.ct if r.ct is not None else r.mr) + "'"
 
 
 def png_flags(wildcards):

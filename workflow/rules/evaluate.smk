@@ -31,3 +31,27 @@ rule evaluate:
         " --variants {params.variants} --seeds {params.seeds} --data-range {params.data_range}"
         " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats}"
         " --table1 {output.table1} > {log} 2>&1"
+
+
+# mrgan against each baseline with statistics that can decide with few patients:
+# a hierarchical bootstrap CI (patients, then seeds within patients) and a sign-flip
+# permutation test over the patient x seed differences (ct2mr.comparisons).
+rule compare:
+    input:
+        "results/metrics/per_patient.tsv",
+    output:
+        "results/metrics/comparisons.tsv",
+    params:
+        variant=COMPARE_VARIANT,
+    log:
+        "results/logs/evaluate/compare.log",
+    benchmark:
+        "results/benchmarks/evaluate/compare.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr --threads {threads} compare --per-patient {input} --output {output}"
+        " --variant {params.variant} > {log} 2>&1"

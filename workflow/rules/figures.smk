@@ -1,9 +1,11 @@
 # The paper's figures from our own data: Figure 5 (CT / synthesized MR / reference
 # MR / absolute error), Figure 6 (the variants side by side), Figure 7 (CT /
 # synthesized MR / reconstructed CT / relative difference), per-patient metrics and
-# loss curves. Figure 2 (registration overlays) is made by the register rule.
-# Figures 5-7 show the models of one seed (FIG_SEED, the lowest of training.seeds);
-# the metrics figure shows every seed, the loss figure every variant and seed.
+# loss curves, and where mrgan's error differs from each baseline's (difference maps).
+# Figure 2 (registration overlays) is made by the register rule.
+# Figures 5-7 and the difference maps show the models of one seed (FIG_SEED, the
+# lowest of training.seeds); the metrics figure shows every seed, the loss figure
+# every variant and seed.
 
 
 rule fig_synthesis:
@@ -130,3 +132,32 @@ rule fig_losses:
         mem_mb=2000,
     shell:
         "python -m ct2mr figures --kind losses --losses {input} --output {output} > {log} 2>&1"
+
+
+rule fig_difference:
+    input:
+        slices=expand("results/slices/{patient}.npz", patient=TEST),
+        variant=lambda w: synth_slices(w.variant),
+        baseline=lambda w: synth_slices(w.baseline),
+    output:
+        report(
+            "results/figures/difference_{variant}_vs_{baseline}.png",
+            caption="../report/fig_difference.rst",
+            category="4. Evaluation",
+            subcategory="Where the difference lies",
+            labels={"comparison": "{variant} vs {baseline}", "figure": "mean |error| difference"},
+        ),
+    wildcard_constraints:
+        baseline=one_of(VARIANTS),
+    log:
+        "results/logs/figures/difference_{variant}_vs_{baseline}.log",
+    benchmark:
+        "results/benchmarks/figures/difference_{variant}_vs_{baseline}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr figures --kind difference --test-slices {input.slices} --synth {input.variant}"
+        " --baseline-synth {input.baseline} --output {output} > {log} 2>&1"

@@ -1,7 +1,8 @@
 # Stage 6, slices: the axial slices holding brain, padded (or, for heads wider
 # than the canvas, resized without distortion) to slices.size^2 (256 x 256),
 # with masks and the geometry that puts synthesized slices back into the CT grid.
-# PNG patients (already registered 2D slices) join the chain here.
+# PNG patients (already registered 2D slices) and 2D image pools (unpaired
+# ct_only / mr_only images of any size) join the chain here.
 
 
 rule slices:
@@ -56,3 +57,28 @@ rule slices_png:
     shell:
         "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
         " {params.sources} --output {output} --size {params.size} > {log} 2>&1"
+
+
+rule slices_pool:
+    input:
+        png_files,
+    output:
+        "results/slices/{patient}.npz",
+    wildcard_constraints:
+        patient=one_of(POOL),
+    params:
+        role=lambda w: PATIENTS[w.patient].role,
+        images=pool_source,
+        size=config["slices"]["size"],
+    log:
+        "results/logs/slices/{patient}.log",
+    benchmark:
+        "results/benchmarks/slices/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr --threads {threads} slices-pool --patient {wildcards.patient} --role {params.role}"
+        " --images {params.images} --output {output} --size {params.size} > {log} 2>&1"
