@@ -45,8 +45,8 @@ NEEDS: dict[str, dict[str, bool]] = {
     "ct_only": {"ct": True, "mr": False},
     "mr_only": {"ct": False, "mr": True},
 }
-#: roles whose slices train the networks (paired_test is held out)
-TRAIN_ROLES: tuple[str, ...] = ("paired_train", "ct_only", "mr_only")
+#: roles whose slices train the networks (paired_test is held out); defined in ct2mr.roles
+from ct2mr.roles import TRAIN_ROLES  # noqa: E402  (re-exported)
 GENERATED_PREFIX = "results/"
 
 
