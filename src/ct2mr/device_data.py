@@ -97,6 +97,11 @@ class BatchedSampler:
     def count(self, need: str) -> int:
         return self.counts[need]
 
+    @property
+    def params_shape(self) -> tuple[int, int]:
+        """Shape of one iteration's parameter rows: (images drawn, 6)."""
+        return (self.n_images, 6)
+
     # ----------------------------------------------------------------- host side
     def draw_params(self) -> np.ndarray:
         """The iteration's random draws -> float32 (n_images, 6): bank index, flip (0/1),

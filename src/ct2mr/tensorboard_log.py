@@ -46,8 +46,8 @@ def tensorboard_available() -> bool:
 def open_writer(log_dir: Path, purge_step: int | None = None) -> Any | None:
     """A SummaryWriter on ``log_dir``, or None without tensorboard.
 
-    ``purge_step``: on resume, the iteration of the checkpoint: events logged
-    after it by the interrupted run are hidden by TensorBoard (no duplicates).
+    ``purge_step``: on resume, the checkpoint's iteration + 1: events the
+    interrupted run logged from that step on are hidden by TensorBoard (no duplicates).
     """
     try:
         from torch.utils.tensorboard import SummaryWriter

@@ -657,7 +657,9 @@ def train(
                 "elapsed_s": elapsed + (time.perf_counter() - t0),
             }
 
-        writer = open_writer(out_dir / "tensorboard", purge_step=trainer.iteration or None) if settings.tensorboard else None
+        # on resume, hide the events an interrupted run logged after its checkpoint
+        purge = trainer.iteration + 1 if ckpt is not None else None
+        writer = open_writer(out_dir / "tensorboard", purge_step=purge) if settings.tensorboard else None
         stack.callback(lambda: writer.close() if writer is not None else None)
         preview = _preview_images(pools, dev) if writer is not None and settings.image_log_every else None
         t0 = time.perf_counter()
