@@ -154,22 +154,29 @@ class Report:
 
 @contextlib.contextmanager
 def time_guard(seconds: float) -> Iterator[None]:
-    """Raise :class:`SectionTimeout` after ``seconds`` (SIGALRM; a no-op off the main thread / on Windows)."""
-    usable = hasattr(signal, "SIGALRM") and seconds > 0
-    if not usable:
+    """Raise :class:`SectionTimeout` after ``seconds`` (SIGALRM; a no-op where there is none).
+
+    Nests: an inner guard never outlives an enclosing one, and on exit the
+    enclosing guard's timer is restored with the time it has left.
+    """
+    if not hasattr(signal, "SIGALRM") or seconds <= 0:
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
         raise SectionTimeout(f"time guard: section exceeded {seconds:.0f} s")
 
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+    t0 = time.perf_counter()
     old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left > 0 else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer_left > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.perf_counter() - t0), 0.001))
 
 
 def sync(device: torch.device) -> None:

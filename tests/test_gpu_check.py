@@ -103,3 +103,22 @@ def test_time_guard_keeps_partial_results(repo_root: Path, tmp_path: Path) -> No
     assert data["meta"]["wall_s"] < 8 + 15  # stopped near its budget (start-up and one iteration of slack)
     assert "environment" in data["sections"]
     assert "resume" not in data["sections"]  # not asked for
+
+
+def test_time_guards_nest(repo_root: Path) -> None:
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("gpu_check_mod", repo_root / "bench" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    t0 = time.perf_counter()
+    try:
+        with mod.time_guard(0.6):
+            with mod.time_guard(0.2):
+                pass  # the inner guard ends early: the outer one must still fire
+            while True:
+                time.sleep(0.01)
+    except mod.SectionTimeout:
+        pass
+    assert 0.5 <= time.perf_counter() - t0 < 3
