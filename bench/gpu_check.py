@@ -759,11 +759,13 @@ def main(argv: list[str] | None = None) -> int:
     run("speed_eager", "speed", lambda dl: speed_section(report, profile, device, EAGER_MODES, variants, profile["warmup"], dl, "training_speed"))
     run("synthesis", "synthesis", lambda dl: synthesis_section(report, profile, device, dl))
     run("agreement", "agreement", lambda dl: agreement_section(report, profile, device, variants, dl))
-    train_files = data_files(data)["train"]
-    if "resume" in wanted and not train_files:
-        report.note(f"resume: skipped, no prepared slices in {data}")
-    else:
-        run("resume", "resume", lambda dl: resume_section(report, profile, device, train_files + data_files(data)["mr_only"], work))
+    resume_data = data
+    if not data_files(data)["train"] and "resume" in wanted:
+        resume_data = work / "synthetic_data"  # the resume check needs slices, not real ones
+        write_synthetic_data(resume_data, size=profile["arch"]["image_size"])
+        report.note(f"resume: no prepared slices in {data}; ran on synthetic slices")
+    resume_files = data_files(resume_data)["train"] + data_files(resume_data)["mr_only"]
+    run("resume", "resume", lambda dl: resume_section(report, profile, device, resume_files, work))
     run("real_data", "real_data", lambda dl: real_data_section(report, profile, device, data, seconds, dl))
     # compilation last: it takes whatever time is left
     compile_variants = sorted(variants, key=lambda v: v != "mrgan")  # the 15 ms goal is about mrgan: first
