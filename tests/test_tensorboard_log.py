@@ -34,7 +34,7 @@ def read_events(folder: Path):  # noqa: ANN201
 @pytest.mark.parametrize("variant", ["paired", "mrgan"])
 def test_event_files_hold_losses_lr_and_images(variant: str, files: list[Path], tmp_path: Path) -> None:
     pytest.importorskip("torch.utils.tensorboard")
-    s = settings_from_dict({**PRESETS["tiny"]})  # 8 iterations, log_every 2, image_log_every 4
+    s = settings_from_dict({**PRESETS["tiny"], "tensorboard": True})  # 8 its, log_every 2, image_log_every 4
     out = tmp_path / variant
     train(s, files, out, variant)
     tb = out / "tensorboard"
@@ -60,7 +60,7 @@ def test_event_files_hold_losses_lr_and_images(variant: str, files: list[Path], 
 
 def test_resumed_run_continues_the_same_event_folder(files: list[Path], tmp_path: Path) -> None:
     pytest.importorskip("torch.utils.tensorboard")
-    s = settings_from_dict({**PRESETS["tiny"]})
+    s = settings_from_dict({**PRESETS["tiny"], "tensorboard": True})
     out = tmp_path / "paired"
     train(s, files, out, "paired", max_iterations_this_run=4)
     train(s, files, out, "paired")
@@ -69,6 +69,7 @@ def test_resumed_run_continues_the_same_event_folder(files: list[Path], tmp_path
 
 
 def test_settings_can_turn_tensorboard_off(files: list[Path], tmp_path: Path) -> None:
+    assert PRESETS["tiny"]["tensorboard"] is False  # test preset: run-to-run comparisons need no event files
     s = settings_from_dict({**PRESETS["tiny"], "tensorboard": False})
     train(s, files, tmp_path / "m", "paired")
     assert not (tmp_path / "m" / "tensorboard").exists()
@@ -87,7 +88,7 @@ def test_training_works_without_tensorboard_installed(files: list[Path], tmp_pat
         from ct2mr.tensorboard_log import tensorboard_available
         assert not tensorboard_available()
         out = Path({str(tmp_path / 'm')!r})
-        train(settings_from_dict(PRESETS["tiny"]), {[str(f) for f in files]!r}, out, "mrgan")
+        train(settings_from_dict({{**PRESETS["tiny"], "tensorboard": True}}), {[str(f) for f in files]!r}, out, "mrgan")
         assert (out / "syn_mr.pt").is_file() and not (out / "tensorboard").exists()
         print("ok")
         """

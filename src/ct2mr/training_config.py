@@ -150,6 +150,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_threads": 1,  # tiny tensors: extra threads only add overhead
         "log_every": 2,
         "checkpoint_every": 4,
+        # no TensorBoard events in the test preset: their file names carry time, host and pid,
+        # so two identical tiny runs (tests/test_slurm.py) would not compare equal
+        "tensorboard": False,
         "image_log_every": 4,
     },
     # CPU demo: the three variants together train in about 4-5 minutes on 2 shared
