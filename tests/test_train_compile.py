@@ -1,4 +1,4 @@
-"""The trainer's torch.compile wiring, on the CPU with TorchDynamo's ``eager`` backend.
+"""The trainer's torch.compile wiring (on the CPU with TorchDynamo's ``eager`` backend) and channels_last.
 
 Inductor (the default backend) needs minutes on the shared CPU for even the tiny
 preset (measured > 5 min for one variant), so the real compile modes are measured
@@ -72,3 +72,15 @@ def test_dynamo_traced_networks_reproduce_the_eager_losses(variant: str, monkeyp
     compiled = run_steps(settings_from_dict({**PRESETS["tiny"], "num_threads": 1, "compile": True}), variant, 3)
     torch._dynamo.reset()
     assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+def test_channels_last_gives_the_same_losses(monkeypatch) -> None:
+    """channels_last changes the memory layout only (default off; measured on the GPU by gpu_check)."""
+    torch.set_num_threads(1)
+    base = {**PRESETS["tiny"], "num_threads": 1}
+    plain = run_steps(settings_from_dict(base), "mrgan", 3)
+    trainer = Trainer(settings_from_dict({**base, "channels_last": True}), "mrgan", "cpu")
+    w = next(p for p in trainer.nets["syn_mr"].parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    nhwc = run_steps(settings_from_dict({**base, "channels_last": True}), "mrgan", 3)
+    assert nhwc == pytest.approx(plain, rel=1e-4)

@@ -177,7 +177,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if (self.cuda and settings.amp == "bf16") else None
         # channels_last only on request (off by default: instance norm and reflection
         # padding hand back the standard layout, so each generator layer pays copies)
-        self.channels_last = self.cuda and settings.channels_last
+        self.channels_last = settings.channels_last
         if self.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)

@@ -56,7 +56,7 @@ class TrainSettings:
     networks, CUDA only), ``compile_mode`` (torch.compile mode: default |
     reduce-overhead (CUDA graphs through torch.compile) | max-autotune |
     max-autotune-no-cudagraphs), ``channels_last`` (NHWC memory format for
-    networks and inputs, CUDA only; default False: instance norm and reflection
+    networks and inputs; default False: instance norm and reflection
     padding return the standard layout, so every generator layer pays layout
     copies; turn it on only where bench/gpu_check.py measures it faster),
     ``num_threads`` [CPU threads; None = torch default],
