@@ -114,7 +114,10 @@ def dis_term_name(adv_term: str) -> str:
 
 
 class Sampler:
-    """Draws each iteration's images from the pools and augments them.
+    """Draws each iteration's images from the pools and augments them, one image at a time.
+
+    The reference for :class:`ct2mr.device_data.BatchedSampler` (what :func:`train`
+    uses: the same draws, applied as one batch on the device); tests compare the two.
 
     Order of random draws per iteration (numpy ``rng``): for each data kind the
     variant needs, in the order ct_unpaired, mr_unpaired, paired: a slice index,
