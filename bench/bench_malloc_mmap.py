@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -81,9 +80,16 @@ def main() -> None:
         for label in res:
             r = run_child(args.variant, args.iters, label != "default")
             res[label].append(r)
-            print(label, r, flush=True)
+            print(label, json.dumps(r), flush=True)
+            write_results(res, args.variant, load_before, args.out)  # after each child: partial results kept
+
+
+def write_results(res: dict[str, list[dict]], variant: str, load_before: tuple[float, ...], out: Path) -> None:
+    """Summaries of the runs so far -> ``out``.json / .md."""
     summary = {}
     for label, runs in res.items():
+        if not runs:
+            continue
         ms = [t for r in runs for t in r["ms"]]
         flt = [f for r in runs for f in r["minor_faults"]]
         summary[label] = {
@@ -92,18 +98,15 @@ def main() -> None:
             "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1), "iterations": len(ms),
         }
     meta = {
-        "variant": args.variant, "size": "paper (256 px, ngf 64, 9 blocks), batch 1, 1 thread, CPU",
+        "variant": variant, "size": "paper (256 px, ngf 64, 9 blocks), batch 1, 1 thread, CPU",
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "command": " ".join(["python", "bench/bench_malloc_mmap.py", *sys.argv[1:]]), "cpu_count": os.cpu_count(),
-        "max_rss_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    out: Path = args.out
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": res}, indent=2) + "\n")
-    d, m = summary["default"], summary["MALLOC_MMAP_MAX_=0"]
     lines = [
         "# CPU training at the paper size: MALLOC_MMAP_MAX_=0", "",
-        f"{meta['size']}, variant {args.variant}; {meta['date_utc']} UTC; command `{meta['command']}`.",
+        f"{meta['size']}, variant {variant}; {meta['date_utc']} UTC; command `{meta['command']}`.",
         f"Load average before/after: {load_before[0]:.1f} / {meta['load_average_after'][0]:.1f} "
         f"({meta['cpu_count']} CPUs shared with other jobs: upper bounds).", "",
         "| environment | median ms/it | min | max | minor page faults / it | peak RSS MiB | its |", "|---|---|---|---|---|---|---|",
@@ -111,13 +114,14 @@ def main() -> None:
     for label, r in summary.items():
         lines.append(f"| {label} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} | {r['median_minor_faults_per_it']} | "
                      f"{r['peak_rss_mib']} | {r['iterations']} |")
-    lines += ["", f"Ratio default / MALLOC_MMAP_MAX_=0 (median): {d['median_ms'] / m['median_ms']:.2f}; page faults "
-              f"{d['median_minor_faults_per_it']} -> {m['median_minor_faults_per_it']} per iteration.", "",
-              "Usage: `MALLOC_MMAP_MAX_=0 snakemake ...` (or export it in the shell that trains on the CPU). It only "
+    if len(summary) == 2:
+        d, m = summary["default"], summary["MALLOC_MMAP_MAX_=0"]
+        lines += ["", f"Ratio default / MALLOC_MMAP_MAX_=0 (median): {d['median_ms'] / m['median_ms']:.2f}; page faults "
+                  f"{d['median_minor_faults_per_it']} -> {m['median_minor_faults_per_it']} per iteration."]
+    lines += ["", "Usage: `MALLOC_MMAP_MAX_=0 snakemake ...` (or export it in the shell that trains on the CPU). It only "
               "concerns glibc (Linux) and CPU training; GPU memory is managed by torch's own caching allocator."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()
