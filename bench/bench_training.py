@@ -1,7 +1,11 @@
 """Benchmark: milliseconds per training iteration of each variant (paired, unpaired, mrgan, regression).
 
 One iteration = sampling + augmentation + generator step + discriminator step
-(what ``ct2mr train`` does per iteration, without checkpoint / log writing).
+(what ``ct2mr train`` does per iteration, without checkpoint / log writing;
+sampling with the batched on-device sampler ``ct2mr.device_data.BatchedSampler``;
+``--compare-sampler`` also times the per-image reference ``ct2mr.train.Sampler``).
+The one-command GPU check (all modes, memory, agreement, resume, real data) is
+``bench/gpu_check.py``.
 
 CPU (default)::
 
@@ -40,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ct2mr.augment import AugmentConfig  # noqa: E402
+from ct2mr.device_data import BatchedSampler  # noqa: E402
 from ct2mr.losses import VARIANTS, data_for  # noqa: E402
 from ct2mr.train import Sampler, Trainer, _runtime  # noqa: E402
 from ct2mr.training_config import preset_settings, settings_from_dict  # noqa: E402
@@ -55,26 +60,41 @@ def synthetic_pools(size: int, n: int = 8) -> SlicePools:
     return SlicePools(rnd(), rnd(), rnd(), rnd())
 
 
-def time_variant(settings, variant: str, device: torch.device, warmup: int, iters: int) -> dict[str, float]:
+def time_variant(
+    settings, variant: str, device: torch.device, warmup: int, iters: int, sampler_kind: str = "batched"
+) -> dict[str, float]:
+    """``sampler_kind``: ``batched`` (ct2mr.device_data.BatchedSampler, what ``ct2mr train`` uses)
+    or ``reference`` (ct2mr.train.Sampler, one image at a time: the loop before issue 10)."""
     pools = synthetic_pools(settings.image_size).to(device)
     aug = AugmentConfig(settings.image_size, settings.effective_pad_to)
     with _runtime(settings, device):
         trainer = Trainer(settings, variant, device)
-        sampler = Sampler(pools, data_for(variant), aug, settings.seed)
-        times = []
+        if sampler_kind == "batched":
+            sampler = BatchedSampler(pools, data_for(variant), aug, settings.seed, device)
+        else:
+            sampler = Sampler(pools, data_for(variant), aug, settings.seed)
+        times, cpu_times, draw_cpu = [], [], []
         for i in range(warmup + iters):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t = time.perf_counter()
-            trainer.step(sampler.draw())  # .step() reads the losses back (float()), i.e. synchronises
+            c = time.process_time()
+            batch = sampler.draw()
+            c_draw = time.process_time() - c
+            trainer.step(batch)  # .step() reads the losses back (float()), i.e. synchronises
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i >= warmup:
                 times.append((time.perf_counter() - t) * 1000)
+                cpu_times.append((time.process_time() - c) * 1000)
+                draw_cpu.append(c_draw * 1000)
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),
         "max_ms": max(times),
+        # CPU time of this process: robust to other jobs holding the cores (wall time is not)
+        "median_cpu_ms": statistics.median(cpu_times),
+        "median_draw_cpu_ms": statistics.median(draw_cpu),
         "iterations_timed": len(times),
         "warmup": warmup,
     }
@@ -131,6 +151,12 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="variants to time (default all)")
     ap.add_argument("--full-run", action="store_true",
                     help="CPU: time whole demo-preset trainings (1 thread) instead of single iterations")
+    ap.add_argument("--threads", default="1,2", help="CPU: comma list of thread counts for the demo size (default 1,2)")
+    ap.add_argument(
+        "--compare-sampler", action="store_true",
+        help="CPU demo size: also time the reference per-image Sampler (the loop before the batched one), "
+        "alternating with the batched one variant by variant",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     rows: list[dict[str, object]] = []
@@ -143,15 +169,19 @@ def main() -> None:
     elif device.type == "cpu":
         demo = preset_settings("demo")
         paper = settings_from_dict({**preset_settings("paper").to_dict(), "device": "cpu"})
-        cases = [("demo", demo, threads, 3, 10 if args.quick else 30) for threads in (1, 2)]
+        thread_counts = [int(t) for t in args.threads.split(",")]
+        cases = [("demo", demo, threads, 3, 10 if args.quick else 30) for threads in thread_counts]
         if not args.skip_paper:
             cases.append(("paper", paper, 1, 1, 1 if args.quick else 2))
         for preset, base, threads, warmup, iters in cases:
             s = settings_from_dict({**base.to_dict(), "num_threads": threads})
+            kinds = ["batched", "reference"] if (args.compare_sampler and preset == "demo") else ["batched"]
             for variant in args.variants:
-                r = time_variant(s, variant, device, warmup, iters)
-                rows.append({"preset": preset, "image_size": s.image_size, "variant": variant, "mode": f"fp32, {threads} thread(s)", **r})
-                print(rows[-1], flush=True)
+                for kind in kinds:
+                    r = time_variant(s, variant, device, warmup, iters, kind)
+                    mode = f"fp32, {threads} thread(s)" + (", reference sampler (before)" if kind == "reference" else "")
+                    rows.append({"preset": preset, "image_size": s.image_size, "variant": variant, "mode": mode, **r})
+                    print(rows[-1], flush=True)
     else:
         base = preset_settings("paper")
         modes = [("fp32 eager (TF32)", {"amp": "fp32"}), ("bf16 eager", {"amp": "bf16"}), ("bf16 + torch.compile", {"amp": "bf16", "compile": True})]
@@ -186,8 +216,8 @@ def main() -> None:
         "One iteration = draw + augment one unpaired CT, one unpaired MR and one pair (as the variant needs),",
         "generator step, discriminator step (batch size 1).",
         "",
-        "| preset | size | variant | mode | median ms/it | min | max | timed its |",
-        "|---|---|---|---|---|---|---|---|",
+        "| preset | size | variant | mode | median ms/it | min | max | median CPU ms/it | of which sampling (CPU ms) | timed its |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     if args.full_run:
         lines[lines.index("| preset | size | variant | mode | median ms/it | min | max | timed its |"):] = [
@@ -208,7 +238,7 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['image_size']} | {r['variant']} | {r['mode']} | {r['median_ms']:.1f} | "
-            f"{r['min_ms']:.1f} | {r['max_ms']:.1f} | {r['iterations_timed']} |"
+            f"{r['min_ms']:.1f} | {r['max_ms']:.1f} | {r['median_cpu_ms']:.1f} | {r['median_draw_cpu_ms']:.2f} | {r['iterations_timed']} |"
         )
     if device.type == "cpu":
         lines += [
@@ -221,8 +251,8 @@ def main() -> None:
             "Not measured: no GPU was lent to the session that wrote this. On a CUDA machine run",
             "`python bench/bench_training.py --device cuda --out bench/results/training_gpu` (paper preset:",
             "fp32 eager with TF32, bf16 autocast eager, bf16 autocast + torch.compile; target <= 15 ms per",
-            "MR-GAN iteration on an H100). CUDA graphs are not used by the trainer (the image pool and the",
-            "per-iteration learning rate are host-side).",
+            "MR-GAN iteration on an H100). For the whole GPU check (modes incl. torch.compile reduce-overhead,",
+            "memory, bf16 agreement, resume, real data) run `bench/gpu_check.py` (bench/results/gpu_check_cpu_smoke.md).",
         ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')}")

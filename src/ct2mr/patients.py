@@ -55,8 +55,9 @@ NEEDS: dict[str, dict[str, bool]] = {
     "ct_only": {"ct": True, "mr": False},
     "mr_only": {"ct": False, "mr": True},
 }
-#: roles whose slices train the networks (paired_test and paired_val are held out)
-TRAIN_ROLES: tuple[str, ...] = ("paired_train", "ct_only", "mr_only")
+#: roles whose slices train the networks (paired_test and paired_val are held out); defined in ct2mr.roles
+from ct2mr.roles import TRAIN_ROLES  # noqa: E402  (re-exported)
+
 #: role whose slices are only scored during training (validation MAE in losses.tsv;
 #: never used for training nor to pick a checkpoint), preprocessed like paired_test
 VAL_ROLE = "paired_val"

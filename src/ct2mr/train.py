@@ -43,6 +43,15 @@ Outputs in ``--out-dir`` (DEVELOPING.md "Models"):
   ``loss_curve.png``, and LAST ``syn_mr.pt`` (state_dict; ``torch.load(...,
   weights_only=True)``), so a folder with ``syn_mr.pt`` is a finished run.
 * ``train.log``: progress (it/s, ETA, losses), also on stderr.
+* ``tensorboard/``: TensorBoard events (losses and lr every ``log_every``
+  iterations, image grids every ``image_log_every``; :mod:`ct2mr.tensorboard_log`),
+  when ``settings.tensorboard`` and the tensorboard package is installed.
+
+Loop (:func:`train`): slice pools resident on the training device, augmentation
+batched there (:class:`ct2mr.device_data.BatchedSampler`, the same random draws
+as :class:`Sampler`), losses accumulated as device tensors and read back only at
+log intervals (no host synchronisation per iteration), fused Adam on CUDA,
+optional ``torch.compile`` (``compile``, ``compile_mode``) and ``channels_last``.
 
 One iteration = one generator step (Adam on Syn_MR/Syn_CT with Dis_* frozen)
 then one discriminator step (Adam on Dis_MR/Dis_CT), batch size 1 per data kind:
@@ -73,6 +82,7 @@ from torch import nn
 
 from ct2mr.atomic import write_figure, write_json, write_text
 from ct2mr.augment import AugmentConfig, apply, sample_params
+from ct2mr.device_data import BatchedSampler
 from ct2mr.errors import InputError
 from ct2mr.losses import (
     ALL_TERMS,
@@ -90,11 +100,15 @@ from ct2mr.losses import (
 from ct2mr.model_loading import resolve_device, save_torch
 from ct2mr.models import build_discriminator, build_generator, init_weights
 from ct2mr.training_config import TrainSettings, load_settings_arg, settings_from_dict, settings_hash
+from ct2mr.tensorboard_log import log_images, log_scalars, open_writer, preview_grids
 from ct2mr.training_data import SlicePools, build_pools, check_pools, to_unit_range
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "ct2mr-train-checkpoint/1"
+
+#: tests only: let ``settings.compile`` act on the CPU too (torch.compile is meant for CUDA here)
+_ALLOW_CPU_COMPILE = False
 
 #: adversarial generator term -> (discriminator, input kind, pool / fake key)
 ADV_TERMS: dict[str, tuple[str, str, str]] = {
@@ -114,7 +128,10 @@ def dis_term_name(adv_term: str) -> str:
 
 
 class Sampler:
-    """Draws each iteration's images from the pools and augments them.
+    """Draws each iteration's images from the pools and augments them, one image at a time.
+
+    The reference for :class:`ct2mr.device_data.BatchedSampler` (what :func:`train`
+    uses: the same draws, applied as one batch on the device); tests compare the two.
 
     Order of random draws per iteration (numpy ``rng``): for each data kind the
     variant needs, in the order ct_unpaired, mr_unpaired, paired: a slice index,
@@ -175,12 +192,19 @@ class Trainer:
             self.nets[name] = net.to(self.device)
         self.cuda = self.device.type == "cuda"
         self.autocast_dtype = torch.bfloat16 if (self.cuda and settings.amp == "bf16") else None
-        if self.cuda:
+        # channels_last only on request (off by default: instance norm and reflection
+        # padding hand back the standard layout, so each generator layer pays copies)
+        self.channels_last = settings.channels_last
+        if self.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         self.fwd: dict[str, Any] = dict(self.nets)
-        if settings.compile and self.cuda:
-            self.fwd = {k: torch.compile(v) for k, v in self.nets.items()}
+        self.compiled = settings.compile and (self.cuda or _ALLOW_CPU_COMPILE)
+        # reduce-overhead replays CUDA graphs: each iteration must be marked as a new step
+        self._mark_steps = self.compiled and self.cuda and settings.compile_mode == "reduce-overhead"
+        if self.compiled:
+            mode = None if settings.compile_mode == "default" else settings.compile_mode
+            self.fwd = {k: torch.compile(v, mode=mode) for k, v in self.nets.items()}
         gens = [p for n in self.net_names if n.startswith("syn") for p in self.nets[n].parameters()]
         diss = [p for n in self.net_names if n.startswith("dis") for p in self.nets[n].parameters()]
         betas = (settings.beta1, settings.beta2)
@@ -212,7 +236,7 @@ class Trainer:
 
     def _prep(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.cuda:
+        if self.channels_last:
             out = {k: v.contiguous(memory_format=torch.channels_last) for k, v in out.items()}
         return out
 
@@ -353,6 +377,8 @@ class Trainer:
         """One iteration: set the lr, generator step, discriminator step; returns all logged values
         (loss values as floats, or as 0-d device tensors with ``sync=False``; ``lr`` a float)."""
         lr = self.lr_at(self.iteration)
+        if self._mark_steps:
+            torch.compiler.cudagraph_mark_step_begin()
         for opt in (o for o in (self.opt_g, self.opt_d) if o is not None):
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -743,7 +769,7 @@ def train(
     for name in ("syn_mr.pt", "syn_ct.pt", "model.json"):
         (out_dir / name).unlink(missing_ok=True)
 
-    with _file_log(out_dir / "train.log"), _runtime(settings, dev):
+    with _file_log(out_dir / "train.log"), _runtime(settings, dev), contextlib.ExitStack() as stack:
         aug = AugmentConfig(
             size=settings.image_size,
             pad_to=settings.effective_pad_to,
@@ -752,7 +778,8 @@ def train(
             enabled=settings.augment,
         )
         trainer = Trainer(settings, variant, dev)
-        sampler = Sampler(pools.to(dev), needs, aug, settings.seed)
+        # pools resident on the device, augmentation batched there (same draws as Sampler)
+        sampler = BatchedSampler(pools, needs, aug, settings.seed, dev)
         history: list[dict[str, float]] = []
         acc: dict[str, float] = {}
         acc_n = 0
@@ -791,6 +818,11 @@ def train(
                 "elapsed_s": elapsed + (time.perf_counter() - t0),
             }
 
+        # on resume, hide the events an interrupted run logged after its checkpoint
+        purge = trainer.iteration + 1 if ckpt is not None else None
+        writer = open_writer(out_dir / "tensorboard", purge_step=purge) if settings.tensorboard else None
+        stack.callback(lambda: writer.close() if writer is not None else None)
+        preview = _preview_images(pools, dev) if writer is not None and settings.image_log_every else None
         t0 = time.perf_counter()
         start_it = trainer.iteration
         done_this_run = 0
@@ -811,12 +843,15 @@ def train(
                 acc, acc_n = {}, 0
                 rate = (it - start_it) / now if now > 0 else float("nan")
                 eta = (total - it) / rate if rate > 0 else float("nan")
+                log_scalars(writer, row, it, rate)
                 log.info(
                     "%s it %d/%d (%.1f%%) | %.2f it/s | ETA %s | G %.4g%s | lr %.3g%s",
                     variant, it, total, 100 * it / total, rate, _fmt_s(eta) if math.isfinite(eta) else "?",
                     row["G_total"], f" D {row['D_total']:.4g}" if "D_total" in row else "", row["lr"],
                     f" | val MAE {row['val_mae']:.3g} (head {row['val_mae_head']:.3g})" if "val_mae" in row else "",
                 )
+            if preview is not None and (it % settings.image_log_every == 0 or it == total):
+                log_images(writer, preview_grids(trainer.nets, *preview), it)
             if _fail_after is not None and done_this_run >= _fail_after:
                 raise RuntimeError(f"simulated interruption after iteration {it}")
             stop_now = max_iterations_this_run is not None and done_this_run >= max_iterations_this_run
@@ -856,6 +891,14 @@ def train(
         _save_state(out_dir / "syn_mr.pt", trainer.nets["syn_mr"])  # last: marks a finished run
         log.info("finished %s: %d iterations in %s -> %s", variant, total, _fmt_s(seconds), out_dir)
         return {"iteration": total, "finished": True, "seconds": seconds, "out_dir": str(out_dir)}
+
+
+def _preview_images(pools: SlicePools, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed slice of the TensorBoard image grids: first paired (CT, MR), else first unpaired CT."""
+    if pools.count("paired"):
+        ct, mr = pools.paired_ct[0], pools.paired_mr[0]
+        return to_unit_range(ct)[None, None].to(device), to_unit_range(mr)[None, None].to(device)
+    return to_unit_range(pools.ct_unpaired[0])[None, None].to(device), None
 
 
 def _save_state(path: Path, net: nn.Module) -> None:

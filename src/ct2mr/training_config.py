@@ -54,13 +54,23 @@ class TrainSettings:
     CT and MR pools; for data sets with paired patients only).
     Run: ``seed``, ``device`` (auto | cpu | cuda | cuda:N), ``amp`` (bf16 | fp32;
     bf16 autocast on CUDA only, ignored on CPU), ``compile`` (torch.compile the
-    networks, CUDA only), ``num_threads`` [CPU threads; None = torch default],
-    ``log_every`` [iterations between losses.tsv rows / log lines],
+    networks, CUDA only), ``compile_mode`` (torch.compile mode: default |
+    reduce-overhead (CUDA graphs through torch.compile) | max-autotune |
+    max-autotune-no-cudagraphs), ``channels_last`` (NHWC memory format for
+    networks and inputs; default False: instance norm and reflection
+    padding return the standard layout, so every generator layer pays layout
+    copies; turn it on only where bench/gpu_check.py measures it faster),
+    ``num_threads`` [CPU threads; None = torch default],
+    ``log_every`` [iterations between losses.tsv rows / log lines / TensorBoard
+    scalars; the losses stay on the device in between],
     ``checkpoint_every`` [iterations between checkpoints],
     ``val_every`` [iterations between validation scores on the ``paired_val``
     patients (``val_mae``, ``val_mae_head`` in losses.tsv, grey levels 0-255): on
     the first losses.tsv row at or after each multiple of it, and the last row;
-    only when validation slices are given; never used to pick a checkpoint].
+    only when validation slices are given; never used to pick a checkpoint],
+    ``tensorboard`` (write TensorBoard events under ``{model folder}/tensorboard/``
+    when the tensorboard package is installed), ``image_log_every`` [iterations
+    between TensorBoard image grids; 0 = none].
     """
 
     image_size: int = 256
@@ -87,10 +97,14 @@ class TrainSettings:
     device: str = "auto"
     amp: str = "bf16"
     compile: bool = False
+    compile_mode: str = "default"
+    channels_last: bool = False
     num_threads: int | None = None
     log_every: int = 100
     checkpoint_every: int = 5000
     val_every: int = 5000
+    tensorboard: bool = True
+    image_log_every: int = 1000
 
     @property
     def total_iterations(self) -> int:
@@ -119,8 +133,14 @@ class TrainSettings:
 #: fields that do not change the trained weights (excluded from the settings hash,
 #: so a run may be resumed with another device, thread count or log cadence)
 NON_RESULT_FIELDS: frozenset[str] = frozenset(
-    {"device", "compile", "num_threads", "log_every", "checkpoint_every", "val_every"}
+    {
+        "device", "compile", "compile_mode", "channels_last", "num_threads", "log_every", "checkpoint_every",
+        "val_every", "tensorboard", "image_log_every",
+    }
 )
+
+#: torch.compile modes accepted by ``compile_mode``
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: seconds on one CPU core
@@ -137,6 +157,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 2,
         "checkpoint_every": 4,
         "val_every": 4,
+        # no TensorBoard events in the test preset: their file names carry time, host and pid,
+        # so two identical tiny runs (tests/test_slurm.py) would not compare equal
+        "tensorboard": False,
+        "image_log_every": 4,
     },
     # CPU demo: the three variants together train in about 4-5 minutes on 2 shared
     # cores (one thread per run, so Snakemake can run two at once; see
@@ -154,6 +178,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 10,
         "checkpoint_every": 100,
         "val_every": 100,
+        "image_log_every": 200,
     },
     # Jin et al. 2018: 256 x 256, 9 blocks, 1e5 + 2e5 iterations, GPU
     "paper": {
@@ -244,6 +269,8 @@ def settings_from_dict(values: Mapping[str, Any], source: str | None = None) -> 
         ("max_rotation_deg", 0 <= s.max_rotation_deg <= 180, "must be in [0, 180]"),
         ("device", bool(_DEVICE_RE.match(s.device)), "must be auto, cpu, cuda or cuda:N"),
         ("amp", s.amp in ("bf16", "fp32"), "must be bf16 or fp32"),
+        ("compile_mode", s.compile_mode in COMPILE_MODES, f"must be one of {', '.join(COMPILE_MODES)}"),
+        ("image_log_every", s.image_log_every >= 0, "must be >= 0"),
         ("num_threads", s.num_threads is None or s.num_threads >= 1, "must be >= 1 (or null)"),
         ("log_every", s.log_every >= 1, "must be >= 1"),
         ("checkpoint_every", s.checkpoint_every >= 1, "must be >= 1"),

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ct2mr.errors import InputError
-from ct2mr.patients import TRAIN_ROLES
+from ct2mr.roles import TRAIN_ROLES
 
 log = logging.getLogger(__name__)
 
