@@ -192,4 +192,11 @@ def test_workflow_plans_a_pool_row(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path / "wd")
     assert jobs["slices_pool"] == 2
     assert jobs["ingest"] == 8  # the tiny cohort's 8 scans; the pools have none
-    assert jobs["compare"] == 1 and jobs["fig_difference"] == 2 and jobs["comparison_table"] == 1
+    import yaml
+
+    from ct2mr.config import validate_config
+
+    cfg = validate_config(yaml.safe_load((tmp_path / "wd" / "config.yaml").read_text()), source="tiny config")
+    variants = cfg["training"]["variants"]
+    baselines = [v for v in variants if v != "mrgan"]  # one difference map per baseline of mrgan
+    assert jobs["compare"] == 1 and jobs["fig_difference"] == len(baselines) and jobs["comparison_table"] == 1

@@ -59,9 +59,9 @@ def test_every_schema_key_has_a_rerun_scope_entry() -> None:
 
 
 def test_check_table_names_a_new_key_and_where_to_add_it() -> None:
-    problems = check_table([*schema_leaf_keys(), "synthesis.tta"])
+    problems = check_table([*schema_leaf_keys(), "synthesis.new_key"])
     assert len(problems) == 1
-    assert "'synthesis.tta'" in problems[0] and "src/ct2mr/rerun_scope.py" in problems[0]
+    assert "'synthesis.new_key'" in problems[0] and "src/ct2mr/rerun_scope.py" in problems[0]
 
 
 def test_table_names_only_rules_the_workflow_has() -> None:
@@ -125,7 +125,10 @@ def changed_config(base: dict[str, Any], key: str, schema: dict[str, Any]) -> di
     """``base`` (validated, defaults filled) with ``key`` set to another value that still validates."""
     section, _, leaf = key.rpartition(".")
     current = base[section][leaf] if section else base[leaf]
-    for value in _candidates(_schema_node(key, schema), schema, current):
+    candidates = _candidates(_schema_node(key, schema), schema, current)
+    if key == "training.seeds":  # what a user does with seeds: add one (replacing one is add + remove)
+        candidates = [[*current, max(current) + 1]]
+    for value in candidates:
         cfg = copy.deepcopy(base)
         (cfg[section] if section else cfg)[leaf] = value
         try:

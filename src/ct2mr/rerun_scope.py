@@ -91,9 +91,10 @@ RERUN_SCOPE: dict[str, Scope] = {
     ),
     "training.gpus": _s(set(), "a scheduling resource (`gpu`) of `train`, not a setting"),
     "training.seeds": _s(
-        {"train"},
-        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train` "
-        "jobs (and their synthesis and evaluation); a kept seed's models are untouched",
+        {"train", "synthesize", "synthesize_cycle", "evaluate", "fig_losses", "fig_difference"},
+        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train`, "
+        "synthesis jobs and the inputs of the evaluation, loss and difference figures; a kept seed's "
+        "models are untouched (Figures 5-7 show the lowest seed: changing it reruns them)",
     ),
     "training.unpaired_includes_paired": _s({"train"}, "param `settings` and the training slice files"),
     "training.overrides": _s(
