@@ -120,19 +120,28 @@ def save_contours_png(
     vmin: float | None = None,
     vmax: float | None = None,
     dpi: int = 110,
+    views: Sequence[tuple[str, int]] | None = None,
 ) -> None:
     """PNG of ``image`` (grey) with the contour of each mask (> 0) in its own colour.
 
     One row: 3 axial slices (``axial`` indices, default 30/50/70 % of the first
     mask's z-extent), one coronal and one sagittal slice through the first
-    mask's bounding-box centre. A legend names the masks.
+    mask's bounding-box centre; or the given ``views`` (``("axial" | "coronal" |
+    "sagittal", array index)`` pairs, e.g. through the skull base). A legend
+    names the masks.
     """
     vol = _arr(image).astype(np.float32)
     mvols = {name: _arr(m) > 0 for name, m in masks.items()}
     for name, m in mvols.items():
         _check_shape(vol, m, name)
     first = next(iter(mvols.values()), None)
-    views = _views(vol.shape, first, axial)  # type: ignore[arg-type]
+    if views is None:
+        views = _views(vol.shape, first, axial)  # type: ignore[arg-type]
+    else:
+        axis = {"axial": 0, "coronal": 1, "sagittal": 2}
+        for view, idx in views:
+            if view not in axis or not 0 <= idx < vol.shape[axis[view]]:
+                raise InputError(None, "views", f"({view!r}, {idx}) is not a view of a {vol.shape} volume")
     lo, hi = _limits(vol, vmin, vmax)
     sp = _spacing(image)
     fig, axes = _figure(1, len(views))
