@@ -90,6 +90,20 @@ def deepbet_mask(mr: sitk.Image, threshold: float = 0.5, grow_mm: float = 1.0) -
     return _dilate(m, mr.GetSpacing(), grow_mm) if grow_mm > 0 else m  # type: ignore[arg-type]
 
 
+def csf_ratio(mr: sitk.Image, brain: np.ndarray) -> float:
+    """``p99 / p50`` of the MR inside ``brain`` eroded by 10 mm (the deep brain, with the
+    ventricles); the whole brain when the erosion leaves under 1 % of it. High when CSF is
+    brighter than brain tissue (T2, PD), near 1.2-1.5 when it is darker (T1, FLAIR)."""
+    from ct2mr.skull_mask import _erode  # noqa: PLC0415
+
+    a = sitk.GetArrayViewFromImage(mr)
+    deep = _erode(brain, mr.GetSpacing(), 10.0)  # type: ignore[arg-type]
+    if deep.sum() < 0.01 * brain.sum():
+        deep = brain
+    p50, p99 = np.percentile(np.asarray(a[deep], dtype=np.float64), [50, 99])
+    return float(p99 / p50) if p50 > 0 else float("inf")
+
+
 def method_record(method: str) -> dict[str, Any]:
     """Package and version behind a method (for the QA JSON)."""
     pkg = {"deepbet": "deepbet", "morphology": "scikit-image"}.get(method)

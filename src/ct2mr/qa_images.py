@@ -4,7 +4,8 @@ Shared by skull masking (``masking_qa_{ct,mr}.png``) and registration
 (``registration_qa.png``). Both functions take ``SimpleITK.Image`` volumes in
 LPS (array ``[z, y, x]``) and draw, per row, three axial slices (at 30 %, 50 %
 and 70 % of the z-range of interest) plus one coronal and one sagittal slice
-through the centre. Views follow the radiological convention: axial slices with
+through the centre (or the views a caller chooses, e.g. the MR masks' views through
+the skull base). Views follow the radiological convention: axial slices with
 anterior at the top and the patient's right on the image's left; coronal and
 sagittal with superior at the top. Pixel aspect ratios follow the spacing.
 

@@ -23,31 +23,51 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
   voxel along each axis), holes filled (3D and per axial slice: the scalp
   ring encloses the dark skull), largest 3D component, closed (3 mm), holes
   filled again.
-* **brain**: ``core`` = head eroded by ``brain_erosion_mm`` (default 3 mm:
-  removes the skin surface layer); ``t`` = 0.5 x the median MR inside ``core``;
-  ``tissue`` = core & MR > t (drops the dark skull, air cavities and, in T1,
-  dark CSF at the surface); ``tissue`` is opened with a ball of
-  ``brain_opening_mm`` (default 5 mm: cuts the bridges between scalp and
-  brain), its largest 3D component kept, dilated by ``brain_erosion_mm`` inside
-  ``tissue`` (regrows the cortex the opening shaved off, without re-crossing
-  the cut bridges), closed (3 mm) and holes filled in 3D and per axial slice
-  (restores ventricles, which are dark in T1). Phantom (T2-like): Dice >= 0.99
-  against labels 3..6. Real T1 heads: brain 1300-1700 cm3, with some leaks
-  into temporal scalp / skull base where no dark layer separates them (a
-  morphology-only method; no atlas).
+* **brain** by ``method`` (``skull_mask.mr_method``, :data:`MR_METHODS`; measured
+  side by side in ``bench/bench_brain_mask.py`` -> ``bench/results/brain_mask.md``):
+
+  - ``deepbet``: the deepbet CNN (:mod:`ct2mr.brain_extraction`; weights from the
+    installed wheel), its mask grown by 1 mm, within the head. Real T1 head: Dice
+    ~0.95 against FreeSurfer; real brain-extracted T2 / FLAIR: ~0.95; the
+    phantom's T2-like heads: ~0.94-0.95 (it cuts part of their bright CSF rim).
+  - ``morphology`` (no CNN; the fallback): ``core`` = head eroded by
+    ``brain_erosion_mm`` (default 3 mm: removes the skin surface layer); ``t`` =
+    0.5 x the median MR inside ``core``; ``tissue`` = core & MR > t (drops the dark
+    skull, air cavities and, in T1, dark CSF at the surface); ``tissue`` is opened
+    with a ball of ``brain_opening_mm`` (default 5 mm: cuts the bridges between
+    scalp and brain), its largest 3D component kept, dilated by
+    ``brain_erosion_mm`` inside ``tissue`` (regrows the cortex the opening shaved
+    off, without re-crossing the cut bridges), closed (3 mm) and holes filled in
+    3D and per axial slice (restores ventricles, which are dark in T1). Phantom
+    (T2-like): Dice ~0.99 against labels 3..6. Real T1 heads: leaks into orbits,
+    skull base and neck and cuts the vertex (Dice 0.825 against FreeSurfer).
+  - ``auto`` (default, contrast-aware): deepbet, except on CSF-bright (T2/PD-like)
+    MR that still has its skull (:func:`ct2mr.brain_extraction.csf_ratio` >
+    :data:`CSF_BRIGHT_RATIO`, deepbet's brain < :data:`STRIPPED_FRACTION` of the
+    head): there the morphological mask (the T1-trained CNN cuts the bright CSF
+    rim; the phantom: 0.94-0.95 vs 0.99), kept within deepbet's mask grown by
+    :data:`AUTO_BOUND_MM`, unless it agrees with deepbet's under
+    :data:`AUTO_MIN_AGREEMENT` (a gross failure: then deepbet).
+
+  What ran (method, package version, runtime, agreement) is in :attr:`MrMasks.info`
+  and the QA JSON.
 * **stripped** = MR x brain (input pixel type).
 
-QA: :func:`save_masking_qa` draws mask contours (3 axial slices, one coronal,
-one sagittal) through :mod:`ct2mr.qa_images`.
+QA: :func:`save_masking_qa` draws mask contours through :mod:`ct2mr.qa_images`:
+CT 3 axial slices, one coronal, one sagittal; MR the skull-base views of
+:func:`mr_qa_views` (where leaks happen). MR QA numbers: :func:`masking_qa_record`
+(``--qa-json``).
 
 CLI (``ct2mr skull-mask``)::
 
     ct2mr skull-mask --modality ct --input ct.nii.gz --head-mask H --brain-mask B --stripped S
                      --skull-mask K --qa-png Q [--skull-threshold-hu 300] [--head-threshold-hu -400]
     ct2mr skull-mask --modality mr --input mr.nii.gz --head-mask H --brain-mask B --stripped S
-                     --qa-png Q [--brain-erosion-mm 3] [--brain-opening-mm 5]
+                     --qa-png Q [--qa-json J] [--method auto|deepbet|morphology]
+                     [--brain-erosion-mm 3] [--brain-opening-mm 5]
 
-``--skull-mask`` is accepted (and then written) only for ``ct``.
+``--skull-mask`` is accepted (and then written) only for ``ct``; ``--qa-json`` and
+``--method`` act only for ``mr``.
 """
 
 from __future__ import annotations
@@ -83,7 +103,8 @@ class MrMasks(NamedTuple):
     brain: sitk.Image
     stripped: sitk.Image
     #: method, method_used, runtime_s / cpu_s (wall / process CPU s of the brain extraction alone),
-    #: packages {name: {package, version}}, and for ``auto`` agreement_dice (morphology vs deepbet)
+    #: packages {name: {package, version}}, and for ``auto`` csf_ratio, brain_head_fraction and
+    #: (CSF-bright MR) agreement_dice (morphology vs deepbet)
     info: dict[str, Any] | None = None
 
 
@@ -91,10 +112,14 @@ class MrMasks(NamedTuple):
 MR_METHODS = ("auto", "deepbet", "morphology")
 #: the default (the config schema's default too)
 DEFAULT_MR_METHOD = "auto"
-#: ``auto``: the morphological mask is used when its Dice with deepbet's is at least this (phantom
-#: T2-like heads 0.94-0.95, real T1 heads 0.84-0.86: bench/results/brain_mask.md) ...
-AUTO_AGREEMENT = 0.90
-#: ... and only within deepbet's mask grown by this (mm)
+#: ``auto`` (numbers: bench/results/brain_mask.md): CSF-bright (T2/PD-like) when the deep brain's
+#: p99/p50 exceeds this (T1 heads 1.2-1.5, FLAIR 1.64; T2-like phantom 1.9-2.4, real T2 3.6) ...
+CSF_BRIGHT_RATIO = 1.75
+#: ... and the MR still has its skull when deepbet's brain is under this fraction of the head mask ...
+STRIPPED_FRACTION = 0.8
+#: ... then the morphological mask, unless its Dice with deepbet's is under this (gross failure) ...
+AUTO_MIN_AGREEMENT = 0.75
+#: ... kept within deepbet's mask grown by this (mm)
 AUTO_BOUND_MM = 12.0
 
 
@@ -314,18 +339,22 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: fl
     else:
         brain_a = bx.deepbet_mask(mr) & head_a
         if method == "auto":
-            # the morphological mask follows the image's own tissue edges (on T2-like MR the bright CSF
-            # rim that the T1-trained CNN cuts) but leaks / cuts 100s of cm3 on real heads; where it agrees
-            # with the CNN (Dice >= AUTO_AGREEMENT) those failures are absent and its edges are kept, within
-            # the CNN's mask grown by AUTO_BOUND_MM (a local leak cannot run far)
-            morph = morphology_brain(a, head_a, sp, brain_erosion_mm, brain_opening_mm)
-            agree = 2.0 * float((morph & brain_a).sum()) / float(morph.sum() + brain_a.sum())
-            info["agreement_dice"] = round(agree, 4)
-            if agree >= AUTO_AGREEMENT:
-                brain_a = _fill(_largest_component(morph & _dilate(brain_a, sp, AUTO_BOUND_MM)))
-                used = "morphology within deepbet"
-            else:
-                used = "deepbet"
+            # contrast-aware: the CNN is T1-trained; on CSF-bright (T2/PD-like) heads with skull it cuts
+            # the bright CSF rim, which the morphology follows (the phantom: Dice 0.94-0.95 vs 0.99);
+            # the CNN's mask grown by AUTO_BOUND_MM bounds the morphology against leaks, and a gross
+            # morphological failure (agreement < AUTO_MIN_AGREEMENT) falls back to the CNN. An MR already
+            # brain-extracted (brain >= STRIPPED_FRACTION of the head) has no skull for the morphology.
+            ratio = bx.csf_ratio(mr, brain_a)
+            frac = float(brain_a.sum()) / float(head_a.sum())
+            info.update(csf_ratio=round(ratio, 3), brain_head_fraction=round(frac, 3))
+            used = "deepbet"
+            if ratio > CSF_BRIGHT_RATIO and frac < STRIPPED_FRACTION:
+                morph = morphology_brain(a, head_a, sp, brain_erosion_mm, brain_opening_mm)
+                agree = 2.0 * float((morph & brain_a).sum()) / float(morph.sum() + brain_a.sum())
+                info["agreement_dice"] = round(agree, 4)
+                if agree >= AUTO_MIN_AGREEMENT:
+                    brain_a = _fill(_largest_component(morph & _dilate(brain_a, sp, AUTO_BOUND_MM)))
+                    used = "morphology within deepbet"
         _require_nonempty(brain_a, "brain")
     info["method_used"] = used
     info["runtime_s"] = round(time.perf_counter() - t0, 2)
