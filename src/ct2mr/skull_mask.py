@@ -27,9 +27,9 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
   side by side in ``bench/bench_brain_mask.py`` -> ``bench/results/brain_mask.md``):
 
   - ``deepbet``: the deepbet CNN (:mod:`ct2mr.brain_extraction`; weights from the
-    installed wheel), its mask grown by 1 mm, within the head. Real T1 head: Dice
-    ~0.95 against FreeSurfer; real brain-extracted T2 / FLAIR: ~0.95; the
-    phantom's T2-like heads: ~0.94-0.95 (it cuts part of their bright CSF rim).
+    installed wheel), within the head. Real T1 head: Dice 0.94 against FreeSurfer;
+    real brain-extracted T2 / FLAIR: ~0.95; the phantom's T2-like heads: ~0.94-0.95
+    (it cuts part of their bright CSF rim).
   - ``morphology`` (no CNN; the fallback): ``core`` = head eroded by
     ``brain_erosion_mm`` (default 3 mm: removes the skin surface layer); ``t`` =
     0.5 x the median MR inside ``core``; ``tissue`` = core & MR > t (drops the dark
