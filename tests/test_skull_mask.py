@@ -207,6 +207,20 @@ def test_mr_method_choice_and_qa_json(phantom, tmp_path) -> None:  # noqa: ANN00
         assert abs(qa["brain_cm3"] - _cm3(sitk.ReadImage(str(tmp_path / "b.nii.gz")))) < 0.1
 
 
+def test_auto_falls_back_to_morphology(phantom, monkeypatch) -> None:  # noqa: ANN001
+    from ct2mr import brain_extraction as bx
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise InputError(None, "skull_mask.mr_method", "deepbet is not installed")
+
+    monkeypatch.setattr(bx, "deepbet_mask", broken)
+    m = mr_masks(phantom.mr, method="auto")
+    assert m.info is not None and m.info["method_used"] == "morphology" and "not installed" in m.info["fallback"]
+    np.testing.assert_array_equal(_a(m.brain), _a(mr_masks(phantom.mr, method="morphology").brain))
+    with pytest.raises(InputError, match="not installed"):
+        mr_masks(phantom.mr, method="deepbet")
+
+
 def test_deepbet_weights_come_from_the_wheel(monkeypatch) -> None:
     """No download at run time: the models are the wheel's files, loaded with networking unavailable."""
     import socket

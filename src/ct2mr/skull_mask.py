@@ -41,7 +41,8 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
     3D and per axial slice (restores ventricles, which are dark in T1). Phantom
     (T2-like): Dice ~0.99 against labels 3..6. Real T1 heads: leaks into orbits,
     skull base and neck and cuts the vertex (Dice 0.825 against FreeSurfer).
-  - ``auto`` (default, contrast-aware): deepbet, except on CSF-bright (T2/PD-like)
+  - ``auto`` (default, contrast-aware; the morphology when deepbet fails, recorded):
+    deepbet, except on CSF-bright (T2/PD-like)
     MR that still has its skull (:func:`ct2mr.brain_extraction.csf_ratio` >
     :data:`CSF_BRIGHT_RATIO`, deepbet's brain < :data:`STRIPPED_FRACTION` of the
     head): there the morphological mask (the T1-trained CNN cuts the bright CSF
@@ -333,10 +334,21 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: fl
     t0, c0 = time.perf_counter(), time.process_time()
     info: dict[str, Any] = {"method": method}
     used = method
-    if method == "morphology":
+    deepbet_a: np.ndarray | None = None
+    if method != "morphology":
+        try:
+            deepbet_a = bx.deepbet_mask(mr) & head_a
+        except InputError as exc:
+            if method == "deepbet":
+                raise
+            # auto: the morphology is the fallback (recorded in the QA JSON and logged)
+            info["fallback"] = f"deepbet failed ({exc.field}: {exc.problem}): morphology used"
+            log.warning("%s", info["fallback"])
+    if deepbet_a is None:
         brain_a = morphology_brain(a, head_a, sp, brain_erosion_mm, brain_opening_mm)
+        used = "morphology"
     else:
-        brain_a = bx.deepbet_mask(mr) & head_a
+        brain_a = deepbet_a
         if method == "auto":
             # contrast-aware: the CNN is T1-trained; on CSF-bright (T2/PD-like) heads with skull it cuts
             # the bright CSF rim, which the morphology follows (the phantom: Dice 0.94-0.95 vs 0.99); a
