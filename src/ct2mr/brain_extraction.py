@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def _deepbet_model():  # noqa: ANN202
     for name in ("model.pt", "bbox_model.pt"):
         if not (Path(DATA_PATH) / "models" / name).is_file():
             raise InputError(Path(DATA_PATH) / "models" / name, "deepbet weights", "missing from the installed package")
-    return BrainExtraction(no_gpu=True)
+    with warnings.catch_warnings():  # deepbet ships TorchScript models; torch 2.13 deprecates jit.load
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.load`", category=DeprecationWarning)
+        return BrainExtraction(no_gpu=True)
 
 
 def deepbet_probability(mr: sitk.Image) -> np.ndarray:
