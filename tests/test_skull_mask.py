@@ -126,17 +126,136 @@ def test_real_ct(shared_data) -> None:  # noqa: ANN001
     assert 40 <= np.median(g[brain]) <= 200  # grey/white matter ~20-40 HU -> ~64-128
 
 
-@pytest.mark.realdata
-@pytest.mark.parametrize("name", ["mr_head_t1_seg3d", "mr_head_t1_mne"])
-def test_real_t1(shared_data, name) -> None:  # noqa: ANN001
+def _pipeline_mr(path) -> sitk.Image:  # noqa: ANN001
+    """An MR as the pipeline masks it: LPS (ingest), 1 mm (resample)."""
     from ct2mr.resample import resample_isotropic
 
-    mr = resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(shared_data / "volumes" / f"{name}.nii.gz")), "LPS"))
+    return resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS"))
+
+
+@pytest.fixture(scope="module")
+def mne_t1(shared_data):  # noqa: ANN001, ANN201
+    """The real T1 head and FreeSurfer's brain mask of it (bool array), on the pipeline's grid."""
+    mr = _pipeline_mr(shared_data / "volumes" / "mr_head_t1_mne.nii.gz")
+    t = sitk.ReadImage(str(shared_data / "volumes" / "mr_head_t1_mne_brainmask.nii.gz"))
+    return mr, _a(sitk.Resample(t, mr, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+
+
+@pytest.mark.realdata
+def test_real_t1_brain_vs_freesurfer(mne_t1, tmp_path) -> None:  # noqa: ANN001
+    """The default (auto -> deepbet here) against FreeSurfer: the morphology alone reached 0.825."""
+    mr, truth = mne_t1
     m = mr_masks(mr)
-    assert 900 < _cm3(m.brain) < 1900
+    assert m.info is not None and m.info["method"] == "auto" and m.info["method_used"] == "deepbet"
+    assert m.info["csf_ratio"] < 1.75  # T1: CSF darker than brain tissue
+    brain, head = _a(m.brain) > 0, _a(m.head) > 0
+    assert dice(brain, truth) >= 0.93
+    assert 1100 < _cm3(m.brain) < 1600 and not (brain & ~head).any()
+    assert m.info["packages"]["deepbet"]["version"] == "1.0.2"
+
+
+@pytest.mark.realdata
+def test_real_t1_seg3d_volume(shared_data) -> None:  # noqa: ANN001
+    mr = _pipeline_mr(shared_data / "volumes" / "mr_head_t1_seg3d.nii.gz")
+    m = mr_masks(mr)
+    assert 1100 < _cm3(m.brain) < 1600
     assert 1500 < _cm3(m.head) < 5000
     brain, head = _a(m.brain) > 0, _a(m.head) > 0
     assert not (brain & ~head).any()
+
+
+@pytest.mark.realdata
+def test_real_t1_morphology_fallback(mne_t1) -> None:  # noqa: ANN001
+    """The morphology (no CNN) stays selectable; on real T1 it is the weaker mask."""
+    mr, truth = mne_t1
+    m = mr_masks(mr, method="morphology")
+    assert m.info is not None and m.info["method_used"] == "morphology"
+    assert 0.75 < dice(_a(m.brain) > 0, truth) < 0.9
+    assert 900 < _cm3(m.brain) < 1900
+
+
+@pytest.mark.parametrize("patient", ["P01", "P02", "P03"])
+def test_phantom_t2_heads_auto(patient) -> None:  # noqa: ANN001
+    """The default cohort's T2-like MR on its own grid: auto finds it CSF-bright and keeps the morphology
+    (the CNN, T1-trained, cuts the bright CSF rim): Dice >= 0.99 against the analytic labels."""
+    from ct2mr.phantom import make_mr, mr_labels
+
+    mr = make_mr(patient, 2018)
+    truth = _a(mr_labels(patient, 2018, mr)) >= 3
+    m = mr_masks(mr)
+    assert m.info is not None and m.info["method_used"] == "morphology" and m.info["agreement_dice"] >= 0.75
+    assert m.info["csf_ratio"] > 1.75 and m.info["brain_head_fraction"] < 0.8
+    assert dice(_a(m.brain) > 0, truth) >= 0.99
+
+
+def test_mr_method_choice_and_qa_json(phantom, tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    with pytest.raises(InputError, match="mr_method"):
+        mr_masks(phantom.mr, method="bet")
+    sitk.WriteImage(phantom.mr, str(tmp_path / "mr.nii.gz"))
+    for method in ("morphology", "deepbet"):
+        rc = main(["skull-mask", "--modality", "mr", "--input", str(tmp_path / "mr.nii.gz"),
+                   "--head-mask", str(tmp_path / "h.nii.gz"), "--brain-mask", str(tmp_path / "b.nii.gz"),
+                   "--stripped", str(tmp_path / "s.nii.gz"), "--qa-png", str(tmp_path / "qa.png"),
+                   "--qa-json", str(tmp_path / f"{method}.json"), "--method", method])
+        assert rc == 0
+        qa = json.loads((tmp_path / f"{method}.json").read_text())
+        assert qa["method"] == qa["method_used"] == method
+        assert qa["runtime_s"] > 0 and qa["brain_cm3"] > 100 and qa["head_cm3"] > qa["brain_cm3"]
+        assert qa["packages"][method]["version"]
+        assert abs(qa["brain_cm3"] - _cm3(sitk.ReadImage(str(tmp_path / "b.nii.gz")))) < 0.1
+
+
+def test_auto_falls_back_to_morphology(phantom, monkeypatch) -> None:  # noqa: ANN001
+    from ct2mr import brain_extraction as bx
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise InputError(None, "skull_mask.mr_method", "deepbet is not installed")
+
+    monkeypatch.setattr(bx, "deepbet_mask", broken)
+    m = mr_masks(phantom.mr, method="auto")
+    assert m.info is not None and m.info["method_used"] == "morphology" and "not installed" in m.info["fallback"]
+    np.testing.assert_array_equal(_a(m.brain), _a(mr_masks(phantom.mr, method="morphology").brain))
+    with pytest.raises(InputError, match="not installed"):
+        mr_masks(phantom.mr, method="deepbet")
+
+
+def test_deepbet_weights_come_from_the_wheel(monkeypatch) -> None:
+    """No download at run time: the models are the wheel's files, loaded with networking unavailable."""
+    import socket
+    from pathlib import Path
+
+    from deepbet.utils import DATA_PATH
+
+    from ct2mr import brain_extraction as bx
+
+    for name in ("model.pt", "bbox_model.pt"):
+        assert (Path(DATA_PATH) / "models" / name).stat().st_size > 1_000_000
+
+    def no_network(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    bx._deepbet_model.cache_clear()
+    try:
+        model = bx._deepbet_model()
+    finally:
+        bx._deepbet_model.cache_clear()
+    assert model.model is not None and model.bbox_model is not None
+
+
+def test_mr_qa_views_go_through_the_skull_base() -> None:
+    from ct2mr.skull_mask import mr_qa_views
+
+    brain = np.zeros((100, 120, 110), bool)
+    brain[20:90, 10:110, 15:95] = True
+    views = mr_qa_views(brain)
+    axial = [i for v, i in views if v == "axial"]
+    assert {v for v, _ in views} == {"axial", "coronal", "sagittal"}
+    assert min(axial) <= 20 + 0.15 * 70  # a slice near the bottom of the brain (skull base)
+    assert mr_qa_views(np.zeros((5, 5, 5), bool)) == []
 
 
 def test_qa_images_overlay_and_contours(phantom, tmp_path) -> None:  # noqa: ANN001

@@ -547,6 +547,27 @@ def make_mr(patient: str, seed: int, params: PhantomParams | None = None) -> sit
     return mr
 
 
+def mr_labels(patient: str, seed: int, ref: sitk.Image, params: PhantomParams | None = None) -> sitk.Image:
+    """Truth labels (uint8, :data:`LABELS`) of a patient's anatomy as its MR shows it, on any grid
+    ``ref`` in MR space (identity direction, e.g. the MR resampled to 1 mm): the voxel at ``q`` gets
+    the label at ``truth^-1(q)``, computed from the analytic anatomy (no label resampling)."""
+    params = params or PhantomParams()
+    if not np.allclose(np.asarray(ref.GetDirection()), np.eye(3).ravel()):
+        raise InputError(None, "grid", "mr_labels needs an identity-direction (LPS) grid")
+    anatomy, truth, _ = _draw(patient, seed, params)
+    inv = truth.GetInverse()
+    m_inv = np.asarray(inv.GetMatrix(), dtype=np.float32).reshape(3, 3)
+    off = np.asarray(inv.TransformPoint((0.0, 0.0, 0.0)), dtype=np.float32)
+    mx, my, mz = ref.GetSize()
+    lab_arr = np.empty((mz, my, mx), dtype=np.uint8)
+    for z in range(mz):
+        _, _, lab, _ = _tissue_fractions(anatomy, _affine(_points(ref, z), m_inv, off))
+        lab_arr[z] = lab.reshape(my, mx)
+    out = sitk.GetImageFromArray(lab_arr)
+    out.CopyInformation(ref)
+    return out
+
+
 def make_patient(patient: str, seed: int, params: PhantomParams | None = None) -> PhantomPatient:
     """Generate one synthetic patient, deterministically from ``(patient, seed)``.
 

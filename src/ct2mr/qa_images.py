@@ -4,7 +4,8 @@ Shared by skull masking (``masking_qa_{ct,mr}.png``) and registration
 (``registration_qa.png``). Both functions take ``SimpleITK.Image`` volumes in
 LPS (array ``[z, y, x]``) and draw, per row, three axial slices (at 30 %, 50 %
 and 70 % of the z-range of interest) plus one coronal and one sagittal slice
-through the centre. Views follow the radiological convention: axial slices with
+through the centre (or the views a caller chooses, e.g. the MR masks' views through
+the skull base). Views follow the radiological convention: axial slices with
 anterior at the top and the patient's right on the image's left; coronal and
 sagittal with superior at the top. Pixel aspect ratios follow the spacing.
 
@@ -119,19 +120,28 @@ def save_contours_png(
     vmin: float | None = None,
     vmax: float | None = None,
     dpi: int = 110,
+    views: Sequence[tuple[str, int]] | None = None,
 ) -> None:
     """PNG of ``image`` (grey) with the contour of each mask (> 0) in its own colour.
 
     One row: 3 axial slices (``axial`` indices, default 30/50/70 % of the first
     mask's z-extent), one coronal and one sagittal slice through the first
-    mask's bounding-box centre. A legend names the masks.
+    mask's bounding-box centre; or the given ``views`` (``("axial" | "coronal" |
+    "sagittal", array index)`` pairs, e.g. through the skull base). A legend
+    names the masks.
     """
     vol = _arr(image).astype(np.float32)
     mvols = {name: _arr(m) > 0 for name, m in masks.items()}
     for name, m in mvols.items():
         _check_shape(vol, m, name)
     first = next(iter(mvols.values()), None)
-    views = _views(vol.shape, first, axial)  # type: ignore[arg-type]
+    if views is None:
+        views = _views(vol.shape, first, axial)  # type: ignore[arg-type]
+    else:
+        axis = {"axial": 0, "coronal": 1, "sagittal": 2}
+        for view, idx in views:
+            if view not in axis or not 0 <= idx < vol.shape[axis[view]]:
+                raise InputError(None, "views", f"({view!r}, {idx}) is not a view of a {vol.shape} volume")
     lo, hi = _limits(vol, vmin, vmax)
     sp = _spacing(image)
     fig, axes = _figure(1, len(views))

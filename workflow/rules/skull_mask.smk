@@ -1,7 +1,8 @@
 # Stage 3, skull masking. CT: skull = HU above skull_mask.ct_skull_threshold_hu,
 # head = largest body component, brain = intracranial soft tissue; MR: head mask
-# from intensity + morphology, brain mask = head eroded past scalp and skull.
-# Writes the masks, the skull-stripped image and a QA image per modality.
+# from intensity + morphology, brain mask by skull_mask.mr_method (deepbet CNN,
+# morphology, or auto = contrast-aware). Writes the masks, the skull-stripped
+# image and a QA image per modality (MR: also the QA JSON with method, version, runtime).
 
 
 rule skull_mask_ct:
@@ -52,8 +53,10 @@ rule skull_mask_mr:
             subcategory="Skull masking",
             labels={"patient": "{patient}", "image": "MR"},
         ),
+        qa_json="results/preprocessed/{patient}/masking_qa_mr.json",
     params:
         erosion=config["skull_mask"]["mr_brain_erosion_mm"],
+        method=config["skull_mask"]["mr_method"],
     log:
         "results/logs/skull_mask/{patient}_mr.log",
     benchmark:
@@ -66,4 +69,5 @@ rule skull_mask_mr:
     shell:
         "python -m ct2mr --threads {threads} skull-mask --modality mr --input {input}"
         " --head-mask {output.head} --brain-mask {output.brain} --stripped {output.stripped}"
-        " --qa-png {output.qa} --brain-erosion-mm {params.erosion} > {log} 2>&1"
+        " --qa-png {output.qa} --qa-json {output.qa_json} --brain-erosion-mm {params.erosion}"
+        " --method {params.method} > {log} 2>&1"
