@@ -66,6 +66,7 @@ RERUN_SCOPE: dict[str, Scope] = {
     "skull_mask.ct_skull_threshold_hu": _s({"skull_mask_ct"}, "param `skull`"),
     "skull_mask.ct_head_threshold_hu": _s({"skull_mask_ct"}, "param `head`"),
     "skull_mask.mr_brain_erosion_mm": _s({"skull_mask_mr"}, "param `erosion`"),
+    "skull_mask.mr_method": _s({"skull_mask_mr"}, "param `method` (auto | deepbet | morphology)"),
     **{
         f"registration.{k}": _s({"register"}, "param `args`")
         for k in ("backend", "mi_bins", "sampling_fraction", "iterations", "shrink_factors", "seed")
