@@ -54,6 +54,9 @@ EXERCISES: list[tuple[str, str]] = [
     (r"python3 -m venv \.venv", "venv_module"),
     (r"\.venv/bin/pip install torch==\S+ --index-url https://download\.pytorch\.org/whl/\w+", "torch_pin"),
     (r'\.venv/bin/pip install -e "\.\[\w+\]" && touch \.venv/\.installed', "project_extras"),
+    (r"tensorboard --logdir results/models", "tensorboard"),
+    (r"\.venv/bin/python bench/prep_gpu_data\.py", "prep_gpu_data"),
+    (r'PYTHONPATH=src python bench/gpu_check\.py --out "\$OUT"', "gpu_check"),
 ]
 
 
@@ -193,6 +196,43 @@ def exercise_project_extras(command: str, run: Path, tmp: Path) -> None:
     extra = re.search(r"\[(\w+)\]", command).group(1)
     assert extra in _pyproject()["project"]["optional-dependencies"]
     assert "STAMP  := $(VENV)/.installed" in (REPO / "Makefile").read_text()
+
+
+def exercise_tensorboard(command: str, run: Path, tmp: Path) -> None:
+    """TensorBoard reads the event files a training run writes under results/models (the tiny
+    preset writes none, so one model folder's events are written here the way ``train`` does)."""
+    from ct2mr.tensorboard_log import log_scalars, open_writer
+
+    models = tmp / "tb" / "results" / "models"
+    writer = open_writer(models / "paired" / "seed0" / "tensorboard")
+    assert writer is not None, "tensorboard is not installed in the project venv"
+    log_scalars(writer, {"G_total": 1.5, "lr": 2e-4}, 10)
+    writer.close()
+    exe = Path(sys.executable).parent / "tensorboard"
+    args = shlex.split(command)[1:]
+    proc = _run([str(exe), "--inspect", *args], tmp / "tb", timeout=120)
+    assert "scalars" in proc.stdout and "num_steps            1" in proc.stdout, proc.stdout[-2000:]
+
+
+def exercise_prep_gpu_data(command: str, run: Path, tmp: Path) -> None:
+    """Prepares the GPU check's slices from ../shared/data (skipped without it) into a scratch folder."""
+    if not (REPO.parent / "shared" / "data" / "harvard_ctmr").is_dir():
+        return
+    out = tmp / "gpu_data"
+    _run([sys.executable, *shlex.split(command)[1:], "--out", str(out)], REPO)
+    assert list(out.glob("train/*.npz")) and list(out.glob("test/*.npz")), "prep_gpu_data wrote no slices"
+
+
+def exercise_gpu_check(command: str, run: Path, tmp: Path) -> None:
+    """The GPU command line parses and writes its results; its CPU rehearsal (``--smoke``, every
+    section) is tests/test_gpu_check.py: here only the environment section, on the CPU."""
+    out = tmp / "gpu_out"
+    args = shlex.split(command.replace('"$OUT"', str(out)))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, *args[2:], "--smoke", "--sections", "environment"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "gpu_check.json").is_file() and (out / "gpu_check.md").is_file()
 
 
 @pytest.mark.slow
