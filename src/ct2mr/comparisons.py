@@ -79,15 +79,21 @@ EXACT_MAX_CELLS = 16
 CONFIDENCE = 0.95
 
 
+def read_tsv(path: str | Path, what: str = "table") -> pd.DataFrame:
+    """A tab-separated table; InputError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, f"{what} not found")
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, None, f"not a readable TSV table ({exc})") from None
+
+
 def read_per_patient(path: str | Path) -> pd.DataFrame:
     """``per_patient.tsv`` with a ``seed`` column (0 when the file has none); InputError if unusable."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "per-patient metrics table not found")
-    try:
-        df = pd.read_csv(path, sep="\t")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, None, f"not a readable TSV table ({exc})") from None
+    df = read_tsv(path, "per-patient metrics table")
     missing = [c for c in ("patient", "variant") if c not in df.columns]
     if missing:
         raise InputError(path, "header", f"missing column(s) {missing}")

@@ -181,25 +181,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ct2mr.comparisons import read_per_patient, read_tsv  # noqa: PLC0415 - CLI only
+
     if args.tsv:
-        path = Path(args.tsv)
-        if not path.is_file():
-            raise InputError(path, None, "table not found")
-        try:
-            df = pd.read_csv(path, sep="\t")
-        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise InputError(path, None, f"not a readable TSV table ({exc})") from None
+        df = read_tsv(args.tsv)
     elif args.table1_per_patient:
-        path = Path(args.table1_per_patient)
-        if not path.is_file():
-            raise InputError(path, None, "table not found")
-        try:
-            per_patient = pd.read_csv(path, sep="\t")
-        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise InputError(path, None, f"not a readable TSV table ({exc})") from None
-        missing = [c for c in ("patient", "variant") if c not in per_patient.columns]
-        if missing:
-            raise InputError(path, "header", f"missing column(s) {missing}")
+        per_patient = read_per_patient(args.table1_per_patient)
         df = table1_over_seeds(per_patient, args.variants)
         if not args.note:
             n = df.attrs["n_seeds"]
