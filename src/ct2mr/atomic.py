@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -99,6 +100,32 @@ def _finish(tmp: Path, dest: Path, verify: Verifier | None, allow_empty: bool = 
         fsync_dir(dest.parent)
     except OSError as exc:
         raise OutputError(dest, _os_problem(exc)) from exc
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``dest`` (usual umask permissions); on success it
+    replaces ``dest`` whole (a previous ``dest`` is moved aside, then removed) and the
+    rename is fsync'ed. On any exception the temporary folder is removed and ``dest`` is
+    left as it was. Files written into it are the caller's to verify before the block ends.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    try:
+        yield tmp
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:

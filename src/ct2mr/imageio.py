@@ -27,8 +27,6 @@ import hashlib
 import locale
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +35,7 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import atomic_path, fsync_dir, fsync_file, library_write
+from ct2mr.atomic import atomic_folder, atomic_path, fsync_dir, fsync_file, library_write
 from ct2mr.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -673,12 +671,7 @@ def write_dicom_series(
         **pixel_tags,
     }
     dest = Path(folder)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give the folder the usual permissions
-    try:
+    with atomic_folder(dest) as tmp:
         writer = sitk.ImageFileWriter()
         writer.KeepOriginalImageUIDOn()
         for k in range(stored_img.GetDepth()):
@@ -697,17 +690,6 @@ def write_dicom_series(
                 except RuntimeError as exc:
                     raise OutputError(dest, f"write failed: {_short(exc)}") from exc
         _verify_dicom_folder(tmp, dest, stored_img)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
-            os.replace(dest, old / dest.name)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _verify_dicom_folder(folder: Path, dest: Path, stored: sitk.Image) -> None:

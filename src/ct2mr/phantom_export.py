@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
+from ct2mr.atomic import atomic_folder
 
 #: pixels per row and column of every image
 MATRIX = 160
@@ -224,9 +224,7 @@ def write_export(folder: str | os.PathLike[str], patient: str, seed: int, dicomd
     from pydicom.fileset import FileSet
 
     dest = Path(folder)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:
         datasets = _datasets(patient, seed)
         if dicomdir:
             fs = FileSet()
@@ -238,17 +236,6 @@ def write_export(folder: str | os.PathLike[str], patient: str, seed: int, dicomd
             for i, ds in enumerate(datasets):
                 ds.save_as(tmp / "DICOM" / f"I{i}", enforce_file_format=True)
         _previews(tmp, _anatomy(patient, seed))
-        os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
-            os.replace(dest, old / dest.name)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     series: dict[int, dict[str, Any]] = {}
     for ds in datasets:
         s = series.setdefault(int(ds.SeriesNumber), {"description": str(ds.SeriesDescription), "files": 0,
