@@ -34,26 +34,24 @@ except OutputError as exc:
 print("WROTE", dest)
 """
 
+#: setup code: a 32^3 float32 image ``img`` (random, fixed seed)
+FLOAT_IMAGE = ("import numpy as np, SimpleITK as sitk\n"
+               "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))")
 #: name -> (file-size limit in bytes, destination file name, setup code, write code)
 WRITERS: dict[str, tuple[int, str, str, str]] = {
-    "write_image .nii.gz": (4096, "img.nii.gz", "import numpy as np, SimpleITK as sitk\n"
-                            "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))",
+    "write_image .nii.gz": (4096, "img.nii.gz", FLOAT_IMAGE,
                             "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
-    "write_image .nii": (4096, "img.nii", "import numpy as np, SimpleITK as sitk\n"
-                         "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))",
+    "write_image .nii": (4096, "img.nii", FLOAT_IMAGE,
                          "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
-    "write_image .mha": (4096, "img.mha", "import numpy as np, SimpleITK as sitk\n"
-                         "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))",
+    "write_image .mha": (4096, "img.mha", FLOAT_IMAGE,
                          "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
-    "write_image .nrrd": (4096, "img.nrrd", "import numpy as np, SimpleITK as sitk\n"
-                          "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))",
+    "write_image .nrrd": (4096, "img.nrrd", FLOAT_IMAGE,
                           "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
     "write_dicom_series": (4096, "series", "import numpy as np, SimpleITK as sitk\n"
                            "img = sitk.GetImageFromArray((np.random.default_rng(0).random((3, 64, 64)) * 1000).astype('i2'))",
                            "from ct2mr.imageio import write_dicom_series\nwrite_dicom_series(img, dest, uid_seed='x')"),
     "write_scratch_image (registration backends)": (
-        4096, "scratch.nii", "import numpy as np, SimpleITK as sitk\n"
-        "img = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32, 32)).astype('f4'))",
+        4096, "scratch.nii", FLOAT_IMAGE,
         "from ct2mr.imageio import write_scratch_image\nwrite_scratch_image(img, dest)"),
     "register.write_transform (.tfm)": (
         100, "transform.tfm", "import SimpleITK as sitk\nt = sitk.AffineTransform([1.1, 0.1, 0, 0, 0.9, 0.2, 0, 0, 1], [1.5, 2, 3])",
