@@ -149,12 +149,19 @@ def _to_int16_hu(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr), *CT_RANGE_HU).astype(np.int16)
 
 
-def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"], series: str | None = None) -> sitk.Image:
+def ingest(
+    path: str | os.PathLike[str],
+    modality: Literal["ct", "mr"],
+    series: str | None = None,
+    raw: sitk.Image | None = None,
+) -> sitk.Image:
     """Read, check and canonicalise one scan (see the module docstring).
 
     ``series``: for a DICOM folder, the series to read (SeriesInstanceUID,
     SeriesNumber or a SeriesDescription substring); ``None`` or empty = the
     automatic rule of :mod:`ct2mr.dicom_series` (logged with every series passed over).
+    ``raw``: the scan as ``read_image(path, series, modality)`` returned it, when the
+    caller has read it already (``predict`` keeps it for the output grid); not modified.
     Returns an LPS image: CT int16 HU in [-1024, 3071], MR float32 >= 0.
     Raises InputError for unreadable or implausible input.
     """
@@ -162,7 +169,8 @@ def ingest(path: str | os.PathLike[str], modality: Literal["ct", "mr"], series: 
         raise ValueError(f"modality must be 'ct' or 'mr', not {modality!r}")
     p = Path(path)
     fmt = detect_format(p)
-    raw = read_image(p, series, modality)
+    if raw is None:
+        raw = read_image(p, series, modality)
     img = _to_3d(raw, p)
     arr = sitk.GetArrayViewFromImage(img)
     if arr.size == 0:

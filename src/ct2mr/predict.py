@@ -143,8 +143,8 @@ def predict_image(
 
     s = settings or PredictSettings.default()
     t0 = time.perf_counter()
-    ct = ingest(ct_path, "ct", series)  # checks: 3D, finite, head CT in HU
-    original = read_image(ct_path, series, "ct")
+    original = read_image(ct_path, series, "ct")  # read once: a DICOM folder is searched and chosen from once
+    ct = ingest(ct_path, "ct", series, raw=original)  # checks: 3D, finite, head CT in HU
     ct1 = resample_isotropic(ct, s.spacing_mm, "linear")
     try:
         masks = ct_masks(ct1, s.skull_threshold_hu, s.head_threshold_hu)
