@@ -26,6 +26,7 @@ import yaml
 from jsonschema import validators
 
 from ct2mr.errors import InputError
+from ct2mr.roles import VARIANT_POOLS, pool_roles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "workflow" / "schemas"
@@ -123,14 +124,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(data, path)
 
 
-#: data pools each training variant draws from (torch-free copy of
-#: :func:`ct2mr.losses.data_for`; ``tests/test_config.py`` checks they agree)
-VARIANT_POOLS: dict[str, tuple[str, ...]] = {
-    "paired": ("paired",),
-    "unpaired": ("ct_unpaired", "mr_unpaired"),
-    "mrgan": ("ct_unpaired", "mr_unpaired", "paired"),
-    "regression": ("paired",),
-}
 #: keys of the ``training:`` section that win over the same key in ``training.overrides``
 #: (the schema gives them a default, so an override of them would be silently ignored)
 SECTION_WINS: tuple[str, ...] = ("unpaired_includes_paired",)
@@ -198,20 +191,16 @@ def check_cross_fields(
                          f"got {sk['ct_head_threshold_hu']}")
     roles = {p.role for p in patients}
     include = bool(training.get("unpaired_includes_paired"))
-    pool_roles = {
-        "paired": ("paired_train",),
-        "ct_unpaired": ("ct_only", "paired_train") if include else ("ct_only",),
-        "mr_unpaired": ("mr_only", "paired_train") if include else ("mr_only",),
-    }
+    needed = pool_roles(include)
     for variant in config["training"]["variants"]:
         for pool in VARIANT_POOLS.get(variant, ()):
-            if not roles & set(pool_roles[pool]):
+            if not roles & set(needed[pool]):
                 hint = "" if include or pool == "paired" else (
                     "; or set training.unpaired_includes_paired: true to use paired_train patients")
                 raise InputError(
                     source, "training.variants",
                     f"variant {variant} trains on {pool.replace('_', ' ')} slices, but the patient table "
-                    f"{config['patients']} has no patient of role {' or '.join(pool_roles[pool])}{hint}",
+                    f"{config['patients']} has no patient of role {' or '.join(needed[pool])}{hint}",
                 )
 
 

@@ -13,6 +13,7 @@ from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
 from ct2mr.report_tables import ReportNumbers
+from ct2mr.roles import variant_roles
 from ct2mr.rerun_scope import fix_list_changes_params
 from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
 
@@ -225,19 +226,9 @@ def png_flags(wildcards):
 
 
 # --- used by train.smk ---
-#: which patient roles each variant learns from
-VARIANT_ROLES = {
-    "paired": ("paired_train",),
-    "unpaired": ("ct_only", "mr_only"),
-    "mrgan": ("paired_train", "ct_only", "mr_only"),
-    "regression": ("paired_train",),
-}
-
-
 def training_slices(wildcards):
-    roles = set(VARIANT_ROLES[wildcards.variant])
-    if config["training"]["unpaired_includes_paired"]:
-        roles.add("paired_train")
+    """The slice files of the patients whose roles the variant learns from (ct2mr.roles)."""
+    roles = variant_roles(wildcards.variant, config["training"]["unpaired_includes_paired"])
     return expand(
         "results/slices/{patient}.npz",
         patient=[p for p in TRAIN if PATIENTS[p].role in roles],
