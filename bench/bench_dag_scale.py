@@ -55,6 +55,8 @@ def make_project(root: Path, n: int) -> Path:
     (root / "patients.tsv").write_text("\n".join(rows) + "\n")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["patients"] = "patients.tsv"
+    # no ct_only / mr_only rows: the cycle variants draw their unpaired slices from the paired patients
+    config["training"]["unpaired_includes_paired"] = True
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -42,7 +42,14 @@ def main() -> int:
     return run(args.out, args.work, pools=not args.no_pools)
 
 
-def run(OUT: Path, WORK: Path, pools: bool = True) -> int:  # noqa: N803 - the module constants' names
+def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,  # noqa: N803 - module constants' names
+        figures: bool = True, cores: int = 2) -> int:
+    """Run the workflow on harvard_ctmr in WORK, copy tables (and figures) to OUT.
+
+    ``training``: keys merged into the config's ``training:`` section (e.g. seeds,
+    overrides); ``figures=False`` copies only the run-level figures (losses, metrics,
+    difference maps), not the per-patient ones.
+    """
     if not DATA.is_dir():
         print(f"real data not found at {DATA}: nothing to do")
         return 0
@@ -57,9 +64,10 @@ def run(OUT: Path, WORK: Path, pools: bool = True) -> int:  # noqa: N803 - the m
     table.to_csv(WORK / "patients.tsv", sep="\t", index=False)
     config = yaml.safe_load((REPO / "config" / "harvard.yaml").read_text())
     config["patients"] = "patients.tsv"
+    config.setdefault("training", {}).update(training or {})
     (WORK / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(WORK),
-           "--configfile", str(WORK / "config.yaml"), "--cores", "2"]
+           "--configfile", str(WORK / "config.yaml"), "--cores", str(cores)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -75,10 +83,12 @@ def run(OUT: Path, WORK: Path, pools: bool = True) -> int:  # noqa: N803 - the m
     for f in sorted((res / "metrics").glob("*.tsv")):
         shutil.copy(f, OUT / f.name)
     for f in sorted((res / "figures").glob("*.png")):
-        shutil.copy(f, OUT / f.name)
+        if figures or not f.stem.split("_")[-1].startswith("H"):
+            shutil.copy(f, OUT / f.name)
     bench = {}
-    for f in sorted((res / "benchmarks" / "train").glob("*.tsv")):
-        bench[f"train {f.stem}"] = float(pd.read_csv(f, sep="\t")["s"].iloc[0])
+    for f in sorted((res / "benchmarks" / "train").rglob("*.tsv")):
+        name = "/".join(f.relative_to(res / "benchmarks" / "train").with_suffix("").parts)
+        bench[f"train {name}"] = float(pd.read_csv(f, sep="\t")["s"].iloc[0])
     per_patient = pd.read_csv(OUT / "per_patient.tsv", sep="\t")
     summary = pd.read_csv(OUT / "summary.tsv", sep="\t")
     record = {
@@ -95,7 +105,8 @@ def run(OUT: Path, WORK: Path, pools: bool = True) -> int:  # noqa: N803 - the m
         f"({record['when']}; whole workflow "
         f"{wall / 60:.1f} min on {record['cpus']} CPUs; training "
         + ", ".join(f"{k.split()[1]} {v:.0f} s" for k, v in bench.items()) + ").", "",
-        "Train: H02, H16, H20; test: H21, H28, H32. Preset `demo` (64 px, 1200 iterations), "
+        "Train: H02, H16, H20; test: H21, H28, H32. Preset `demo` (64 px), "
+        f"training section: `{json.dumps(config['training'])}`, "
         "`unpaired_includes_paired: true`; "
         + ("unpaired pools: HMR_POOL (324 T2 slices of 13 MR-only patients) and HCT_POOL (200 head CT images)."
            if pools else "no unpaired pools (the paired training patients' slices only)."), "",
