@@ -4,8 +4,11 @@
 #   snakemake --profile profiles/slurm        # SLURM cluster
 #   snakemake --report results/report.html    # the report, after a run
 #
-# Stages (one rule file each, in run order): phantom, ingest, resample,
-# skull_mask, register, window, slices, train, synthesize, evaluate, figures.
+# Rule files in run order: phantom; prepare (ingest, resample and skull masking of
+# one scan, one job); register; slices (CT window, MR normalisation and slices of
+# one patient, one job); train, synthesize, evaluate, figures, report. Each stage's
+# logic is the src/ct2mr module named for it (ingest.py, resample.py, skull_mask.py,
+# register.py, window.py, slices.py, ...).
 import sys
 from pathlib import Path
 
@@ -24,11 +27,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/phantom.smk"
-include: "workflow/rules/ingest.smk"
-include: "workflow/rules/resample.smk"
-include: "workflow/rules/skull_mask.smk"
+include: "workflow/rules/prepare.smk"
 include: "workflow/rules/register.smk"
-include: "workflow/rules/window.smk"
 include: "workflow/rules/slices.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/synthesize.smk"

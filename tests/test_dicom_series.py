@@ -285,7 +285,7 @@ def test_workflow_passes_the_series_column(exports: dict[str, Path], tmp_path: P
     rows = [r + [""] * (5 - len(r)) + (["series"] if i == 0 else [""]) for i, r in enumerate(rows)]
     rows.append(["EXP", "ct_only", str(exports["flat"]), "", "", "Head 2mm tilt"])
     (work / "patients.tsv").write_text("\n".join("\t".join(r) for r in rows) + "\n")
-    proc = snakemake(work, "-n", "-p", "results/interim/EXP/ct_ingested.nii.gz")
+    proc = snakemake(work, "-n", "-p", "results/preprocessed/EXP/ct.nii.gz")
     assert "--series 'Head 2mm tilt'" in proc.stdout
 
 

@@ -167,7 +167,9 @@ def exercise_predict(command: str, run: Path, tmp: Path) -> None:
     args = shlex.split(command.replace("path/to/ct_dicom_folder", "results/phantom/T2/ct_dicom"))[1:]
     out = run / args[args.index("--out") + 1]
     _run([sys.executable, "-m", "ct2mr", *args, "--config", "config.yaml"], run)
-    image, ct = sitk.ReadImage(str(out)), sitk.ReadImage(str(run / "results/interim/T2/ct_ingested.nii.gz"))
+    from ct2mr.imageio import read_image
+
+    image, ct = sitk.ReadImage(str(out)), read_image(run / "results/phantom/T2/ct_dicom")  # the CT's own grid
     assert image.GetSize() == ct.GetSize() and image.GetPixelID() == sitk.sitkUInt8
 
 

@@ -459,7 +459,7 @@ def test_real_envs_cover_real_stage_modules() -> None:
 
     families = {
         "preprocess": ["phantom", "ingest", "resample", "skull-mask", "register", "window",
-                       "slices", "slices-png"],
+                       "slices", "slices-png", "slices-pool", "prepare", "normalise-slices"],
         "train": ["train"],
         "evaluate": ["synthesize", "evaluate", "figures"],
     }
@@ -488,7 +488,7 @@ def rules() -> list[dict]:
 
 def test_workflow_has_rules_calling_ct2mr(rules: list[dict]) -> None:
     called = {c for r in rules for c in ct2mr_commands(r["shell"])}
-    assert {"ingest", "register", "train", "evaluate"} <= called, f"commands called: {sorted(called)}"
+    assert {"prepare", "register", "normalise-slices", "train", "evaluate"} <= called, f"commands called: {sorted(called)}"
 
 
 def test_every_rule_declares_log_benchmark_conda_threads_mem(rules: list[dict]) -> None:

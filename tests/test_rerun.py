@@ -46,10 +46,10 @@ from tests.workflow_helpers import snakemake, write_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-#: rules that run before CT skull masking (inputs to it, or independent of it)
-BEFORE_MASKING = {"phantom_volume", "phantom_dicom", "phantom_truth", "ingest", "resample"}
+#: rules that run before the CT's job (its inputs, or independent of it)
+BEFORE_MASKING = {"phantom_volume", "phantom_dicom", "phantom_truth"}
 PREPROCESSING = BEFORE_MASKING | {
-    "skull_mask_ct", "skull_mask_mr", "register", "window_ct", "normalise_mr", "slices", "slices_png",
+    "prepare_ct", "prepare_mr", "register", "slices", "slices_ct", "slices_mr", "slices_png", "slices_pool",
 }
 #: the tiny cohort (tests/data/tiny_patients.tsv)
 CT_PATIENTS = {"T1", "T2", "T3", "T4"}
@@ -149,10 +149,10 @@ def test_skull_threshold_reruns_masking_and_after_for_every_patient(finished: Pa
     jobs = planned(finished)
     rules = rules_of(jobs)
     assert not rules & BEFORE_MASKING, f"stages before masking planned: {sorted(rules & BEFORE_MASKING)}"
-    assert "skull_mask_mr" not in rules  # the MR masks do not use the CT threshold
-    assert patients_of(jobs, "skull_mask_ct") == CT_PATIENTS
+    assert "prepare_mr" not in rules  # the MR masks do not use the CT threshold
+    assert patients_of(jobs, "prepare_ct") == CT_PATIENTS
     assert patients_of(jobs, "register") == PAIRED
-    assert CT_PATIENTS <= patients_of(jobs, "slices")
+    assert CT_PATIENTS <= patients_of(jobs, "slices") | patients_of(jobs, "slices_ct")
     assert {"train", "synthesize", "evaluate"} <= rules
 
 
@@ -171,9 +171,9 @@ def test_changed_raw_ct_reruns_that_patients_chain_only(finished: Path) -> None:
     rules = rules_of(jobs)
     others = {(r, w.get("patient")) for r, w in jobs if w.get("patient") not in (None, TEST_PATIENT)}
     assert not others, f"jobs for other patients planned: {sorted(others)}"
-    assert ("ingest", {"patient": TEST_PATIENT, "modality": "ct"}) in jobs
-    assert ("ingest", {"patient": TEST_PATIENT, "modality": "mr"}) not in jobs
-    for rule in ("resample", "skull_mask_ct", "register", "window_ct", "slices"):
+    assert ("prepare_ct", {"patient": TEST_PATIENT}) in jobs
+    assert ("prepare_mr", {"patient": TEST_PATIENT}) not in jobs
+    for rule in ("prepare_ct", "register", "slices"):
         assert patients_of(jobs, rule) == {TEST_PATIENT}, (rule, jobs)
     assert "train" not in rules  # a test patient does not feed training
     assert {"phantom_volume", "phantom_dicom", "phantom_truth"}.isdisjoint(rules)

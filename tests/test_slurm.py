@@ -219,7 +219,7 @@ def test_tiny_pipeline_through_slurm_equals_local_run(
         assert f"rule_{rule_of[jid]}" in Path(log).parts
     # every planned job went through sbatch, once
     assert submitted_rules == planned, (submitted_rules, planned)
-    assert {"ingest", "skull_mask_ct", "slices"} <= set(submitted_rules)
+    assert {"prepare_ct", "prepare_mr", "slices"} <= set(submitted_rules)
     # and produced the same files as the local run
     assert set(result_files(workdir)) == set(result_files(tiny_local))
     assert differing_files(workdir, tiny_local) == []

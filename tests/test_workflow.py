@@ -12,8 +12,8 @@ import pytest
 from tests.workflow_helpers import make_tiny_workdir, planned_jobs, snakemake
 
 STAGES = {
-    "phantom_volume", "phantom_dicom", "phantom_truth", "ingest", "resample", "skull_mask_ct",
-    "skull_mask_mr", "register", "window_ct", "normalise_mr", "slices", "train",
+    "phantom_volume", "phantom_dicom", "phantom_truth", "prepare_ct", "prepare_mr", "register",
+    "slices", "slices_ct", "slices_mr", "train",
     "synthesize", "synthesize_cycle", "evaluate",
 }
 

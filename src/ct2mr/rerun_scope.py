@@ -53,30 +53,30 @@ def _s(rules: set[str] | frozenset[str], how: str) -> Scope:
 #: dotted schema leaf key -> the rules it reruns first
 RERUN_SCOPE: dict[str, Scope] = {
     "patients": _s(
-        {"ingest", "register"},
-        "the table's files are inputs: a changed ct/mr path reruns `ingest` of that scan "
-        "(`slices_png` for PNG patients), a changed truth file `register`; a changed role "
+        {"prepare_ct", "register"},
+        "the table's files are inputs: a changed ct/mr path reruns `prepare_ct` / `prepare_mr` of "
+        "that scan (`slices_png` for PNG patients), a changed truth file `register`; a changed role "
         "is the `role` param of `slices` and changes the inputs of `train`/`evaluate`",
     ),
     **{
         f"phantom.{k}": _s(PHANTOM_RULES, "param `args` of the phantom rules (each file depends on all of them)")
         for k in ("seed", "ct_spacing_mm", "mr_spacing_mm", "fov_mm", "max_rotation_deg", "max_translation_mm", "max_scale")
     },
-    "resample.spacing_mm": _s({"resample"}, "param `spacing`"),
-    "skull_mask.ct_skull_threshold_hu": _s({"skull_mask_ct"}, "param `skull`"),
-    "skull_mask.ct_head_threshold_hu": _s({"skull_mask_ct"}, "param `head`"),
-    "skull_mask.mr_brain_erosion_mm": _s({"skull_mask_mr"}, "param `erosion`"),
-    "skull_mask.mr_method": _s({"skull_mask_mr"}, "param `method` (auto | deepbet | morphology)"),
+    "resample.spacing_mm": _s({"prepare_ct", "prepare_mr"}, "param `spacing` (resampling is stage 2 of these jobs)"),
+    "skull_mask.ct_skull_threshold_hu": _s({"prepare_ct"}, "param `skull` (skull masking is stage 3 of the job)"),
+    "skull_mask.ct_head_threshold_hu": _s({"prepare_ct"}, "param `head`"),
+    "skull_mask.mr_brain_erosion_mm": _s({"prepare_mr"}, "param `erosion`"),
+    "skull_mask.mr_method": _s({"prepare_mr"}, "param `method` (auto | deepbet | morphology)"),
     **{
         f"registration.{k}": _s({"register"}, "param `args`")
         for k in ("backend", "mi_bins", "sampling_fraction", "iterations", "shrink_factors", "seed")
     },
-    "window.ct_width_hu": _s({"window_ct"}, "param `width`"),
-    "window.ct_level_hu": _s({"window_ct"}, "param `level`"),
-    "window.mr_percentiles": _s({"normalise_mr"}, "param `percentiles`"),
-    "slices.size": _s({"slices", "slices_png"}, "param `size`"),
-    "slices.min_brain_voxels": _s({"slices"}, "param `min_voxels`"),
-    "slices.min_slices": _s({"slices"}, "param `min_slices`"),
+    "window.ct_width_hu": _s({"slices", "slices_ct"}, "param `window` (the window is stage 1 of these jobs)"),
+    "window.ct_level_hu": _s({"slices", "slices_ct"}, "param `window`"),
+    "window.mr_percentiles": _s({"slices", "slices_mr"}, "param `window` (MR normalisation is stage 1 of these jobs)"),
+    "slices.size": _s({"slices", "slices_ct", "slices_mr", "slices_png", "slices_pool"}, "param `size`"),
+    "slices.min_brain_voxels": _s({"slices", "slices_ct", "slices_mr"}, "param `min_voxels`"),
+    "slices.min_slices": _s({"slices", "slices_ct", "slices_mr"}, "param `min_slices`"),
     "training.preset": _s({"train"}, "param `settings` (the resolved training settings)"),
     "training.variants": _s(
         {"evaluate", "fig_variants", "fig_losses"},

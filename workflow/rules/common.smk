@@ -48,6 +48,9 @@ PNG = sorted(p for p, r in PATIENTS.items() if r.is_png and not r.is_pool)
 VOLUME = sorted(p for p in PATIENTS if p not in PNG and p not in POOL)
 #: 3D patients with both scans: registration runs for these
 PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_mr)
+#: 3D patients with one scan
+CT_ONLY_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and not PATIENTS[p].has_mr)
+MR_ONLY_3D = sorted(p for p in VOLUME if PATIENTS[p].has_mr and not PATIENTS[p].has_ct)
 TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
 TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
 #: held-out patients scored during training (validation MAE in losses.tsv), never trained on
@@ -67,18 +70,27 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-def raw_scan(wildcards):
-    """The raw scan of a patient's modality, as listed in the patient table."""
-    path = getattr(PATIENTS[wildcards.patient], wildcards.modality)
-    if path is None:
-        raise WorkflowError(f"patient {wildcards.patient} has no {wildcards.modality.upper()} scan")
-    return path
+def raw_scan(modality):
+    """Input function: the raw scan of the patient's ``modality`` ("ct" | "mr"), as listed in the patient table."""
+
+    def raw(wildcards):
+        path = getattr(PATIENTS[wildcards.patient], modality)
+        if path is None:
+            raise WorkflowError(f"patient {wildcards.patient} has no {modality.upper()} scan")
+        return path
+
+    return raw
 
 
-def series_arg(wildcards):
-    """` --series SEL` (shell-quoted) when the patient table chooses a DICOM series, else ''."""
-    sel = PATIENTS[wildcards.patient].series_of(wildcards.modality)
-    return f" --series {shlex.quote(sel)}" if sel else ""
+def series_arg(modality):
+    """Param function: ` --series SEL` (shell-quoted) when the patient table chooses a DICOM
+    series of the patient's ``modality``, else ''."""
+
+    def arg(wildcards):
+        sel = PATIENTS[wildcards.patient].series_of(modality)
+        return f" --series {shlex.quote(sel)}" if sel else ""
+
+    return arg
 
 
 def truth_file(wildcards):
@@ -174,28 +186,51 @@ def truth_flag(wildcards):
     return " ".join(f"--truth {t}" for t in truth_file(wildcards))
 
 
-# --- used by resample.smk ---
-RESAMPLED = {"ct": ("ct", -1024), "mr_native": ("mr", 0)}
-
-
 # --- used by slices.smk ---
 def volume_slice_inputs(wildcards):
+    """The images of a volume patient's `slices` job: CT in HU on the 1 mm grid and/or the MR
+    (registered onto it, or on its own grid for an MR-only patient), the reference grid's masks
+    and the head mask the MR is normalised in."""
     pre = PRE.format(patient=wildcards.patient)
     r = PATIENTS[wildcards.patient]
-    masks = "ct" if r.has_ct else "mr_native"
-    inputs = {
-        "head": f"{pre}/{masks}_head_mask.nii.gz",
-        "brain": f"{pre}/{masks}_brain_mask.nii.gz",
-    }
+    ref = "ct" if r.has_ct else "mr_native"
+    inputs = {"head": f"{pre}/{ref}_head_mask.nii.gz", "brain": f"{pre}/{ref}_brain_mask.nii.gz"}
     if r.has_ct:
-        inputs["ct"] = f"{pre}/ct_window.nii.gz"
+        inputs["ct"] = f"{pre}/ct.nii.gz"
     if r.has_mr:
-        inputs["mr"] = f"{pre}/mr_norm.nii.gz"
+        inputs["mr"] = f"{pre}/mr.nii.gz" if r.has_ct else f"{pre}/mr_native.nii.gz"
     return inputs
 
 
-def image_flags(wildcards, input):
-    return " ".join(f"--{m} {input[m]}" for m in ("ct", "mr") if m in input.keys())
+def image_flags(wildcards, input, output):
+    """--ct/--mr flags of `ct2mr normalise-slices` with the images they write (ct_window, mr_norm);
+    the MR is normalised inside the head mask of its grid (the CT's once registered)."""
+    flags = []
+    if "ct" in input.keys():
+        flags.append(f"--ct {input.ct} --ct-window {output.ct_window}")
+    if "mr" in input.keys():
+        flags.append(f"--mr {input.mr} --mr-mask {input.head} --mr-norm {output.mr_norm}")
+    return " ".join(flags)
+
+
+#: intensity flags of `ct2mr normalise-slices` per scan (a tracked param: only the rules whose
+#: patients have that scan rerun when its setting changes)
+CT_WINDOW_FLAGS = f"--width-hu {config['window']['ct_width_hu']} --level-hu {config['window']['ct_level_hu']}"
+MR_NORM_FLAGS = f"--percentiles {spaced(config['window']['mr_percentiles'])}"
+
+#: params of the three volume `slices` rules (slices.smk) besides `window`; config values are tracked params
+SLICES_PARAMS = dict(
+    role=lambda w: PATIENTS[w.patient].role,
+    images=image_flags,
+    size=config["slices"]["size"],
+    min_voxels=config["slices"]["min_brain_voxels"],
+    min_slices=config["slices"]["min_slices"],
+)
+
+
+def slices_logs():
+    """The logs of a volume `slices` job: its whole output (the slices stage's log) and the window stage's."""
+    return dict(job="results/logs/slices/{patient}.log", window="results/logs/window/{patient}.log")
 
 
 def png_files(wildcards):
@@ -275,11 +310,3 @@ def training_result_settings(wildcards):
         {**{k: v for k, v in TRAINING_SETTINGS.items() if k not in NON_RESULT_FIELDS}, "seed": int(wildcards.seed)},
         sort_keys=True,
     )
-
-
-# --- used by window.smk ---
-def mr_to_normalise(wildcards):
-    pre = PRE.format(patient=wildcards.patient)
-    if PATIENTS[wildcards.patient].has_ct:  # registered onto the CT grid
-        return {"image": f"{pre}/mr.nii.gz", "mask": f"{pre}/ct_head_mask.nii.gz"}
-    return {"image": f"{pre}/mr_native.nii.gz", "mask": f"{pre}/mr_native_head_mask.nii.gz"}

@@ -1,25 +1,39 @@
-# Stage 6, slices: the axial slices holding brain, padded (or, for heads wider
+# Stages 5-6, intensities and slices: CT window width/level (W80/L40 HU by default)
+# and MR normalisation (window.mr_percentiles, 1st/99th inside the head mask -> 0/255,
+# outside the head 0; a paired MR on the CT grid after registration, an MR-only
+# patient's on its own grid), then the axial slices holding brain, padded (or, for heads wider
 # than the canvas, resized without distortion) to slices.size^2 (256 x 256),
 # with masks and the geometry that puts synthesized slices back into the CT grid.
 # PNG patients (already registered 2D slices) and 2D image pools (unpaired
 # ct_only / mr_only images of any size) join the chain here.
 
 
+# Volume patients: CT window and MR normalisation to uint8, then slice extraction, in
+# one job (ct2mr.normalise_slices), each stage with its log; one rule per kind of
+# patient (both scans, CT only, MR only) because their outputs differ.
+SLICES_SHELL = (
+    "python -m ct2mr --threads {threads} normalise-slices --patient {wildcards.patient} --role {params.role}"
+    " {params.images} {params.window}"
+    " --head-mask {input.head} --brain-mask {input.brain} --output {output.slices}"
+    " --size {params.size} --min-brain-voxels {params.min_voxels} --min-slices {params.min_slices}"
+    " --log-window {log.window} > {log.job} 2>&1"
+)
+
+
 rule slices:
     input:
         unpack(volume_slice_inputs),
     output:
-        "results/slices/{patient}.npz",
+        slices="results/slices/{patient}.npz",
+        ct_window="results/preprocessed/{patient}/ct_window.nii.gz",
+        mr_norm="results/preprocessed/{patient}/mr_norm.nii.gz",
     wildcard_constraints:
-        patient=one_of(VOLUME),
+        patient=one_of(PAIRED_3D),
     params:
-        role=lambda w: PATIENTS[w.patient].role,
-        images=image_flags,
-        size=config["slices"]["size"],
-        min_voxels=config["slices"]["min_brain_voxels"],
-        min_slices=config["slices"]["min_slices"],
+        window=f"{CT_WINDOW_FLAGS} {MR_NORM_FLAGS}",
+        **SLICES_PARAMS,
     log:
-        "results/logs/slices/{patient}.log",
+        **slices_logs(),
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
     conda:
@@ -28,10 +42,55 @@ rule slices:
     resources:
         mem_mb=4000,
     shell:
-        "python -m ct2mr --threads {threads} slices --patient {wildcards.patient} --role {params.role}"
-        " {params.images} --head-mask {input.head} --brain-mask {input.brain} --output {output}"
-        " --size {params.size} --min-brain-voxels {params.min_voxels} --min-slices {params.min_slices}"
-        " > {log} 2>&1"
+        SLICES_SHELL
+
+
+rule slices_ct:
+    input:
+        unpack(volume_slice_inputs),
+    output:
+        slices="results/slices/{patient}.npz",
+        ct_window="results/preprocessed/{patient}/ct_window.nii.gz",
+    wildcard_constraints:
+        patient=one_of(CT_ONLY_3D),
+    params:
+        window=CT_WINDOW_FLAGS,
+        **SLICES_PARAMS,
+    log:
+        **slices_logs(),
+    benchmark:
+        "results/benchmarks/slices/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        SLICES_SHELL
+
+
+rule slices_mr:
+    input:
+        unpack(volume_slice_inputs),
+    output:
+        slices="results/slices/{patient}.npz",
+        mr_norm="results/preprocessed/{patient}/mr_norm.nii.gz",
+    wildcard_constraints:
+        patient=one_of(MR_ONLY_3D),
+    params:
+        window=MR_NORM_FLAGS,
+        **SLICES_PARAMS,
+    log:
+        **slices_logs(),
+    benchmark:
+        "results/benchmarks/slices/{patient}.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        SLICES_SHELL
 
 
 rule slices_png:

@@ -1,0 +1,99 @@
+# Stages 1-3 of one scan, in one job (ct2mr.prepare): ingest (read the raw DICOM
+# series / NIfTI / MHA / NRRD, check it: 3D, finite, CT in HU; canonical LPS),
+# resample to resample.spacing_mm (1 mm isotropic by default, linear, physical
+# space kept) and skull masking. Raw inputs are only read.
+# CT: skull = HU above skull_mask.ct_skull_threshold_hu, head = largest body
+# component, brain = intracranial soft tissue. MR: head mask from intensity +
+# morphology, brain mask by skull_mask.mr_method (deepbet CNN, morphology, or auto).
+# ct.nii.gz is the CT on the 1 mm grid: the reference grid of everything after;
+# mr_native.nii.gz is the MR on its own 1 mm grid (registration brings it onto the CT's).
+# Each stage keeps its log (results/logs/{ingest,resample,skull_mask}/); the ingest log
+# names the DICOM series read and those passed over (ct2mr.dicom_series).
+# One thread per job: patients run side by side, and a 1-thread job fits any free core
+# (a 2-thread job waited while a 1-thread training job held one of two cores).
+
+
+rule prepare_ct:
+    input:
+        raw_scan("ct"),
+    output:
+        image="results/preprocessed/{patient}/ct.nii.gz",
+        head="results/preprocessed/{patient}/ct_head_mask.nii.gz",
+        skull="results/preprocessed/{patient}/ct_skull_mask.nii.gz",
+        brain="results/preprocessed/{patient}/ct_brain_mask.nii.gz",
+        stripped="results/preprocessed/{patient}/ct_brain.nii.gz",
+        qa=report(
+            "results/preprocessed/{patient}/masking_qa_ct.png",
+            caption="../report/masking_qa.rst",
+            category="1. Data and QA",
+            subcategory="Skull masking",
+            labels={"patient": "{patient}", "image": "CT"},
+        ),
+    params:
+        series=series_arg("ct"),
+        spacing=spaced(config["resample"]["spacing_mm"]),
+        skull=config["skull_mask"]["ct_skull_threshold_hu"],
+        head=config["skull_mask"]["ct_head_threshold_hu"],
+    log:
+        job="results/logs/prepare/{patient}_ct.log",
+        ingest="results/logs/ingest/{patient}_ct.log",
+        resample="results/logs/resample/{patient}_ct.log",
+        skull_mask="results/logs/skull_mask/{patient}_ct.log",
+    benchmark:
+        "results/benchmarks/prepare/{patient}_ct.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m ct2mr --threads {threads} prepare --modality ct --input {input}{params.series}"
+        " --output {output.image} --spacing {params.spacing}"
+        " --head-mask {output.head} --skull-mask {output.skull} --brain-mask {output.brain}"
+        " --stripped {output.stripped} --qa-png {output.qa}"
+        " --skull-threshold-hu {params.skull} --head-threshold-hu {params.head}"
+        " --log-ingest {log.ingest} --log-resample {log.resample} --log-skull-mask {log.skull_mask}"
+        " > {log.job} 2>&1"
+
+
+rule prepare_mr:
+    input:
+        raw_scan("mr"),
+    output:
+        image="results/preprocessed/{patient}/mr_native.nii.gz",
+        head="results/preprocessed/{patient}/mr_native_head_mask.nii.gz",
+        brain="results/preprocessed/{patient}/mr_native_brain_mask.nii.gz",
+        stripped="results/preprocessed/{patient}/mr_native_brain.nii.gz",
+        qa=report(
+            "results/preprocessed/{patient}/masking_qa_mr.png",
+            caption="../report/masking_qa.rst",
+            category="1. Data and QA",
+            subcategory="Skull masking",
+            labels={"patient": "{patient}", "image": "MR"},
+        ),
+        qa_json="results/preprocessed/{patient}/masking_qa_mr.json",
+    params:
+        series=series_arg("mr"),
+        spacing=spaced(config["resample"]["spacing_mm"]),
+        erosion=config["skull_mask"]["mr_brain_erosion_mm"],
+        method=config["skull_mask"]["mr_method"],
+    log:
+        job="results/logs/prepare/{patient}_mr.log",
+        ingest="results/logs/ingest/{patient}_mr.log",
+        resample="results/logs/resample/{patient}_mr.log",
+        skull_mask="results/logs/skull_mask/{patient}_mr.log",
+    benchmark:
+        "results/benchmarks/prepare/{patient}_mr.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    shell:
+        "python -m ct2mr --threads {threads} prepare --modality mr --input {input}{params.series}"
+        " --output {output.image} --spacing {params.spacing}"
+        " --head-mask {output.head} --brain-mask {output.brain} --stripped {output.stripped}"
+        " --qa-png {output.qa} --qa-json {output.qa_json}"
+        " --brain-erosion-mm {params.erosion} --method {params.method}"
+        " --log-ingest {log.ingest} --log-resample {log.resample} --log-skull-mask {log.skull_mask}"
+        " > {log.job} 2>&1"
