@@ -18,8 +18,11 @@ rule ingest:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["ingest"].mem_mb,
+        runtime=RULE_RESOURCES["ingest"].runtime,
     shell:
         "python -m ct2mr --threads {threads} ingest --modality {wildcards.modality}"
         " --input {input} --output {output}{params.series} > {log} 2>&1"

@@ -34,8 +34,11 @@ rule register:
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=6000,
+        mem_mb=RULE_RESOURCES["register"].mem_mb,
+        runtime=RULE_RESOURCES["register"].runtime,
     shell:
         "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
         " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"

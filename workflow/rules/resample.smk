@@ -20,8 +20,11 @@ rule resample:
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["resample"].mem_mb,
+        runtime=RULE_RESOURCES["resample"].runtime,
     shell:
         "python -m ct2mr --threads {threads} resample --input {input} --output {output}"
         " --spacing {params.spacing} --interpolator linear --default-value {params.background}"

@@ -30,8 +30,11 @@ rule skull_mask_ct:
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["skull_mask_ct"].mem_mb,
+        runtime=RULE_RESOURCES["skull_mask_ct"].runtime,
     shell:
         "python -m ct2mr --threads {threads} skull-mask --modality ct --input {input}"
         " --head-mask {output.head} --skull-mask {output.skull} --brain-mask {output.brain}"
@@ -64,8 +67,11 @@ rule skull_mask_mr:
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["skull_mask_mr"].mem_mb,
+        runtime=RULE_RESOURCES["skull_mask_mr"].runtime,
     shell:
         "python -m ct2mr --threads {threads} skull-mask --modality mr --input {input}"
         " --head-mask {output.head} --brain-mask {output.brain} --stripped {output.stripped}"

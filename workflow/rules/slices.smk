@@ -25,8 +25,11 @@ rule slices:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["slices"].mem_mb,
+        runtime=RULE_RESOURCES["slices"].runtime,
     shell:
         "python -m ct2mr --threads {threads} slices --patient {wildcards.patient} --role {params.role}"
         " {params.images} --head-mask {input.head} --brain-mask {input.brain} --output {output}"
@@ -52,8 +55,11 @@ rule slices_png:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["slices_png"].mem_mb,
+        runtime=RULE_RESOURCES["slices_png"].runtime,
     shell:
         "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
         " {params.sources} --output {output} --size {params.size} > {log} 2>&1"
@@ -77,8 +83,11 @@ rule slices_pool:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["slices_pool"].mem_mb,
+        runtime=RULE_RESOURCES["slices_pool"].runtime,
     shell:
         "python -m ct2mr --threads {threads} slices-pool --patient {wildcards.patient} --role {params.role}"
         " --images {params.images} --output {output} --size {params.size} > {log} 2>&1"

@@ -19,8 +19,11 @@ rule window_ct:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["window_ct"].mem_mb,
+        runtime=RULE_RESOURCES["window_ct"].runtime,
     shell:
         "python -m ct2mr --threads {threads} window --modality ct --input {input} --output {output}"
         " --width-hu {params.width} --level-hu {params.level} > {log} 2>&1"
@@ -40,8 +43,11 @@ rule normalise_mr:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["normalise_mr"].mem_mb,
+        runtime=RULE_RESOURCES["normalise_mr"].runtime,
     shell:
         "python -m ct2mr --threads {threads} window --modality mr --input {input.image}"
         " --mask {input.mask} --output {output} --percentiles {params.percentiles} > {log} 2>&1"
