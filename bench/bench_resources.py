@@ -15,7 +15,10 @@ Recommendation = measured max x ``HEADROOM`` (1.5), rounded up to 250 MB / 5 min
 the phantom and 2D rules) the measured max is first scaled to a 256^3 head at 1 mm:
 x (256^3 / the largest 1 mm grid of the run, read from results/preprocessed/*/ct.nii.gz
 and mr_native.nii.gz). Linear scaling of the whole RSS (interpreter and libraries
-included) errs on the safe side.
+included) errs on the safe side where the run's grid is smaller than 256^3 (not for
+every stage: window_ct uses more than linearly), so the 256^3 measurements of
+bench/results/preprocess.json (`cli peak RSS`, `cli wall` of one `python -m ct2mr`
+process per stage) count too: the recommendation starts from the larger of the two.
 
 Usage::
 
@@ -42,6 +45,10 @@ from ct2mr.cluster_resources import HEADROOM, MEM_STEP_MB, RULE_RESOURCES, RUNTI
 RULES_DIR = REPO / "workflow" / "rules"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 OUT = REPO / "bench" / "results" / "resources"
+#: stage -> rule of bench/results/preprocess.json (measured at 256^3 and more)
+PREPROCESS_JSON = REPO / "bench" / "results" / "preprocess.json"
+PREPROCESS_STAGES = {"resample": "resample", "skull-mask ct": "skull_mask_ct", "skull-mask mr": "skull_mask_mr",
+                     "window ct": "window_ct", "window mr": "normalise_mr", "slices": "slices"}
 #: the head the requests are sized for: 256^3 voxels at 1 mm
 TARGET_VOXELS = 256**3
 #: rules whose size is not the head volume's (never scaled): the phantom's scans, and
@@ -145,6 +152,21 @@ def collect(results_dirs: list[Path]) -> tuple[dict[str, list[tuple[float, float
     return by_rule, unmatched, max(known) if known else None
 
 
+def bench_256(path: Path = PREPROCESS_JSON) -> dict[str, tuple[float, float]]:
+    """rule -> (max cli wall s, max cli peak RSS MB) at 256^3 (or larger) from preprocess.json."""
+    if not path.is_file():
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    for row in json.loads(path.read_text()).get("rows", []):
+        stage = row.get("stage", "")
+        rule = next((r for s, r in PREPROCESS_STAGES.items() if stage.startswith(s)), None)
+        if rule is None or "x" not in row.get("shape", "") or math.prod(map(int, row["shape"].split("x"))) < TARGET_VOXELS:
+            continue
+        wall, rss = out.get(rule, (0.0, 0.0))
+        out[rule] = (max(wall, row["cli_s"]), max(rss, row["cli_peak_rss_mb"]))
+    return out
+
+
 def p95(values: list[float]) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)]
@@ -158,6 +180,7 @@ def profile_defaults() -> dict[str, int]:
 
 def summarise(by_rule: dict, grid: int | None) -> list[dict]:
     defaults = profile_defaults()
+    at_256 = bench_256()
     rows = []
     for rule in sorted(set(by_rule) | set(RULE_RESOURCES)):
         req = RULE_RESOURCES.get(rule)
@@ -169,8 +192,11 @@ def summarise(by_rule: dict, grid: int | None) -> list[dict]:
         if jobs:
             walls, rsss = [j[0] for j in jobs], [j[1] for j in jobs]
             scale = 1.0 if UNSCALED.match(rule) or not grid else max(1.0, TARGET_VOXELS / grid)
-            rec = recommend(max(rsss) * scale, max(walls) * scale)
+            b_wall, b_rss = at_256.get(rule, (0.0, 0.0))
+            rec = recommend(max(max(rsss) * scale, b_rss), max(max(walls) * scale, b_wall))
             row.update({
+                "bench_256_rss_mb": round(b_rss, 1) if b_rss else None,
+                "bench_256_wall_s": round(b_wall, 2) if b_wall else None,
                 "max_rss_mb": round(max(rsss), 1), "p95_rss_mb": round(p95(rsss), 1),
                 "max_wall_s": round(max(walls), 2), "p95_wall_s": round(p95(walls), 2),
                 "scale_to_256": round(scale, 2),
@@ -182,9 +208,13 @@ def summarise(by_rule: dict, grid: int | None) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatched: list[str]) -> None:
+def bench_cell(r: dict) -> str:
+    return f"{r['bench_256_rss_mb']} / {r['bench_256_wall_s']}" if r.get("bench_256_rss_mb") else "-"
+
+
+def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatched: list[str], note: str = "") -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"results": [str(r) for r in results_dirs], "largest_grid_voxels": grid, "target_voxels": TARGET_VOXELS,
+    meta = {"results": [str(r) for r in results_dirs], "data_note": note, "largest_grid_voxels": grid, "target_voxels": TARGET_VOXELS,
             "headroom": HEADROOM, "mem_step_mb": MEM_STEP_MB, "runtime_step_min": RUNTIME_STEP_MIN,
             "unmatched_benchmarks": unmatched, "rules": rows}
     OUT.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -196,8 +226,12 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
         "Written by `bench/bench_resources.py` (rerun: `PYTHONPATH=src .venv/bin/python bench/bench_resources.py"
         " --results <run>/results`).",
         "",
+        f"256^3 bench: `{PREPROCESS_JSON.relative_to(REPO)}` (one process per stage on a 256^3 / 321^3 phantom"
+        " head; its MR skull mask used the morphology method, not deepbet)." if PREPROCESS_JSON.is_file() else
+        "256^3 bench: none (bench/results/preprocess.json missing).",
+        "",
         "Data: the `benchmark:` TSVs (Snakemake's `s` = wall seconds, `max_rss` = MB) of the run(s) "
-        + ", ".join(f"`{r}`" for r in results_dirs) + ".",
+        + ", ".join(f"`{r}`" for r in results_dirs) + "." + (f" {note}" if note else ""),
         "",
         f"Recommendation = measured max x {HEADROOM} headroom, for the head-sized rules first scaled {scale_txt};"
         f" rounded up to {MEM_STEP_MB} MB / {RUNTIME_STEP_MIN} min (at least one step). Requested = what the rule asks"
@@ -205,21 +239,34 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
         " requested / measured max (unscaled).",
         "",
         "| rule | n jobs | max RSS MB | p95 RSS MB | max wall s | p95 wall s | requested mem_mb | mem ratio |"
-        " requested runtime min | runtime ratio | scale | recommended mem_mb | recommended runtime min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " requested runtime min | runtime ratio | scale | 256^3 bench RSS MB / wall s | recommended mem_mb |"
+        " recommended runtime min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["n_jobs"]:
             lines.append(
                 f"| {r['rule']} | {r['n_jobs']} | {r['max_rss_mb']} | {r['p95_rss_mb']} | {r['max_wall_s']} |"
                 f" {r['p95_wall_s']} | {r['requested_mem_mb']} | {r['mem_ratio']} | {r['requested_runtime_min']} |"
-                f" {r['runtime_ratio']} | {r['scale_to_256']} | {r['recommended_mem_mb']} | {r['recommended_runtime_min']} |"
+                f" {r['runtime_ratio']} | {r['scale_to_256']} |"
+                f" {bench_cell(r)} |"
+                f" {r['recommended_mem_mb']} | {r['recommended_runtime_min']} |"
             )
         else:
             lines.append(
                 f"| {r['rule']} | 0 | not measured | | | | {r['requested_mem_mb']} | | {r['requested_runtime_min']} |"
-                " | | (no benchmark in these runs: request kept) | |"
+                " | | | (no benchmark in these runs: request kept) | |"
             )
+    lines += [
+        "",
+        "Caveats: the runs ran with `--cores 1` (rules asking for 2 threads got 1) on 2 shared, loaded cores, so"
+        " wall times are inflated and every runtime lands on the 5 min floor. `ingest` and `resample` read the raw"
+        " scan at its own resolution (the phantom's CT is 262x300x48): a thin-slice 512x512x300 CT is ~20 times"
+        " that, so cohorts of such scans should measure their own run with this script (or raise those two, e.g."
+        " `--set-resources ingest:mem_mb=3000`). `skull_mask_mr` ran the `auto` method (deepbet CNN on CPU) and"
+        " is the largest request. Rules without a benchmark here keep their request; `train` (GPU) is not sized"
+        " here.",
+    ]
     if unmatched:
         lines += ["", f"Benchmarks of rules outside this table (aggregates, not sized here): {len(unmatched)}, e.g. "
                   + ", ".join(f"`{Path(u).name}`" for u in unmatched[:5]) + "."]
@@ -230,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", action="append", type=Path,
                     help="a finished run's results/ folder (several allowed; default: the repo's results/)")
+    ap.add_argument("--data-note", default="", help="what the runs were (cohort, command), for the report")
     args = ap.parse_args(argv)
     dirs = [d.resolve() for d in (args.results or [REPO / "results"])]
     missing = [d for d in dirs if not (d / "benchmarks").is_dir()]
@@ -237,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no benchmarks/ under {', '.join(map(str, missing))}")
     by_rule, unmatched, grid = collect(dirs)
     rows = summarise(by_rule, grid)
-    write(rows, dirs, grid, unmatched)
+    write(rows, dirs, grid, unmatched, args.data_note)
     for r in rows:
         print(r["rule"], r["n_jobs"], r.get("max_rss_mb"), r.get("max_wall_s"),
               r.get("recommended_mem_mb"), r.get("recommended_runtime_min"))

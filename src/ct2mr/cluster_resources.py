@@ -29,21 +29,23 @@ class Request(NamedTuple):
     runtime: int  # minutes
 
 
-#: rule -> request (see the module docstring for where the numbers come from)
+#: rule -> request: bench/results/resources.md's recommendations (phantom demo cohort at 1 mm,
+#: scaled to 256^3, and bench/results/preprocess.json at 256^3; PNG/pool rules: the
+#: Harvard pairs and 2D pools). Before: 4000 MB / 60 min each (register 6000 / 120).
 RULE_RESOURCES: dict[str, Request] = {
-    "phantom_volume": Request(mem_mb=2000, runtime=60),
-    "phantom_dicom": Request(mem_mb=2000, runtime=60),
-    "phantom_truth": Request(mem_mb=1000, runtime=60),
-    "ingest": Request(mem_mb=4000, runtime=60),
-    "resample": Request(mem_mb=4000, runtime=60),
-    "skull_mask_ct": Request(mem_mb=4000, runtime=60),
-    "skull_mask_mr": Request(mem_mb=4000, runtime=60),
-    "register": Request(mem_mb=6000, runtime=120),
-    "window_ct": Request(mem_mb=2000, runtime=60),
-    "normalise_mr": Request(mem_mb=2000, runtime=60),
-    "slices": Request(mem_mb=4000, runtime=60),
-    "slices_png": Request(mem_mb=2000, runtime=60),
-    "slices_pool": Request(mem_mb=2000, runtime=60),
+    "phantom_volume": Request(mem_mb=500, runtime=5),
+    "phantom_dicom": Request(mem_mb=500, runtime=5),
+    "phantom_truth": Request(mem_mb=250, runtime=5),
+    "ingest": Request(mem_mb=500, runtime=5),
+    "resample": Request(mem_mb=750, runtime=5),
+    "skull_mask_ct": Request(mem_mb=1000, runtime=5),
+    "skull_mask_mr": Request(mem_mb=2500, runtime=5),
+    "register": Request(mem_mb=1250, runtime=5),
+    "window_ct": Request(mem_mb=1000, runtime=5),
+    "normalise_mr": Request(mem_mb=1250, runtime=5),
+    "slices": Request(mem_mb=750, runtime=5),
+    "slices_png": Request(mem_mb=500, runtime=5),
+    "slices_pool": Request(mem_mb=500, runtime=5),
 }
 
 
