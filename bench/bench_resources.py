@@ -264,8 +264,9 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
         " scan at its own resolution (the phantom's CT is 262x300x48): a thin-slice 512x512x300 CT is ~20 times"
         " that, so cohorts of such scans should measure their own run with this script (or raise those two, e.g."
         " `--set-resources ingest:mem_mb=3000`). `skull_mask_mr` ran the `auto` method (deepbet CNN on CPU) and"
-        " is the largest request. Rules without a benchmark here keep their request; `train` (GPU) is not sized"
-        " here.",
+        " is the largest request. Rules without a benchmark here keep their request; rules outside"
+        " `src/ct2mr/cluster_resources.py` (the aggregates such as `registration_table`, and `train` on a GPU) keep"
+        " the profile's default-resources / set-resources whatever this table recommends.",
     ]
     if unmatched:
         lines += ["", f"Benchmarks of rules outside this table (aggregates, not sized here): {len(unmatched)}, e.g. "
