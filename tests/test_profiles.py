@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ct2mr.cluster_resources import RULE_RESOURCES
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -185,14 +187,16 @@ def test_profile_plans_the_real_workflow(name: str, tmp_path: Path) -> None:
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert f"Using profile {PROFILES / name}" in out
-    # the profile's resources reach the jobs (slurm: runtime per rule, default 60 min)
+    # the resources reach the jobs: the rule's own (ct2mr.cluster_resources; under slurm
+    # the preprocessing jobs are listed inside their patient's group job, indented)
     def resources(rule: str) -> str:
-        m = re.search(rf"rule {rule}:\n(?:    .*\n)*?    resources: (.*)", out)
+        m = re.search(rf"rule {rule}:\n(?: +.*\n)*? +resources: (.*)", out)
         assert m, f"no {rule} job planned:\n{out[-3000:]}"
         return m.group(1)
 
+    for rule in ("register", "prepare_ct"):
+        assert f"runtime={RULE_RESOURCES[rule].runtime}" in resources(rule)
     if name == "slurm":
-        assert "runtime=120" in resources("register")
-        assert "runtime=60" in resources("ingest")
         assert "runtime=1440" in resources("train")
-    assert "mem_mb=4000" in resources("ingest")  # the rule's own, not the profile default
+        assert "Group job preprocess" in out
+    assert f"mem_mb={RULE_RESOURCES['prepare_ct'].mem_mb}" in resources("prepare_ct")  # not the profile default

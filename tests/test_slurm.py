@@ -6,13 +6,17 @@ with the reason. Everything goes through ``snakemake --profile profiles/slurm``
 with only test-speed overrides on the command line:
 
 * ``--slurm-init-seconds-before-status-checks 2`` (default 40 s: too slow for a test),
-* ``--max-threads 2`` (the test node has 2 CPUs),
+* ``--max-threads 2`` and ``--cores 2`` (the test node has 2 CPUs: under a cluster
+  executor ``--cores`` is the widest a group job may be),
 * ``--set-resources train:gpu=0`` (the test node has no GPU: a job asking for one
   would never be scheduled; real clusters keep the GPU request).
 
-Checks: every job was submitted with sbatch (one "submitted with SLURM jobid"
-line per job, one kept SLURM log per job, ``SLURM_JOB_ID`` set inside the job),
-and the outputs equal those of a local run.
+Checks: every planned submission went through sbatch, and only those: one per
+patient's preprocessing group (``group-components preprocess=N``: one per N
+patients) plus one per job outside a group, counted from a dry run's job list;
+inside each group job all of its patients' jobs ran (outputs, logs, the SLURM
+log names them; ``SLURM_JOB_ID`` set inside the job); the outputs equal those of
+a local run.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_OVERRIDES = [
     "--slurm-init-seconds-before-status-checks", "2",
     "--max-threads", "2",
+    "--cores", "2",
     "--set-resources", "train:gpu=0",
 ]
-SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
 
 
 def _env() -> dict[str, str]:
@@ -131,28 +136,84 @@ def test_job_stats_parser_known_answer() -> None:
 
 
 # --------------------------------------------------------------------------------
-# the real workflow, tiny cohort: one patient's preprocessing, SLURM vs local
+# the real workflow, tiny cohort: each patient's preprocessing one sbatch, SLURM vs local
 # --------------------------------------------------------------------------------
 SNAKEFILE = REPO / "Snakefile"
-#: one CT-only patient's whole preprocessing chain (6 jobs in 6 steps: phantom,
-#: ingest, resample, CT masks, window, slices): about 100 s through SLURM here,
-#: mostly the plugin's fixed 5 s wait before each sbatch and its status polling.
-#: ["results/slices/T1.npz"] adds the MR chain and registration (13 jobs, ~190 s).
-TINY_TARGETS = ["results/slices/T4.npz"]
+#: an extra CT-only patient of the tiny cohort (the phantom rules write any patient)
+EXTRA_PATIENT = "T6\tct_only\tresults/phantom/T6/ct.nii.gz\t\t\n"
+#: a CT-only and an MR-only patient's whole preprocessing chain (phantom, ingest,
+#: resample, masks, window, slices: 12 jobs), one group job = one sbatch each.
+TINY_TARGETS = ["results/slices/T4.npz", "results/slices/T5.npz"]
+#: three patients two to a job (`--group-components preprocess=2`): ceil(3 / 2) sbatch
+TRIO_TARGETS = [*TINY_TARGETS, "results/slices/T6.npz"]
+#: two CT-only patients two to a job: one sbatch (run for real)
+PAIR_TARGETS = ["results/slices/T4.npz", "results/slices/T6.npz"]
 #: volatile JSON fields (wall-clock measurements)
-VOLATILE_KEYS = re.compile(r"(runtime|time|duration|elapsed|host|date)", re.I)
+VOLATILE_KEYS = re.compile(r"(runtime|time|duration|elapsed|host|date|cpu_s)", re.I)
+GROUP_HEADER = re.compile(r"^(?:\[[^\]]*\] )?Group job (\S+) ")
+RULE_HEADER = re.compile(r"^( *)(?:\[[^\]]*\] )?(localrule|rule|checkpoint) (\w+):$")
+JOB_FIELD = re.compile(r"^ +(output|log|wildcards): (.*)$")
 
 
 def _tiny_workdir(path: Path) -> Path:
     from tests.workflow_helpers import make_tiny_workdir
 
     make_tiny_workdir(path)
+    with open(path / "patients.tsv", "a") as fh:
+        fh.write(EXTRA_PATIENT)
     return path
 
 
 def _workflow_args(workdir: Path) -> list[str]:
     return ["--snakefile", str(SNAKEFILE), "--directory", str(workdir),
             "--configfile", str(workdir / "config.yaml")]
+
+
+def planned_submissions(output: str) -> list[list[dict]]:
+    """A dry run's job list -> one entry per sbatch it plans: the jobs of one group
+    job, or a single job outside a group (local rules and target rules without
+    output are not submitted). Each job: {rule, output: [...], log: [...], patient}.
+    """
+    subs: list[list[dict]] = []
+    job: dict | None = None
+    in_group = False
+    for line in output.splitlines():
+        if GROUP_HEADER.match(line):
+            subs.append([])
+            in_group, job = True, None
+            continue
+        m = RULE_HEADER.match(line)
+        if m:
+            indent, kind, rule = m.groups()
+            nested = in_group and len(indent) > 0
+            if not nested:
+                in_group = False
+            job = {"rule": rule, "output": [], "log": [], "patient": None, "local": kind == "localrule"}
+            if nested:
+                subs[-1].append(job)
+            else:
+                subs.append([job])
+            continue
+        m = JOB_FIELD.match(line)
+        if m and job is not None:
+            key, value = m.groups()
+            if key == "wildcards":
+                job["patient"] = dict(w.split("=", 1) for w in value.split(", ")).get("patient")
+            else:
+                job[key] = value.split(", ")
+    # a single local job, or a rule without output (a target rule), is not submitted
+    return [s for s in subs if len(s) > 1 or (not s[0]["local"] and s[0]["output"])]
+
+
+def dry_run_submissions(workdir: Path, *args: str, targets: list[str]) -> list[list[dict]]:
+    """The sbatch submissions a SLURM run of ``targets`` will make (see planned_submissions)."""
+    res = subprocess.run(
+        [*SNAKEMAKE, *targets, "--profile", str(SLURM_PROFILE), *TEST_OVERRIDES, "-n", *args,
+         *_workflow_args(workdir)],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    return planned_submissions(res.stdout + res.stderr)
 
 
 def _strip_volatile(obj):
@@ -202,27 +263,92 @@ def tiny_local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir
 
 
-def test_tiny_pipeline_through_slurm_equals_local_run(
+def check_group_jobs(workdir: Path, planned: list[list[dict]], subs: list) -> None:
+    """One sbatch per planned submission; inside each, all of its jobs ran: their
+    outputs and logs exist and its SLURM log names each of them."""
+    assert len(subs) == len(planned), (len(subs), [[j["rule"] for j in s] for s in planned])
+    # which patients each group job's SLURM log ran jobs for
+    ran: list[tuple[frozenset, int]] = []
+    for _, _, log in subs:
+        text = Path(log).read_text()
+        assert Path(log).is_relative_to(workdir / ".snakemake" / "slurm_logs")
+        patients = frozenset(re.findall(r"wildcards: patient=([^,\s]+)", text))
+        ran.append((patients, len(set(re.findall(r"Finished jobid: (\S+) \(Rule: \w+\)", text)))))
+    expected = [(frozenset(j["patient"] for j in s), len(s)) for s in planned]
+    assert sorted(ran, key=lambda r: sorted(r[0])) == sorted(expected, key=lambda r: sorted(r[0])), (ran, expected)
+    for job in (j for s in planned for j in s):
+        for f in job["output"] + job["log"]:
+            assert (workdir / f).exists(), f"{job['rule']} ({job['patient']}): {f} missing"
+
+
+def test_tiny_pipeline_one_sbatch_per_patient_equals_local_run(
     slurm: slurm_cluster.SlurmCluster, tiny_local: Path, tmp_path: Path
 ) -> None:
     workdir = _tiny_workdir(tmp_path / "slurm_run")
+    planned = dry_run_submissions(workdir, targets=TINY_TARGETS)
+    # one group job per patient, holding all of that patient's jobs
+    assert len(planned) == 2 and all(len({j["patient"] for j in s}) == 1 for s in planned), planned
+    assert {j["rule"] for s in planned for j in s} >= {"phantom_volume", "prepare_ct", "slices_ct"}
     res, subs = run_slurm(workdir, *_workflow_args(workdir), targets=tuple(TINY_TARGETS), timeout=280)
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"{out[-5000:]}\n{slurm.logs()}"
-    planned = job_count(out)
-    # which rule each snakemake job id belongs to ("Finished jobid: 4 (Rule: ingest)")
-    rule_of = dict(re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", out))
-    submitted_rules: dict[str, int] = {}
-    for jid, _, log in subs:
-        submitted_rules[rule_of[jid]] = submitted_rules.get(rule_of[jid], 0) + 1
-        assert Path(log).is_file(), f"SLURM log {log} missing"
-        assert f"rule_{rule_of[jid]}" in Path(log).parts
-    # every planned job went through sbatch, once
-    assert submitted_rules == planned, (submitted_rules, planned)
-    assert {"prepare_ct", "prepare_mr", "slices"} <= set(submitted_rules)
+    assert sum(job_count(out).values()) == sum(len(s) for s in planned)
+    check_group_jobs(workdir, planned, subs)
+    for _, _, log in subs:  # .snakemake/slurm_logs/group_preprocess_<its rules>/<SLURM job id>.log
+        assert Path(log).parent.name.startswith("group_preprocess")
     # and produced the same files as the local run
     assert set(result_files(workdir)) == set(result_files(tiny_local))
     assert differing_files(workdir, tiny_local) == []
+
+
+def test_group_components_two_patients_per_sbatch(slurm: slurm_cluster.SlurmCluster, tmp_path: Path) -> None:
+    """`--group-components preprocess=2`: ceil(patients / 2) preprocessing submissions
+    (planned for three patients; run for two: one sbatch running both chains)."""
+    workdir = _tiny_workdir(tmp_path / "slurm_pairs")
+    two = ["--group-components", "preprocess=2"]
+    assert len(dry_run_submissions(workdir, targets=TRIO_TARGETS)) == 3
+    trio = dry_run_submissions(workdir, *two, targets=TRIO_TARGETS)
+    assert len(trio) == -(-3 // 2) == 2
+    assert sorted(len({j["patient"] for j in s}) for s in trio) == [1, 2]
+    planned = dry_run_submissions(workdir, *two, targets=PAIR_TARGETS)
+    assert len(planned) == 1 and {j["patient"] for j in planned[0]} == {"T4", "T6"}
+    res, subs = run_slurm(workdir, *_workflow_args(workdir), *two, targets=tuple(PAIR_TARGETS), timeout=280)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{out[-5000:]}\n{slurm.logs()}"
+    check_group_jobs(workdir, planned, subs)
+
+
+def test_planned_submissions_known_answer() -> None:
+    out = """Job stats:
+[Tue Dec  1 05:21:18 2026] Group job preprocess (jobs in lexicogr. order):
+    [Tue Dec  1 05:21:18 2026]
+    rule ingest:
+        output: results/interim/T1/ct_ingested.nii.gz
+        log: results/logs/ingest/T1_ct.log
+        wildcards: patient=T1, modality=ct
+Shell command: python -m ct2mr ingest
+
+    [Tue Dec  1 05:21:18 2026]
+    rule slices:
+        output: results/slices/T1.npz
+        log: results/logs/slices/T1.log
+        wildcards: patient=T1
+[Tue Dec  1 05:21:18 2026]
+rule registration_table:
+    input: results/preprocessed/T1/registration_qa.json
+    output: results/report_tables/registration.html, results/report_tables/registration.tsv
+    log: results/logs/report/registration.log
+[Tue Dec  1 05:21:18 2026]
+localrule report_local:
+    output: results/x.txt
+[Tue Dec  1 05:21:18 2026]
+rule all:
+    input: results/slices/T1.npz
+"""
+    subs = planned_submissions(out)
+    assert [[j["rule"] for j in s] for s in subs] == [["ingest", "slices"], ["registration_table"]]
+    assert subs[0][0]["patient"] == "T1" and subs[0][0]["log"] == ["results/logs/ingest/T1_ct.log"]
+    assert subs[1][0]["output"] == ["results/report_tables/registration.html", "results/report_tables/registration.tsv"]
 
 
 def test_differing_files_known_answer(tmp_path: Path) -> None:

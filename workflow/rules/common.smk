@@ -8,6 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
+from ct2mr.cluster_resources import RULE_RESOURCES
 from ct2mr.config import validate_all
 from ct2mr.errors import InputError
 from ct2mr.jobenv import export_job_environment
@@ -56,6 +57,12 @@ TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
 #: held-out patients scored during training (validation MAE in losses.tsv), never trained on
 VAL = sorted(p for p, r in PATIENTS.items() if r.role == VAL_ROLE)
 PRE = "results/preprocessed/{patient}"
+
+#: One patient's preprocessing (phantom scans -> ingest ... slices, every rule with
+#: `group: PREPROCESS_GROUP`) is one group: under a cluster executor one job, one
+#: `sbatch` (profiles/slurm: `group-components` puts several patients in one job).
+#: Ignored by local runs. Resources per rule: ct2mr.cluster_resources.RULE_RESOURCES.
+PREPROCESS_GROUP = "preprocess"
 
 
 def one_of(names):
@@ -198,7 +205,7 @@ def volume_slice_inputs(wildcards):
     if r.has_ct:
         inputs["ct"] = f"{pre}/ct.nii.gz"
     if r.has_mr:
-        inputs["mr"] = f"{pre}/mr.nii.gz" if r.has_ct else f"{pre}/mr_native.nii.gz"
+        inputs["mr"] = f"{pre}/mr.nii.gz" if r.has_ct else f"{pre}/mr_native.nii"
     return inputs
 
 

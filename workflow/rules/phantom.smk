@@ -17,8 +17,11 @@ rule phantom_volume:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["phantom_volume"].mem_mb,
+        runtime=RULE_RESOURCES["phantom_volume"].runtime,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
 
@@ -35,8 +38,11 @@ rule phantom_dicom:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["phantom_dicom"].mem_mb,
+        runtime=RULE_RESOURCES["phantom_dicom"].runtime,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
 
@@ -53,7 +59,10 @@ rule phantom_truth:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=1000,
+        mem_mb=RULE_RESOURCES["phantom_truth"].mem_mb,
+        runtime=RULE_RESOURCES["phantom_truth"].runtime,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --truth {output} > {log} 2>&1"

@@ -6,7 +6,11 @@
 # component, brain = intracranial soft tissue. MR: head mask from intensity +
 # morphology, brain mask by skull_mask.mr_method (deepbet CNN, morphology, or auto).
 # ct.nii.gz is the CT on the 1 mm grid: the reference grid of everything after;
-# mr_native.nii.gz is the MR on its own 1 mm grid (registration brings it onto the CT's).
+# mr_native.nii is the MR on its own 1 mm grid (registration brings it onto the CT's).
+# Lean intermediates: what only the next job reads (the skull-stripped ct_brain.nii and
+# mr_native_brain.nii, and mr_native.nii) is uncompressed NIfTI: gzip made each float
+# volume cost 1.5-3 s to write and a full decompression (plus a gzip check) to read
+# (bench/results/chain.md); what users read (ct.nii.gz, masks, mr.nii.gz, ...) stays .nii.gz.
 # Each stage keeps its log (results/logs/{ingest,resample,skull_mask}/); the ingest log
 # names the DICOM series read and those passed over (ct2mr.dicom_series).
 # One thread per job: patients run side by side, and a 1-thread job fits any free core
@@ -21,7 +25,7 @@ rule prepare_ct:
         head="results/preprocessed/{patient}/ct_head_mask.nii.gz",
         skull="results/preprocessed/{patient}/ct_skull_mask.nii.gz",
         brain="results/preprocessed/{patient}/ct_brain_mask.nii.gz",
-        stripped="results/preprocessed/{patient}/ct_brain.nii.gz",
+        stripped="results/preprocessed/{patient}/ct_brain.nii",
         qa=report(
             "results/preprocessed/{patient}/masking_qa_ct.png",
             caption="../report/masking_qa.rst",
@@ -44,8 +48,11 @@ rule prepare_ct:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["prepare_ct"].mem_mb,
+        runtime=RULE_RESOURCES["prepare_ct"].runtime,
     shell:
         "python -m ct2mr --threads {threads} prepare --modality ct --input {input}{params.series}"
         " --output {output.image} --spacing {params.spacing}"
@@ -60,10 +67,10 @@ rule prepare_mr:
     input:
         raw_scan("mr"),
     output:
-        image="results/preprocessed/{patient}/mr_native.nii.gz",
+        image="results/preprocessed/{patient}/mr_native.nii",
         head="results/preprocessed/{patient}/mr_native_head_mask.nii.gz",
         brain="results/preprocessed/{patient}/mr_native_brain_mask.nii.gz",
-        stripped="results/preprocessed/{patient}/mr_native_brain.nii.gz",
+        stripped="results/preprocessed/{patient}/mr_native_brain.nii",
         qa=report(
             "results/preprocessed/{patient}/masking_qa_mr.png",
             caption="../report/masking_qa.rst",
@@ -87,8 +94,11 @@ rule prepare_mr:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["prepare_mr"].mem_mb,
+        runtime=RULE_RESOURCES["prepare_mr"].runtime,
     shell:
         "python -m ct2mr --threads {threads} prepare --modality mr --input {input}{params.series}"
         " --output {output.image} --spacing {params.spacing}"

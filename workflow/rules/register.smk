@@ -5,12 +5,12 @@
 
 rule register:
     input:
-        fixed="results/preprocessed/{patient}/ct_brain.nii.gz",
+        fixed="results/preprocessed/{patient}/ct_brain.nii",
         fixed_mask="results/preprocessed/{patient}/ct_brain_mask.nii.gz",
         fixed_full="results/preprocessed/{patient}/ct.nii.gz",
-        moving="results/preprocessed/{patient}/mr_native_brain.nii.gz",
+        moving="results/preprocessed/{patient}/mr_native_brain.nii",
         moving_mask="results/preprocessed/{patient}/mr_native_brain_mask.nii.gz",
-        moving_full="results/preprocessed/{patient}/mr_native.nii.gz",
+        moving_full="results/preprocessed/{patient}/mr_native.nii",
         truth=truth_file,
     output:
         image="results/preprocessed/{patient}/mr.nii.gz",
@@ -34,8 +34,11 @@ rule register:
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=6000,
+        mem_mb=RULE_RESOURCES["register"].mem_mb,
+        runtime=RULE_RESOURCES["register"].runtime,
     shell:
         "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
         " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"

@@ -39,8 +39,11 @@ rule slices:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["slices"].mem_mb,
+        runtime=RULE_RESOURCES["slices"].runtime,
     shell:
         SLICES_SHELL
 
@@ -63,8 +66,11 @@ rule slices_ct:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["slices_ct"].mem_mb,
+        runtime=RULE_RESOURCES["slices_ct"].runtime,
     shell:
         SLICES_SHELL
 
@@ -87,8 +93,11 @@ rule slices_mr:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=4000,
+        mem_mb=RULE_RESOURCES["slices_mr"].mem_mb,
+        runtime=RULE_RESOURCES["slices_mr"].runtime,
     shell:
         SLICES_SHELL
 
@@ -111,8 +120,11 @@ rule slices_png:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["slices_png"].mem_mb,
+        runtime=RULE_RESOURCES["slices_png"].runtime,
     shell:
         "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
         " {params.sources} --output {output} --size {params.size} > {log} 2>&1"
@@ -136,8 +148,11 @@ rule slices_pool:
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
+    group:
+        PREPROCESS_GROUP
     resources:
-        mem_mb=2000,
+        mem_mb=RULE_RESOURCES["slices_pool"].mem_mb,
+        runtime=RULE_RESOURCES["slices_pool"].runtime,
     shell:
         "python -m ct2mr --threads {threads} slices-pool --patient {wildcards.patient} --role {params.role}"
         " --images {params.images} --output {output} --size {params.size} > {log} 2>&1"
