@@ -29,7 +29,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# the rule files' format (snakefmt, pinned in pyproject.toml; settings in [tool.snakefmt])
+# and Snakemake's own best-practice checks
 lint: $(STAMP)
+	$(BIN)/snakefmt --check Snakefile workflow/rules/
 	$(BIN)/snakemake --lint
 
 dryrun: $(STAMP)

@@ -45,6 +45,34 @@ def test_lint_is_clean(repo_root: Path) -> None:
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
+def test_rule_files_are_snakefmt_formatted(repo_root: Path) -> None:
+    """`snakefmt --check` (the pinned version, pyproject.toml's [tool.snakefmt]) passes, as in `make lint`."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("snakefmt", path=str(Path(sys.executable).parent)) or shutil.which("snakefmt")
+    assert exe, "snakefmt is not installed: it is a dev dependency (pip install -e '.[dev]')"
+    files = ["Snakefile", *sorted(str(p.relative_to(repo_root)) for p in (repo_root / "workflow/rules").glob("*.smk"))]
+    proc = subprocess.run([exe, "--check", *files], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"run `snakefmt Snakefile workflow/rules/`:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    pinned = next(d for d in __import__("tomllib").loads((repo_root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["dev"] if d.startswith("snakefmt=="))
+    assert pinned.split("==")[1] in version, (pinned, version)
+
+
+def test_snakefmt_check_fails_on_a_misformatted_rule(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("snakefmt", path=str(Path(sys.executable).parent)) or shutil.which("snakefmt")
+    bad = tmp_path / "bad.smk"
+    bad.write_text("rule a:\n    output: 'x'\n    shell: 'touch {output}'\n")
+    assert subprocess.run([exe, "--check", str(bad)], capture_output=True).returncode != 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [

@@ -160,8 +160,9 @@ def figure_outputs():
     out = expand("results/figures/{kind}_{patient}.png", kind=["synthesis", "variants"], patient=TEST)
     if CYCLE_VARIANTS:
         out += expand("results/figures/cycle_{patient}.png", patient=TEST)
-    out += expand("results/figures/difference_{variant}_vs_{baseline}.png", variant=COMPARE_VARIANT,
-                  baseline=COMPARE_BASELINES)
+    out += expand(
+        "results/figures/difference_{variant}_vs_{baseline}.png", variant=COMPARE_VARIANT, baseline=COMPARE_BASELINES
+    )
     return out + ["results/figures/metrics.png", "results/figures/losses.png"]
 
 

@@ -13,10 +13,6 @@ rule evaluate:
         summary="results/metrics/summary.tsv",
         stats="results/metrics/wilcoxon.tsv",
         table1="results/metrics/table1.tsv",
-    params:
-        variants=" ".join(VARIANTS),
-        seeds=" ".join(map(str, SEEDS)),
-        data_range=config["evaluation"]["data_range"],
     log:
         "results/logs/evaluate/evaluate.log",
     benchmark:
@@ -26,6 +22,10 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        variants=" ".join(VARIANTS),
+        seeds=" ".join(map(str, SEEDS)),
+        data_range=config["evaluation"]["data_range"],
     shell:
         "python -m ct2mr --threads {threads} evaluate --slices {input.slices} --synth-dir results/synth"
         " --variants {params.variants} --seeds {params.seeds} --data-range {params.data_range}"
@@ -41,8 +41,6 @@ rule compare:
         "results/metrics/per_patient.tsv",
     output:
         "results/metrics/comparisons.tsv",
-    params:
-        variant=COMPARE_VARIANT,
     log:
         "results/logs/evaluate/compare.log",
     benchmark:
@@ -52,6 +50,8 @@ rule compare:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        variant=COMPARE_VARIANT,
     shell:
         "python -m ct2mr --threads {threads} compare --per-patient {input} --output {output}"
         " --variant {params.variant} > {log} 2>&1"

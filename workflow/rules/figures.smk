@@ -147,12 +147,12 @@ rule fig_difference:
             subcategory="Where the difference lies",
             labels={"comparison": "{variant} vs {baseline}", "figure": "mean |error| difference"},
         ),
-    wildcard_constraints:
-        baseline=one_of(VARIANTS),
     log:
         "results/logs/figures/difference_{variant}_vs_{baseline}.log",
     benchmark:
         "results/benchmarks/figures/difference_{variant}_vs_{baseline}.tsv"
+    wildcard_constraints:
+        baseline=one_of(VARIANTS),
     conda:
         "../../envs/evaluate.yaml"
     threads: 1

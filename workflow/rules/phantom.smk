@@ -6,22 +6,22 @@
 rule phantom_volume:
     output:
         "results/phantom/{patient}/{modality}.{ext}",
-    wildcard_constraints:
-        ext=r"nii\.gz|nii|mha|nrrd",
-    params:
-        args=phantom_args,
     log:
         "results/logs/phantom/{patient}_{modality}.{ext}.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_{modality}.{ext}.tsv"
+    wildcard_constraints:
+        ext=r"nii\.gz|nii|mha|nrrd",
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["phantom_volume"].mem_mb,
         runtime=RULE_RESOURCES["phantom_volume"].runtime,
+    params:
+        args=phantom_args,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
 
@@ -29,20 +29,20 @@ rule phantom_volume:
 rule phantom_dicom:
     output:
         directory("results/phantom/{patient}/{modality}_dicom"),
-    params:
-        args=phantom_args,
     log:
         "results/logs/phantom/{patient}_{modality}_dicom.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_{modality}_dicom.tsv"
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["phantom_dicom"].mem_mb,
         runtime=RULE_RESOURCES["phantom_dicom"].runtime,
+    params:
+        args=phantom_args,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
 
@@ -50,19 +50,19 @@ rule phantom_dicom:
 rule phantom_truth:
     output:
         "results/phantom/{patient}/truth.json",
-    params:
-        args=phantom_args,
     log:
         "results/logs/phantom/{patient}_truth.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_truth.tsv"
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["phantom_truth"].mem_mb,
         runtime=RULE_RESOURCES["phantom_truth"].runtime,
+    params:
+        args=phantom_args,
     shell:
         "python -m ct2mr --threads {threads} phantom {params.args} --truth {output} > {log} 2>&1"

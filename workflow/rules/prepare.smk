@@ -33,11 +33,6 @@ rule prepare_ct:
             subcategory="Skull masking",
             labels={"patient": "{patient}", "image": "CT"},
         ),
-    params:
-        series=series_arg("ct"),
-        spacing=spaced(config["resample"]["spacing_mm"]),
-        skull=config["skull_mask"]["ct_skull_threshold_hu"],
-        head=config["skull_mask"]["ct_head_threshold_hu"],
     log:
         job="results/logs/prepare/{patient}_ct.log",
         ingest="results/logs/ingest/{patient}_ct.log",
@@ -45,14 +40,19 @@ rule prepare_ct:
         skull_mask="results/logs/skull_mask/{patient}_ct.log",
     benchmark:
         "results/benchmarks/prepare/{patient}_ct.tsv"
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["prepare_ct"].mem_mb,
         runtime=RULE_RESOURCES["prepare_ct"].runtime,
+    params:
+        series=series_arg("ct"),
+        spacing=spaced(config["resample"]["spacing_mm"]),
+        skull=config["skull_mask"]["ct_skull_threshold_hu"],
+        head=config["skull_mask"]["ct_head_threshold_hu"],
     shell:
         "python -m ct2mr --threads {threads} prepare --modality ct --input {input}{params.series}"
         " --output {output.image} --spacing {params.spacing}"
@@ -79,11 +79,6 @@ rule prepare_mr:
             labels={"patient": "{patient}", "image": "MR"},
         ),
         qa_json="results/preprocessed/{patient}/masking_qa_mr.json",
-    params:
-        series=series_arg("mr"),
-        spacing=spaced(config["resample"]["spacing_mm"]),
-        erosion=config["skull_mask"]["mr_brain_erosion_mm"],
-        method=config["skull_mask"]["mr_method"],
     log:
         job="results/logs/prepare/{patient}_mr.log",
         ingest="results/logs/ingest/{patient}_mr.log",
@@ -91,14 +86,19 @@ rule prepare_mr:
         skull_mask="results/logs/skull_mask/{patient}_mr.log",
     benchmark:
         "results/benchmarks/prepare/{patient}_mr.tsv"
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["prepare_mr"].mem_mb,
         runtime=RULE_RESOURCES["prepare_mr"].runtime,
+    params:
+        series=series_arg("mr"),
+        spacing=spaced(config["resample"]["spacing_mm"]),
+        erosion=config["skull_mask"]["mr_brain_erosion_mm"],
+        method=config["skull_mask"]["mr_method"],
     shell:
         "python -m ct2mr --threads {threads} prepare --modality mr --input {input}{params.series}"
         " --output {output.image} --spacing {params.spacing}"

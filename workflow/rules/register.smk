@@ -23,22 +23,22 @@ rule register:
             subcategory="Overlays (Figure 2)",
             labels={"patient": "{patient}", "figure": "overlay"},
         ),
-    params:
-        args=REGISTRATION_ARGS,
-        truth=truth_flag,
-        numbers=lambda w, output: ReportNumbers(output.qa_json),
     log:
         "results/logs/register/{patient}.log",
     benchmark:
         "results/benchmarks/register/{patient}.tsv"
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 2
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["register"].mem_mb,
         runtime=RULE_RESOURCES["register"].runtime,
+    params:
+        args=REGISTRATION_ARGS,
+        truth=truth_flag,
+        numbers=lambda w, output: ReportNumbers(output.qa_json),
     shell:
         "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
         " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"

@@ -37,11 +37,6 @@ rule metric_tables:
             subcategory="Tables",
             labels={"table": "Table 1 (paper layout)"},
         ),
-    params:
-        columns=" ".join(["metric", "seed", *VARIANTS]),
-        variants=" ".join(VARIANTS),
-        summary=lambda w, input: ReportNumbers(input.summary),
-        stats=lambda w, input: ReportNumbers(input.stats),
     log:
         "results/logs/report/metric_tables.log",
     benchmark:
@@ -51,6 +46,11 @@ rule metric_tables:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        columns=" ".join(["metric", "seed", *VARIANTS]),
+        variants=" ".join(VARIANTS),
+        summary=lambda w, input: ReportNumbers(input.summary),
+        stats=lambda w, input: ReportNumbers(input.stats),
     shell:
         "(python -m ct2mr report-tables --tsv {input.per_patient} --output {output.per_patient}"
         " --title 'Per-patient metrics (0-255 scale)'"
@@ -75,8 +75,6 @@ rule registration_table:
             subcategory="Numbers",
             labels={"patient": "all", "file": "registration table"},
         ),
-    params:
-        numbers=lambda w, output: ReportNumbers(output.tsv),
     log:
         "results/logs/report/registration_table.log",
     benchmark:
@@ -86,6 +84,8 @@ rule registration_table:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        numbers=lambda w, output: ReportNumbers(output.tsv),
     shell:
         "python -m ct2mr report-tables --registration-json {input} --output {output.html}"
         " --output-tsv {output.tsv} --title 'Registration (MR -> CT, affine, mutual information)'"
@@ -103,8 +103,6 @@ rule comparison_table:
             subcategory="Tables",
             labels={"table": "comparisons (95% CI, p)"},
         ),
-    params:
-        numbers=lambda w, input: ReportNumbers(input[0]),
     log:
         "results/logs/report/comparison_table.log",
     benchmark:
@@ -114,6 +112,8 @@ rule comparison_table:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        numbers=lambda w, input: ReportNumbers(input[0]),
     shell:
         "python -m ct2mr report-tables --tsv {input} --output {output}"
         " --columns metric variant baseline mean_difference ci_low ci_high p_value n_patients n_seeds"

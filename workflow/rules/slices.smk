@@ -27,23 +27,23 @@ rule slices:
         slices="results/slices/{patient}.npz",
         ct_window="results/preprocessed/{patient}/ct_window.nii.gz",
         mr_norm="results/preprocessed/{patient}/mr_norm.nii.gz",
-    wildcard_constraints:
-        patient=one_of(PAIRED_3D),
-    params:
-        window=f"{CT_WINDOW_FLAGS} {MR_NORM_FLAGS}",
-        **SLICES_PARAMS,
     log:
         **slices_logs(),
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
+    wildcard_constraints:
+        patient=one_of(PAIRED_3D),
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["slices"].mem_mb,
         runtime=RULE_RESOURCES["slices"].runtime,
+    params:
+        **SLICES_PARAMS,
+        window=f"{CT_WINDOW_FLAGS} {MR_NORM_FLAGS}",
     shell:
         SLICES_SHELL
 
@@ -54,23 +54,23 @@ rule slices_ct:
     output:
         slices="results/slices/{patient}.npz",
         ct_window="results/preprocessed/{patient}/ct_window.nii.gz",
-    wildcard_constraints:
-        patient=one_of(CT_ONLY_3D),
-    params:
-        window=CT_WINDOW_FLAGS,
-        **SLICES_PARAMS,
     log:
         **slices_logs(),
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
+    wildcard_constraints:
+        patient=one_of(CT_ONLY_3D),
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["slices_ct"].mem_mb,
         runtime=RULE_RESOURCES["slices_ct"].runtime,
+    params:
+        **SLICES_PARAMS,
+        window=CT_WINDOW_FLAGS,
     shell:
         SLICES_SHELL
 
@@ -81,23 +81,23 @@ rule slices_mr:
     output:
         slices="results/slices/{patient}.npz",
         mr_norm="results/preprocessed/{patient}/mr_norm.nii.gz",
-    wildcard_constraints:
-        patient=one_of(MR_ONLY_3D),
-    params:
-        window=MR_NORM_FLAGS,
-        **SLICES_PARAMS,
     log:
         **slices_logs(),
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
+    wildcard_constraints:
+        patient=one_of(MR_ONLY_3D),
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["slices_mr"].mem_mb,
         runtime=RULE_RESOURCES["slices_mr"].runtime,
+    params:
+        **SLICES_PARAMS,
+        window=MR_NORM_FLAGS,
     shell:
         SLICES_SHELL
 
@@ -107,24 +107,24 @@ rule slices_png:
         png_files,
     output:
         "results/slices/{patient}.npz",
-    wildcard_constraints:
-        patient=one_of(PNG),
-    params:
-        role=lambda w: PATIENTS[w.patient].role,
-        sources=png_flags,
-        size=config["slices"]["size"],
     log:
         "results/logs/slices/{patient}.log",
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
+    wildcard_constraints:
+        patient=one_of(PNG),
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["slices_png"].mem_mb,
         runtime=RULE_RESOURCES["slices_png"].runtime,
+    params:
+        role=lambda w: PATIENTS[w.patient].role,
+        sources=png_flags,
+        size=config["slices"]["size"],
     shell:
         "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
         " {params.sources} --output {output} --size {params.size} > {log} 2>&1"
@@ -135,24 +135,24 @@ rule slices_pool:
         png_files,
     output:
         "results/slices/{patient}.npz",
-    wildcard_constraints:
-        patient=one_of(POOL),
-    params:
-        role=lambda w: PATIENTS[w.patient].role,
-        images=pool_source,
-        size=config["slices"]["size"],
     log:
         "results/logs/slices/{patient}.log",
     benchmark:
         "results/benchmarks/slices/{patient}.tsv"
+    wildcard_constraints:
+        patient=one_of(POOL),
+    group:
+        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
-    group:
-        PREPROCESS_GROUP
     resources:
         mem_mb=RULE_RESOURCES["slices_pool"].mem_mb,
         runtime=RULE_RESOURCES["slices_pool"].runtime,
+    params:
+        role=lambda w: PATIENTS[w.patient].role,
+        images=pool_source,
+        size=config["slices"]["size"],
     shell:
         "python -m ct2mr --threads {threads} slices-pool --patient {wildcards.patient} --role {params.role}"
         " --images {params.images} --output {output} --size {params.size} > {log} 2>&1"

@@ -14,23 +14,23 @@ rule synthesize:
     output:
         mr=f"{SYNTH}/{{patient}}_mr.nii.gz",
         slices=f"{SYNTH}/{{patient}}_slices.npz",
-    wildcard_constraints:
-        variant=one_of([v for v in VARIANTS if v not in CYCLE_VARIANTS]),
-    params:
-        model_dir=lambda w, input: os.path.dirname(input.weights),
-        batch=config["synthesis"]["batch_size"],
-        device=untracked(config["synthesis"]["device"]),
-        tta="--tta" if config["synthesis"]["tta"] else "",
     log:
         "results/logs/synthesize/{variant}_seed{seed}_{patient}.log",
     benchmark:
         "results/benchmarks/synthesize/{variant}_seed{seed}_{patient}.tsv"
+    wildcard_constraints:
+        variant=one_of([v for v in VARIANTS if v not in CYCLE_VARIANTS]),
     conda:
         "../../envs/evaluate.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         gpu=0,
+    params:
+        model_dir=lambda w, input: os.path.dirname(input.weights),
+        batch=config["synthesis"]["batch_size"],
+        device=untracked(config["synthesis"]["device"]),
+        tta="--tta" if config["synthesis"]["tta"] else "",
     shell:
         "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
         " --out-mr {output.mr} --out-slices {output.slices}"
@@ -46,23 +46,23 @@ rule synthesize_cycle:
         mr=f"{SYNTH}/{{patient}}_mr.nii.gz",
         slices=f"{SYNTH}/{{patient}}_slices.npz",
         recon=f"{SYNTH}/{{patient}}_recon_ct.nii.gz",
-    wildcard_constraints:
-        variant=one_of(CYCLE_VARIANTS),
-    params:
-        model_dir=lambda w, input: os.path.dirname(input.weights),
-        batch=config["synthesis"]["batch_size"],
-        device=untracked(config["synthesis"]["device"]),
-        tta="--tta" if config["synthesis"]["tta"] else "",
     log:
         "results/logs/synthesize/{variant}_seed{seed}_{patient}.log",
     benchmark:
         "results/benchmarks/synthesize/{variant}_seed{seed}_{patient}.tsv"
+    wildcard_constraints:
+        variant=one_of(CYCLE_VARIANTS),
     conda:
         "../../envs/evaluate.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         gpu=0,
+    params:
+        model_dir=lambda w, input: os.path.dirname(input.weights),
+        batch=config["synthesis"]["batch_size"],
+        device=untracked(config["synthesis"]["device"]),
+        tta="--tta" if config["synthesis"]["tta"] else "",
     shell:
         "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
         " --out-mr {output.mr} --out-slices {output.slices} --out-recon-ct {output.recon}"

@@ -34,11 +34,6 @@ rule train:
             subcategory="Loss curves",
             labels={"variant": "{variant}", "seed": "{seed}", "figure": "loss curve"},
         ),
-    params:
-        settings=training_result_settings,
-        run_settings=untracked(training_run_settings),
-        out_dir=lambda w, output: os.path.dirname(output.weights),
-        val=validation_flag,
     log:
         "results/logs/train/{variant}_seed{seed}.log",
     benchmark:
@@ -50,6 +45,11 @@ rule train:
         mem_mb=8000,
         gpu=config["training"]["gpus"],
         runtime=24 * 60,
+    params:
+        settings=training_result_settings,
+        run_settings=untracked(training_run_settings),
+        out_dir=lambda w, output: os.path.dirname(output.weights),
+        val=validation_flag,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
         " --settings {params.run_settings:q} --slices {input.train} {params.val} > {log} 2>&1"
