@@ -58,11 +58,10 @@ TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
 VAL = sorted(p for p, r in PATIENTS.items() if r.role == VAL_ROLE)
 PRE = "results/preprocessed/{patient}"
 
-#: One patient's preprocessing (phantom scans -> ingest ... slices, every rule with
-#: `group: PREPROCESS_GROUP`) is one group: under a cluster executor one job, one
-#: `sbatch` (profiles/slurm: `group-components` puts several patients in one job).
-#: Ignored by local runs. Resources per rule: ct2mr.cluster_resources.RULE_RESOURCES.
-PREPROCESS_GROUP = "preprocess"
+# Under SLURM one patient's preprocessing (phantom scans -> prepare -> register -> slices)
+# is one group job, one sbatch: the groups are assigned in profiles/slurm/config.yaml
+# (`groups:`, `group-components:`), not here, because a group costs Snakemake planning
+# time even where it is ignored (local runs): 1.3 s more for 200 patients (bench/results/dag_scale.md).
 
 
 def one_of(names):

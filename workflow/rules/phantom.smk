@@ -12,8 +12,6 @@ rule phantom_volume:
         "results/benchmarks/phantom/{patient}_{modality}.{ext}.tsv"
     wildcard_constraints:
         ext=r"nii\.gz|nii|mha|nrrd",
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -33,8 +31,6 @@ rule phantom_dicom:
         "results/logs/phantom/{patient}_{modality}_dicom.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_{modality}_dicom.tsv"
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -54,8 +50,6 @@ rule phantom_truth:
         "results/logs/phantom/{patient}_truth.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_truth.tsv"
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1

@@ -40,8 +40,6 @@ rule prepare_ct:
         skull_mask="results/logs/skull_mask/{patient}_ct.log",
     benchmark:
         "results/benchmarks/prepare/{patient}_ct.tsv"
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -86,8 +84,6 @@ rule prepare_mr:
         skull_mask="results/logs/skull_mask/{patient}_mr.log",
     benchmark:
         "results/benchmarks/prepare/{patient}_mr.tsv"
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1

@@ -27,8 +27,6 @@ rule register:
         "results/logs/register/{patient}.log",
     benchmark:
         "results/benchmarks/register/{patient}.tsv"
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 2

@@ -33,8 +33,6 @@ rule slices:
         "results/benchmarks/slices/{patient}.tsv"
     wildcard_constraints:
         patient=one_of(PAIRED_3D),
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -60,8 +58,6 @@ rule slices_ct:
         "results/benchmarks/slices/{patient}.tsv"
     wildcard_constraints:
         patient=one_of(CT_ONLY_3D),
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -87,8 +83,6 @@ rule slices_mr:
         "results/benchmarks/slices/{patient}.tsv"
     wildcard_constraints:
         patient=one_of(MR_ONLY_3D),
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -113,8 +107,6 @@ rule slices_png:
         "results/benchmarks/slices/{patient}.tsv"
     wildcard_constraints:
         patient=one_of(PNG),
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -141,8 +133,6 @@ rule slices_pool:
         "results/benchmarks/slices/{patient}.tsv"
     wildcard_constraints:
         patient=one_of(POOL),
-    group:
-        PREPROCESS_GROUP
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
