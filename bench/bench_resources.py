@@ -56,16 +56,16 @@ TARGET_VOXELS = 256**3
 #: the 2D rules (their work grows with the number of images)
 UNSCALED = re.compile(r"^(phantom_\w+|slices_png|slices_pool)$")
 RULE_BLOCK = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t].*\n|\n)*)", re.M)
-QUOTED_AFTER = r"^\s+{key}:\s*\n\s+\"([^\"]+)\""
+QUOTED_AFTER = r"^\s+{key}:\s*\n\s+(?:\w+=)?\"([^\"]+)\""
 
 
 def rule_patterns(rules_dir: Path = RULES_DIR) -> dict[str, tuple[str, str | None]]:
-    """rule -> (benchmark pattern, log pattern) from the rule files' text."""
+    """rule -> (benchmark pattern, first output pattern) from the rule files' text."""
     out = {}
     for smk in sorted(rules_dir.glob("*.smk")):
         for name, body in RULE_BLOCK.findall(smk.read_text()):
             bench = re.search(QUOTED_AFTER.format(key="benchmark"), body, re.M)
-            log = re.search(QUOTED_AFTER.format(key="log"), body, re.M)
+            log = re.search(QUOTED_AFTER.format(key="output"), body, re.M)
             if bench:
                 out[name] = (bench.group(1), log.group(1) if log else None)
     return out
@@ -83,16 +83,17 @@ def pattern_regex(pattern: str) -> re.Pattern:
 
 
 def log_rules(run_dir: Path) -> dict[str, str]:
-    """log path -> rule, from the run's .snakemake/metadata records."""
+    """output path -> rule, from the run's .snakemake/metadata records (one file per
+    output, named by the output path in urlsafe base64)."""
     out = {}
     meta = run_dir / ".snakemake" / "metadata"
     for f in meta.glob("*") if meta.is_dir() else ():
         try:
             rec = json.loads(f.read_text())
-        except (OSError, ValueError):
+            path = base64.urlsafe_b64decode(f.name + "=" * (-len(f.name) % 4)).decode()
+        except (OSError, ValueError, UnicodeDecodeError):
             continue
-        for log in rec.get("log") or []:
-            out[log] = rec.get("rule")
+        out[path] = rec.get("rule")
     return out
 
 
@@ -138,7 +139,7 @@ def collect(results_dirs: list[Path]) -> tuple[dict[str, list[tuple[float, float
             rule = None
             if len(cands) == 1:
                 rule = cands[0][0]
-            elif cands:  # several rules share the pattern: the run's record of the log says which
+            elif cands:  # several rules share the pattern: the run's record of the first output says which
                 for r, m in cands:
                     log = patterns[r][1]
                     if log and logs.get(log.format(**m.groupdict())) == r:
@@ -267,12 +268,12 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
             )
     lines += [
         "",
-        "Caveats: the runs ran with `--cores 1` (rules asking for 2 threads got 1) on 2 shared, loaded cores, so"
-        " wall times are inflated and every runtime lands on the 5 min floor. `ingest` and `resample` read the raw"
-        " scan at its own resolution (the phantom's CT is 262x300x48): a thin-slice 512x512x300 CT is ~20 times"
-        " that, so cohorts of such scans should measure their own run with this script (or raise those two, e.g."
-        " `--set-resources ingest:mem_mb=3000`). `skull_mask_mr` ran the `auto` method (deepbet CNN on CPU) and"
-        " is the largest request. Rules without a benchmark here keep their request; rules outside"
+        "Caveats: the runs ran on 2 shared, loaded cores, so wall times are inflated, and every runtime still"
+        " lands on the 5 min floor. `prepare_ct` / `prepare_mr` read the raw scan at its own resolution (the"
+        " phantom's CT is 262x300x48): a thin-slice 512x512x300 CT is ~20 times that, so cohorts of such scans"
+        " should measure their own run with this script (or raise those two, e.g."
+        " `--set-resources prepare_ct:mem_mb=3000`). `prepare_mr` ran the `auto` MR method (deepbet CNN on CPU)"
+        " and is the largest request. Rules without a benchmark here keep their request; rules outside"
         " `src/ct2mr/cluster_resources.py` (the aggregates such as `registration_table`, and `train` on a GPU) keep"
         " the profile's default-resources / set-resources whatever this table recommends.",
     ]
