@@ -191,7 +191,7 @@ def test_workflow_plans_a_pool_row(tmp_path: Path) -> None:
         fh.write(f"POOL_MR\tmr_only\t\t{tmp_path / 'pool' / '*.jpg'}\t\n")
     jobs = planned_jobs(tmp_path / "wd")
     assert jobs["slices_pool"] == 2
-    assert jobs["ingest"] == 8  # the tiny cohort's 8 scans; the pools have none
+    assert jobs["prepare_ct"] + jobs["prepare_mr"] == 8  # the tiny cohort's 8 scans; the pools have none
     import yaml
 
     from ct2mr.config import validate_config
