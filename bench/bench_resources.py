@@ -4,7 +4,7 @@ Reads the Snakemake ``benchmark:`` TSVs (s, max_rss, ...) under
 ``<results>/benchmarks/`` of one or more finished runs, gives each file its rule
 (the rules' ``benchmark:`` patterns in workflow/rules/*.smk; where several rules
 share one pattern, e.g. slices / slices_png / slices_pool, the run's
-``.snakemake/metadata`` record of the job's log names the rule), and writes
+``.snakemake/metadata`` record of the job's first output names the rule), and writes
 bench/results/resources.md and .json: per rule n jobs, max and p95 of max_rss
 (MB) and wall time (s), what the rule requests now (ct2mr.cluster_resources, else
 the SLURM profile's default-resources), the ratio request / measured max, and the
@@ -65,9 +65,9 @@ def rule_patterns(rules_dir: Path = RULES_DIR) -> dict[str, tuple[str, str | Non
     for smk in sorted(rules_dir.glob("*.smk")):
         for name, body in RULE_BLOCK.findall(smk.read_text()):
             bench = re.search(QUOTED_AFTER.format(key="benchmark"), body, re.M)
-            log = re.search(QUOTED_AFTER.format(key="output"), body, re.M)
+            output = re.search(QUOTED_AFTER.format(key="output"), body, re.M)
             if bench:
-                out[name] = (bench.group(1), log.group(1) if log else None)
+                out[name] = (bench.group(1), output.group(1) if output else None)
     return out
 
 
@@ -82,7 +82,7 @@ def pattern_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts) + "$")
 
 
-def log_rules(run_dir: Path) -> dict[str, str]:
+def output_rules(run_dir: Path) -> dict[str, str]:
     """output path -> rule, from the run's .snakemake/metadata records (one file per
     output, named by the output path in urlsafe base64)."""
     out = {}
@@ -131,7 +131,7 @@ def collect(results_dirs: list[Path]) -> tuple[dict[str, list[tuple[float, float
     unmatched, grids = [], []
     for results in results_dirs:
         run_dir = results.parent
-        logs = log_rules(run_dir)
+        produced_by = output_rules(run_dir)
         grids.append(grid_voxels(results))
         for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
             rel = f"results/{tsv.relative_to(results)}"
@@ -141,8 +141,8 @@ def collect(results_dirs: list[Path]) -> tuple[dict[str, list[tuple[float, float
                 rule = cands[0][0]
             elif cands:  # several rules share the pattern: the run's record of the first output says which
                 for r, m in cands:
-                    log = patterns[r][1]
-                    if log and logs.get(log.format(**m.groupdict())) == r:
+                    first_output = patterns[r][1]
+                    if first_output and produced_by.get(first_output.format(**m.groupdict())) == r:
                         rule = r
                         break
             if rule is None:

@@ -57,6 +57,12 @@ WRITE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".nrrd")
 _GLOB_CHARS = set("*?[")
 
 
+def require_write_suffix(path: str | os.PathLike[str], flag: str = "--output") -> None:
+    """Fail early (before any work) when ``path`` has no ending :func:`write_image` can write."""
+    if image_suffix(path) not in WRITE_SUFFIXES:
+        raise InputError(path, flag, f"needs an image ending ({', '.join(WRITE_SUFFIXES)})")
+
+
 def image_suffix(path: str | os.PathLike[str]) -> str | None:
     """The known image ending of ``path`` (e.g. ``".nii.gz"``), lower case, or ``None``."""
     name = Path(path).name.lower()

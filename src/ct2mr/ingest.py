@@ -52,7 +52,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
-from ct2mr.imageio import (check_slice_axis, detect_format, image_suffix, nifti_nonfinite_count, read_image,
+from ct2mr.imageio import (check_slice_axis, detect_format, nifti_nonfinite_count, read_image, require_write_suffix,
                            write_image)
 
 log = logging.getLogger(__name__)
@@ -236,8 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Ingest ``--input`` and write ``--output`` atomically."""
-    if image_suffix(args.output) not in (".nii.gz", ".nii", ".mha", ".nrrd"):
-        raise InputError(args.output, "--output", "needs an image ending (.nii.gz, .nii, .mha, .nrrd)")
+    require_write_suffix(args.output)
     img = ingest(args.input, args.modality, args.series)
     write_image(img, args.output)
     log.info("wrote %s", args.output)

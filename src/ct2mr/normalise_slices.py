@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--patient", required=True, help="patient id")
-    parser.add_argument("--role", required=True, help="patient role (from the patient table)")
+    from ct2mr.slices import add_slice_arguments  # noqa: PLC0415
+
     parser.add_argument("--ct", type=Path, help="CT in HU on the reference grid (1 mm)")
     parser.add_argument("--ct-window", type=Path, help="output: the windowed CT, uint8 (with --ct)")
     parser.add_argument("--width-hu", type=float, default=80.0, help="CT window width in HU (default 80)")
@@ -47,32 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mr-norm", type=Path, help="output: the normalised MR, uint8 (with --mr)")
     parser.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.0), metavar=("LOW", "HIGH"),
                         help="MR percentiles inside the head mask mapped to 0 and 255 (default 1 99)")
-    parser.add_argument("--head-mask", required=True, type=Path, help="head mask on the reference grid")
-    parser.add_argument("--brain-mask", required=True, type=Path, help="brain mask on the reference grid")
-    parser.add_argument("--output", required=True, type=Path, help="results/slices/{patient}.npz")
-    parser.add_argument("--size", type=int, default=256, help="slice side in pixels (default 256)")
-    parser.add_argument("--min-brain-voxels", type=int, default=500,
-                        help="keep axial slices with at least this many brain voxels (default 500)")
-    parser.add_argument("--min-slices", type=int, default=5, help="fail below this many kept slices (default 5)")
+    add_slice_arguments(parser)
     parser.add_argument("--log-window", type=Path, default=None, help="log file of the window stage")
     parser.add_argument("--log-slices", type=Path, default=None, help="log file of the slices stage")
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.imageio import grid_difference, read_image, write_image  # noqa: PLC0415
-    from ct2mr.slices import _check_counts, extract_slices, save_slices  # noqa: PLC0415
-    from ct2mr.window import normalise_mr, window_ct  # noqa: PLC0415
+    from ct2mr.imageio import read_image, write_image  # noqa: PLC0415
+    from ct2mr.slices import check_slice_arguments, write_slices  # noqa: PLC0415
+    from ct2mr.window import normalise_mr_file, window_ct  # noqa: PLC0415
 
-    if args.ct is None and args.mr is None:
-        raise InputError(None, "--ct/--mr", "give at least one of --ct and --mr")
+    check_slice_arguments(args)
     for given, needed in ((args.ct, ("ct_window",)), (args.mr, ("mr_mask", "mr_norm"))):
         for name in needed:
             if given is not None and getattr(args, name) is None:
                 raise InputError(None, f"--{name.replace('_', '-')}", "required with its image")
-    try:
-        _check_counts(size=args.size, min_slices=args.min_slices)
-    except InputError as exc:
-        raise InputError(None, f"--{(exc.field or '').replace('_', '-')}", exc.problem) from None
 
     ct_u8 = mr_u8 = None
     with stage_log(args.log_window, "window"):
@@ -81,26 +70,9 @@ def run(args: argparse.Namespace) -> None:
             write_image(ct_u8, args.ct_window)
             log.info("wrote %s (W%g/L%g HU)", args.ct_window, args.width_hu, args.level_hu)
         if args.mr is not None:
-            mr, mask = read_image(args.mr), read_image(args.mr_mask)
-            diff = grid_difference(mask, mr)
-            if diff is not None:  # another grid: the mask's voxels would not be the MR's
-                raise InputError(args.mr_mask, "grid", f"not on the MR's grid: {diff} (mask vs MR)")
-            try:
-                mr_u8 = normalise_mr(mr, mask, tuple(args.percentiles))
-            except InputError as exc:
-                raise InputError(args.mr, exc.field, exc.problem) from exc
+            mr_u8 = normalise_mr_file(args.mr, args.mr_mask, tuple(args.percentiles))
             write_image(mr_u8, args.mr_norm)
             log.info("wrote %s (percentiles %s)", args.mr_norm, tuple(args.percentiles))
 
     with stage_log(args.log_slices, "slices"):
-        paths = {"ct": args.ct_window, "mr": args.mr_norm, "head_mask": args.head_mask,
-                 "brain_mask": args.brain_mask}
-        head, brain = read_image(args.head_mask), read_image(args.brain_mask)
-        try:
-            d = extract_slices(ct_u8, mr_u8, head, brain, patient=args.patient, role=args.role, size=args.size,
-                               min_brain_voxels=args.min_brain_voxels, min_slices=args.min_slices)
-        except InputError as exc:
-            culprit = paths.get(exc.field or "") or paths["ct"] or paths["mr"]
-            raise InputError(culprit, exc.field, exc.problem) from exc
-        save_slices(args.output, d)
-        log.info("wrote %s (%d slices)", args.output, len(d["z_index"]))
+        write_slices(args, ct_u8, mr_u8, args.ct_window, args.mr_norm)

@@ -23,7 +23,8 @@ CLI (``ct2mr prepare``)::
     ct2mr prepare --modality ct|mr --input RAW [--series SEL] --output SCAN_1MM.nii.gz
         [--spacing 1 1 1] --head-mask F --brain-mask F --stripped F --qa-png F
         [--skull-mask F] [--qa-json F] [--skull-threshold-hu 300] [--head-threshold-hu -400]
-        [--brain-erosion-mm 3] [--method auto|deepbet|morphology]
+        [--brain-erosion-mm 3] [--brain-opening-mm 5] [--method auto|deepbet|morphology]
+        (the masking flags are ``ct2mr skull-mask``'s)
         [--log-ingest F] [--log-resample F] [--log-skull-mask F]
 
 Bad input fails with the stage's own one-line error naming the file; outputs are
@@ -39,7 +40,6 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ct2mr.errors import InputError
 from ct2mr.stage_log import stage_log
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def nifti_round_trip(img: sitk.Image) -> sitk.Image:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ct2mr.skull_mask import DEFAULT_MR_METHOD, MR_METHODS  # noqa: PLC0415
+    from ct2mr.skull_mask import add_mask_arguments  # noqa: PLC0415
 
     parser.add_argument("--modality", choices=("ct", "mr"), required=True, help="what the raw scan is")
     parser.add_argument("--input", required=True, type=Path,
@@ -74,33 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="the scan resampled to --spacing (NIfTI)")
     parser.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("X", "Y", "Z"),
                         help="output spacing in mm (default 1 1 1)")
-    parser.add_argument("--head-mask", required=True, type=Path, help="output head mask (uint8 0/1)")
-    parser.add_argument("--brain-mask", required=True, type=Path, help="output brain mask (uint8 0/1)")
-    parser.add_argument("--stripped", required=True, type=Path, help="output skull-stripped image")
-    parser.add_argument("--skull-mask", type=Path, help="output skull mask (ct only)")
-    parser.add_argument("--qa-png", required=True, type=Path, help="output QA image (mask contours)")
-    parser.add_argument("--qa-json", type=Path, help="MR: output QA numbers (JSON)")
-    parser.add_argument("--skull-threshold-hu", type=float, default=300.0, help="CT: skull = HU > this (default 300)")
-    parser.add_argument("--head-threshold-hu", type=float, default=-400.0,
-                        help="CT: head = largest component of HU > this (default -400)")
-    parser.add_argument("--brain-erosion-mm", type=float, default=3.0,
-                        help="MR: head-mask erosion and regrow radius for the brain mask in mm (default 3)")
-    parser.add_argument("--method", choices=MR_METHODS, default=DEFAULT_MR_METHOD,
-                        help=f"MR: brain extraction (default {DEFAULT_MR_METHOD})")
+    add_mask_arguments(parser)
     for stage in ("ingest", "resample", "skull-mask"):
         parser.add_argument(f"--log-{stage}", type=Path, default=None, help=f"log file of the {stage} stage")
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.imageio import image_suffix, write_image  # noqa: PLC0415
+    from ct2mr.imageio import require_write_suffix, write_image  # noqa: PLC0415
     from ct2mr.ingest import ingest  # noqa: PLC0415
     from ct2mr.resample import resample_isotropic  # noqa: PLC0415
-    from ct2mr.skull_mask import CtMasks, MrMasks, ct_masks, masking_qa_record, mr_masks, save_masking_qa  # noqa: PLC0415
+    from ct2mr.skull_mask import check_mask_arguments, write_masks  # noqa: PLC0415
 
-    if image_suffix(args.output) not in (".nii.gz", ".nii", ".mha", ".nrrd"):
-        raise InputError(args.output, "--output", "needs an image ending (.nii.gz, .nii, .mha, .nrrd)")
-    if args.modality == "mr" and args.skull_mask is not None:
-        raise InputError(None, "--skull-mask", "only for --modality ct")
+    require_write_suffix(args.output)
+    check_mask_arguments(args)
 
     with stage_log(args.log_ingest, "ingest"):
         ingested = nifti_round_trip(ingest(args.input, args.modality, args.series))
@@ -112,23 +98,4 @@ def run(args: argparse.Namespace) -> None:
         log.info("resampled %s to %s mm: size %s -> %s", args.input, tuple(args.spacing), img.GetSize(), args.output)
 
     with stage_log(args.log_skull_mask, "skull masking"):
-        try:
-            if args.modality == "ct":
-                masks: CtMasks | MrMasks = ct_masks(img, args.skull_threshold_hu, args.head_threshold_hu)
-            else:
-                masks = mr_masks(img, args.brain_erosion_mm, method=args.method)
-        except InputError as exc:
-            raise InputError(args.output, exc.field, exc.problem) from exc
-        write_image(masks.head, args.head_mask)
-        write_image(masks.brain, args.brain_mask)
-        write_image(masks.stripped, args.stripped)
-        if isinstance(masks, CtMasks) and args.skull_mask is not None:
-            write_image(masks.skull, args.skull_mask)
-        save_masking_qa(args.qa_png, img, masks, args.modality)
-        if isinstance(masks, MrMasks) and args.qa_json is not None:
-            from ct2mr.atomic import write_json  # noqa: PLC0415
-
-            write_json(args.qa_json, masking_qa_record(img, masks))
-            log.info("brain mask by %s in %.1f s", (masks.info or {}).get("method_used"),
-                     (masks.info or {}).get("runtime_s", float("nan")))
-        log.info("masks of %s written", args.output)
+        write_masks(img, args, args.output)

@@ -438,6 +438,11 @@ def masking_qa_record(image: sitk.Image, masks: MrMasks) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", choices=("ct", "mr"), required=True)
     parser.add_argument("--input", required=True, type=Path, help="CT in HU or MR (NIfTI)")
+    add_mask_arguments(parser)
+
+
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    """The output files and settings of skull masking (``ct2mr skull-mask``, ``ct2mr prepare``)."""
     parser.add_argument("--head-mask", required=True, type=Path, help="output head mask (uint8 0/1)")
     parser.add_argument("--brain-mask", required=True, type=Path, help="output brain mask (uint8 0/1)")
     parser.add_argument("--stripped", required=True, type=Path, help="output skull-stripped image")
@@ -457,18 +462,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.imageio import read_image, write_image  # noqa: PLC0415
+    from ct2mr.imageio import read_image  # noqa: PLC0415
 
-    img = read_image(args.input)
+    check_mask_arguments(args)
+    write_masks(read_image(args.input), args, args.input)
+
+
+def check_mask_arguments(args: argparse.Namespace) -> None:
+    """The masking flags' cross-check, before any work: a skull mask is a CT output."""
+    if args.modality == "mr" and args.skull_mask is not None:
+        raise InputError(None, "--skull-mask", "only for --modality ct")
+
+
+def write_masks(img: sitk.Image, args: argparse.Namespace, source: str | Path) -> None:
+    """Masks of ``img`` (``args.modality``) written to the files the ``skull-mask`` flags name.
+
+    ``args`` carries those flags (``ct2mr skull-mask`` and ``ct2mr prepare`` share them);
+    an input error of the masking names ``source``, the file ``img`` came from.
+    """
+    from ct2mr.imageio import write_image  # noqa: PLC0415
+
     try:
         if args.modality == "ct":
             masks: CtMasks | MrMasks = ct_masks(img, args.skull_threshold_hu, args.head_threshold_hu)
         else:
-            if args.skull_mask is not None:
-                raise InputError(None, "--skull-mask", "only for --modality ct")
             masks = mr_masks(img, args.brain_erosion_mm, args.brain_opening_mm, method=args.method)
     except InputError as exc:
-        raise InputError(args.input, exc.field, exc.problem) from exc
+        raise InputError(source, exc.field, exc.problem) from exc
     write_image(masks.head, args.head_mask)
     write_image(masks.brain, args.brain_mask)
     write_image(masks.stripped, args.stripped)
@@ -481,4 +501,4 @@ def run(args: argparse.Namespace) -> None:
         write_json(args.qa_json, masking_qa_record(img, masks))
         log.info("brain mask by %s in %.1f s", (masks.info or {}).get("method_used"),
                  (masks.info or {}).get("runtime_s", float("nan")))
-    log.info("masks of %s written", args.input)
+    log.info("masks of %s written", source)

@@ -321,10 +321,15 @@ def volume_image_from_slices(slices: np.ndarray, meta: dict[str, Any], fill: flo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--patient", required=True, help="patient id")
-    parser.add_argument("--role", required=True, help="patient role (from the patient table)")
     parser.add_argument("--ct", type=Path, help="windowed CT, uint8 (reference grid)")
     parser.add_argument("--mr", type=Path, help="normalised MR, uint8 (on the CT grid when both given)")
+    add_slice_arguments(parser)
+
+
+def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
+    """Patient, masks, output and selection flags (``ct2mr slices``, ``ct2mr normalise-slices``)."""
+    parser.add_argument("--patient", required=True, help="patient id")
+    parser.add_argument("--role", required=True, help="patient role (from the patient table)")
     parser.add_argument("--head-mask", required=True, type=Path, help="head mask on the reference grid")
     parser.add_argument("--brain-mask", required=True, type=Path, help="brain mask on the reference grid")
     parser.add_argument("--output", required=True, type=Path, help="results/slices/{patient}.npz")
@@ -337,16 +342,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ct2mr.imageio import read_image  # noqa: PLC0415
 
+    check_slice_arguments(args)
+    write_slices(args, read_image(args.ct) if args.ct is not None else None,
+                 read_image(args.mr) if args.mr is not None else None, args.ct, args.mr)
+
+
+def check_slice_arguments(args: argparse.Namespace) -> None:
+    """The slice flags' checks, before any work: an image, a valid size and slice minimum."""
     if args.ct is None and args.mr is None:
         raise InputError(None, "--ct/--mr", "give at least one of --ct and --mr")
     try:
         _check_counts(size=args.size, min_slices=args.min_slices)
     except InputError as exc:
         raise InputError(None, f"--{(exc.field or '').replace('_', '-')}", exc.problem) from None
-    paths = {"ct": args.ct, "mr": args.mr, "head_mask": args.head_mask, "brain_mask": args.brain_mask}
-    imgs = {k: (read_image(p) if p is not None else None) for k, p in paths.items()}
+
+
+def write_slices(args: argparse.Namespace, ct: sitk.Image | None, mr: sitk.Image | None,
+                 ct_path: str | os.PathLike[str] | None, mr_path: str | os.PathLike[str] | None) -> None:
+    """Slices of the uint8 ``ct`` / ``mr`` with the mask files of ``args`` -> ``args.output``.
+
+    ``ct_path`` / ``mr_path``: the files the images are (or were written to), named by errors.
+    """
+    from ct2mr.imageio import read_image  # noqa: PLC0415
+
+    paths = {"ct": ct_path, "mr": mr_path, "head_mask": args.head_mask, "brain_mask": args.brain_mask}
     try:
-        d = extract_slices(imgs["ct"], imgs["mr"], imgs["head_mask"], imgs["brain_mask"], patient=args.patient,
+        d = extract_slices(ct, mr, read_image(args.head_mask), read_image(args.brain_mask), patient=args.patient,
                            role=args.role, size=args.size, min_brain_voxels=args.min_brain_voxels,
                            min_slices=args.min_slices)
     except InputError as exc:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import TypeVar
 
@@ -124,22 +125,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MR percentiles inside the head mask mapped to 0 and 255 (default 1 99)")
 
 
-def run(args: argparse.Namespace) -> None:
-    from ct2mr.imageio import grid_difference, read_image, write_image
+def normalise_mr_file(mr_path: str | os.PathLike[str], mask_path: str | os.PathLike[str],
+                      percentiles: tuple[float, float] = (1.0, 99.0)) -> sitk.Image:
+    """:func:`normalise_mr` of the MR in ``mr_path`` inside the head mask in ``mask_path``.
 
-    img = read_image(args.input)
+    The mask must be on the MR's grid; errors name the file they are about.
+    """
+    from ct2mr.imageio import grid_difference, read_image  # noqa: PLC0415
+
+    img, mask = read_image(mr_path), read_image(mask_path)
+    diff = grid_difference(mask, img)
+    if diff is not None:  # another grid: the mask's voxels would not be the MR's
+        raise InputError(mask_path, "grid", f"not on the MR's grid: {diff} (mask vs MR)")
+    try:
+        return normalise_mr(img, mask, tuple(percentiles))
+    except InputError as exc:
+        raise InputError(mr_path, exc.field, exc.problem) from exc
+
+
+def run(args: argparse.Namespace) -> None:
+    from ct2mr.imageio import read_image, write_image
+
     if args.modality == "ct":
-        out = window_ct(img, args.width_hu, args.level_hu)
+        out = window_ct(read_image(args.input), args.width_hu, args.level_hu)
     else:
         if args.mask is None:
             raise InputError(None, "--mask", "a head mask is required for --modality mr")
-        mask = read_image(args.mask)
-        diff = grid_difference(mask, img)
-        if diff is not None:  # another grid: the mask's voxels would not be the MR's
-            raise InputError(args.mask, "grid", f"not on the MR's grid: {diff} (mask vs MR)")
-        try:
-            out = normalise_mr(img, mask, tuple(args.percentiles))
-        except InputError as exc:
-            raise InputError(args.input, exc.field, exc.problem) from exc
+        out = normalise_mr_file(args.input, args.mask, tuple(args.percentiles))
     write_image(out, args.output)
     log.info("wrote %s", args.output)
