@@ -43,18 +43,24 @@ def main() -> int:
 
 
 def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,  # noqa: N803 - module constants' names
-        figures: bool = True, cores: int = 2) -> int:
+        figures: bool = True, cores: int = 2, resume: bool = False) -> int:
     """Run the workflow on harvard_ctmr in WORK, copy tables (and figures) to OUT.
 
     ``training``: keys merged into the config's ``training:`` section (e.g. seeds,
     overrides); ``figures=False`` copies only the run-level figures (losses, metrics,
-    difference maps), not the per-patient ones.
+    difference maps), not the per-patient ones. ``resume=True`` keeps WORK from an
+    earlier call, so that Snakemake runs only what is missing (e.g. a seed added to
+    ``training.seeds``); the recorded wall time is then the sum over the calls.
     """
     if not DATA.is_dir():
         print(f"real data not found at {DATA}: nothing to do")
         return 0
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+    earlier_wall = 0.0
+    if resume and (OUT / "realdata.json").is_file() and WORK.is_dir():
+        earlier_wall = float(json.loads((OUT / "realdata.json").read_text())["wall_s"])
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     table = pd.read_csv(REPO / "config" / "harvard_patients.tsv", sep="\t", comment="#", dtype=str)
     for col in ("ct", "mr"):  # the table's paths are relative to the project root
         table[col] = [str((REPO / p).resolve().parent / Path(p).name) if isinstance(p, str) and p else ""
@@ -70,7 +76,7 @@ def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,
            "--configfile", str(WORK / "config.yaml"), "--cores", str(cores)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start + earlier_wall
     (WORK / "snakemake.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode:
         print(proc.stderr[-5000:])

@@ -50,11 +50,12 @@ RUNS: dict[str, dict] = {
 METRICS = ["mae_head", "mae", "psnr_head", "psnr", "ssim_head", "ssim"]
 
 
-def run_one(name: str, work: Path, cores: int, variants: list[str]) -> int:
+def run_one(name: str, work: Path, cores: int, variants: list[str], seeds: list[int] = SEEDS,
+            resume: bool = False) -> int:
     spec = RUNS[name]
-    training = {"seeds": SEEDS, "variants": variants, "overrides": spec["overrides"]}
+    training = {"seeds": seeds, "variants": variants, "overrides": spec["overrides"]}
     return bench_realdata.run(OUT / name, work / name, pools=spec["pools"], training=training,
-                              figures=False, cores=cores)
+                              figures=False, cores=cores, resume=resume)
 
 
 def pools_effect(length: str) -> pd.DataFrame:
@@ -98,7 +99,8 @@ def borrowed_baselines(name: str) -> pd.DataFrame | None:
     if not missing or not other.is_file():
         return None
     base = pd.read_csv(other, sep="\t")
-    return pd.concat([own, base[base["variant"].isin(missing)]], ignore_index=True)
+    base = base[base["variant"].isin(missing) & base["seed"].isin(set(own["seed"]))]  # the same seeds only
+    return pd.concat([own, base], ignore_index=True)
 
 
 def write_summary() -> None:
@@ -119,8 +121,9 @@ def write_summary() -> None:
              f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_realdata_grid.py`; "
              "per-run tables under each run's folder. Differences are variant - baseline in grey levels "
              "(0-255) for MAE (negative favours the variant), dB for PSNR, SSIM units; CI: hierarchical "
-             "bootstrap over patients then seeds (10000); p: exact two-sided sign-flip test over the 9 "
-             "patient x seed differences (smallest possible p = 2/512 = 0.0039).", ""]
+             "bootstrap over patients then seeds (10000); p: exact two-sided sign-flip test over the "
+             "n_patients x n_seeds differences (smallest possible p = 2 / 2^(cells): 0.0039 with 9 cells, "
+             "0.25 with 3).", ""]
     timing = {}
     for n in done:
         rec = json.loads((OUT / n / "realdata.json").read_text())
@@ -168,13 +171,17 @@ def main() -> int:
     ap.add_argument("--variants", nargs="+", default=["paired", "unpaired", "mrgan", "regression"],
                     choices=["paired", "unpaired", "mrgan", "regression"],
                     help="variants trained in the named runs (default all four; the table says which ran)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS,
+                    help="seeds trained (default 0 1 2); with --resume, add seeds one call at a time")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the run's work folder: Snakemake trains only what is missing (e.g. a new seed)")
     ap.add_argument("--summary-only", action="store_true", help="only rewrite grid.md from the recorded runs")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
         for name in args.runs:
             t = time.perf_counter()
-            rc = run_one(name, args.work, args.cores, args.variants)
+            rc = run_one(name, args.work, args.cores, args.variants, args.seeds, args.resume)
             print(f"{name}: exit {rc} in {(time.perf_counter() - t) / 60:.1f} min", flush=True)
             if rc:
                 return rc

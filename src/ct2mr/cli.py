@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from ct2mr.errors import InputError, OutputError
+from ct2mr.file_lists import FROMFILE_PREFIX
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,7 +52,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Parser with every command listed; only ``command``'s module is imported."""
-    parser = argparse.ArgumentParser(prog="ct2mr", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ct2mr", description=__doc__.splitlines()[0],
+        epilog=f"In every command an argument {FROMFILE_PREFIX}FILE is replaced by FILE's lines, one argument per "
+        "line: how the workflow passes thousands of paths (ct2mr.file_lists).",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--threads", type=int, default=None,
@@ -59,7 +64,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, fromfile_prefix_chars=FROMFILE_PREFIX)
         if name == command:
             importlib.import_module(module_name).add_arguments(p)
     return parser

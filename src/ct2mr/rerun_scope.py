@@ -56,7 +56,7 @@ RERUN_SCOPE: dict[str, Scope] = {
         {"prepare_ct", "register"},
         "the table's files are inputs: a changed ct/mr path reruns `prepare_ct` / `prepare_mr` of "
         "that scan (`slices_png` for PNG patients), a changed truth file `register`; a changed role "
-        "is the `role` param of `slices` and changes the inputs of `train`/`evaluate`",
+        "is the `role` param of `slices` and changes the file lists (`file_list`) that `train`/`evaluate` read",
     ),
     **{
         f"phantom.{k}": _s(PHANTOM_RULES, "param `args` of the phantom rules (each file depends on all of them)")
@@ -92,12 +92,15 @@ RERUN_SCOPE: dict[str, Scope] = {
     ),
     "training.gpus": _s(set(), "a scheduling resource (`gpu`) of `train`, not a setting"),
     "training.seeds": _s(
-        {"train", "synthesize", "synthesize_cycle", "evaluate", "fig_losses", "fig_difference"},
-        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train`, "
-        "synthesis jobs and the inputs of the evaluation, loss and difference figures; a kept seed's "
+        {"train", "synthesize", "synthesize_cycle", "file_list", "fig_losses"},
+        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train` and "
+        "synthesis jobs, the synthesized files of the lists (`file_list`) that the evaluation and the "
+        "difference figures read, and the loss figure's inputs; a kept seed's "
         "models are untouched (Figures 5-7 show the lowest seed: changing it reruns them)",
     ),
-    "training.unpaired_includes_paired": _s({"train"}, "param `settings` and the training slice files"),
+    "training.unpaired_includes_paired": _s(
+        {"train", "file_list"}, "param `settings` of `train` and the files of its slice list (`file_list`)"
+    ),
     "training.overrides": _s(
         {"train"},
         "param `settings` (any preset field; device, num_threads, compile, log_every and "

@@ -916,7 +916,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--settings", required=True,
         help="resolved training settings as a JSON object, or a .json/.yaml file (settings dict or a config with training:)",
     )
-    parser.add_argument("--slices", required=True, nargs="+", type=Path, help="slice files results/slices/{patient}.npz")
+    parser.add_argument("--slices", required=True, nargs="+", type=Path,
+                        help="slice files results/slices/{patient}.npz (or @FILE: a file naming them, one per line)")
     parser.add_argument("--val-slices", nargs="+", type=Path, default=[],
                         help="paired_val patients' slice files: validation MAE every val_every iterations in losses.tsv")
     parser.add_argument("--device", default="auto", help="auto (= settings.device) | cpu | cuda | cuda:N")

@@ -15,6 +15,7 @@ from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.roles import variant_roles
+from ct2mr.file_lists import write_file_list
 from ct2mr.rerun_scope import fix_list_changes_params
 from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
 
@@ -149,6 +150,26 @@ def synth_slices(variant):
     return expand(f"{SYNTH}/{{patient}}_slices.npz", variant=variant, seed=SEEDS, patient=TEST)
 
 
+# --- used by lists.smk (file_list) and the rules that read many files ---
+def listed_files(name):
+    """The files of the list ``results/lists/{name}.txt`` (ct2mr.file_lists), in table order."""
+    if name == "registration_qa":
+        return expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D)
+    if name == "test_slices":
+        return expand("results/slices/{patient}.npz", patient=TEST)
+    kind, variant = name.split("_", 1)
+    return training_slices(variant) if kind == "train" else synth_slices(variant)
+
+
+#: every list a job reads: registration_qa, test_slices, train_{variant}, synth_{variant}
+FILE_LISTS = ["registration_qa", "test_slices", *(f"train_{v}" for v in VARIANTS), *(f"synth_{v}" for v in VARIANTS)]
+
+
+def file_list(name):
+    """Path of the list file ``name`` (an input of the job that reads it as @path)."""
+    return f"results/lists/{name}.txt"
+
+
 # --- used by figures.smk ---
 #: the variant shown alone in Figure 5
 MAIN_VARIANT = "mrgan" if "mrgan" in VARIANTS else VARIANTS[-1]
@@ -268,9 +289,9 @@ def png_flags(wildcards):
 
 
 # --- used by train.smk ---
-def training_slices(wildcards):
+def training_slices(variant):
     """The slice files of the patients whose roles the variant learns from (ct2mr.roles)."""
-    roles = variant_roles(wildcards.variant, config["training"]["unpaired_includes_paired"])
+    roles = variant_roles(variant, config["training"]["unpaired_includes_paired"])
     return expand(
         "results/slices/{patient}.npz",
         patient=[p for p in TRAIN if PATIENTS[p].role in roles],

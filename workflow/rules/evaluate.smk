@@ -6,8 +6,8 @@
 
 rule evaluate:
     input:
-        slices=expand("results/slices/{patient}.npz", patient=TEST),
-        synth=expand(f"{SYNTH}/{{patient}}_slices.npz", variant=VARIANTS, seed=SEEDS, patient=TEST),
+        slices=file_list("test_slices"),
+        synth=[file_list(f"synth_{v}") for v in VARIANTS],
     output:
         per_patient="results/metrics/per_patient.tsv",
         summary="results/metrics/summary.tsv",
@@ -27,7 +27,7 @@ rule evaluate:
         seeds=" ".join(map(str, SEEDS)),
         data_range=config["evaluation"]["data_range"],
     shell:
-        "python -m ct2mr --threads {threads} evaluate --slices {input.slices} --synth-dir results/synth"
+        "python -m ct2mr --threads {threads} evaluate --slices @{input.slices} --synth-dir results/synth"
         " --variants {params.variants} --seeds {params.seeds} --data-range {params.data_range}"
         " --per-patient {output.per_patient} --summary {output.summary} --stats {output.stats}"
         " --table1 {output.table1} > {log} 2>&1"

@@ -136,9 +136,9 @@ rule fig_losses:
 
 rule fig_difference:
     input:
-        slices=expand("results/slices/{patient}.npz", patient=TEST),
-        variant=lambda w: synth_slices(w.variant),
-        baseline=lambda w: synth_slices(w.baseline),
+        slices=file_list("test_slices"),
+        variant=lambda w: file_list(f"synth_{w.variant}"),
+        baseline=lambda w: file_list(f"synth_{w.baseline}"),
     output:
         report(
             "results/figures/difference_{variant}_vs_{baseline}.png",
@@ -159,5 +159,5 @@ rule fig_difference:
     resources:
         mem_mb=2000,
     shell:
-        "python -m ct2mr figures --kind difference --test-slices {input.slices} --synth {input.variant}"
-        " --baseline-synth {input.baseline} --output {output} > {log} 2>&1"
+        "python -m ct2mr figures --kind difference --test-slices @{input.slices} --synth @{input.variant}"
+        " --baseline-synth @{input.baseline} --output {output} > {log} 2>&1"

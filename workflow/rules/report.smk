@@ -65,7 +65,7 @@ rule metric_tables:
 
 rule registration_table:
     input:
-        expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
+        file_list("registration_qa"),
     output:
         tsv="results/metrics/registration.tsv",
         html=report(
@@ -87,7 +87,7 @@ rule registration_table:
     params:
         numbers=lambda w, output: ReportNumbers(output.tsv),
     shell:
-        "python -m ct2mr report-tables --registration-json {input} --output {output.html}"
+        "python -m ct2mr report-tables --registration-json @{input} --output {output.html}"
         " --output-tsv {output.tsv} --title 'Registration (MR -> CT, affine, mutual information)'"
         " > {log} 2>&1"
 

@@ -11,11 +11,13 @@
 # Checkpoints (results/models/{variant}/seed{seed}/checkpoint.pt) are not declared
 # outputs, so an interrupted job resumes from its last checkpoint when started again;
 # one of other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
+# The slice files a variant learns from reach `train` as one list file
+# (results/lists/train_{variant}.txt, rule file_list; ct2mr.file_lists).
 
 
 rule train:
     input:
-        train=training_slices,
+        train=lambda w: file_list(f"train_{w.variant}"),
         val=validation_slices,
     output:
         weights=f"{MODEL}/syn_mr.pt",
@@ -52,4 +54,4 @@ rule train:
         val=validation_flag,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.run_settings:q} --slices {input.train} {params.val} > {log} 2>&1"
+        " --settings {params.run_settings:q} --slices @{input.train} {params.val} > {log} 2>&1"
