@@ -1,6 +1,7 @@
 """Benchmark: how long Snakemake takes to plan the real workflow for large cohorts.
 
 Run:  .venv/bin/python bench/bench_dag_scale.py [--sizes 20 200 2000] [--repeats 3] [--render]
+      .venv/bin/python bench/bench_dag_scale.py --count-comparisons 500 2000 [--snakefile OLD/Snakefile --label NAME]
 Writes bench/results/dag_scale.md and bench/results/dag_scale.json.
 
 For each cohort size N a scratch project is made in a temporary folder: the
@@ -46,6 +47,8 @@ RESULTS = REPO / "bench" / "results"
 #: issue 11: 2000 patients planned in <= 15 s, 20 000 in <= 120 s (the first issue's: 200 in 10 s)
 TARGETS_S = {200: 10.0, 2000: 15.0, 20000: 120.0}
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+#: the workflow planned (``--snakefile``: e.g. an older tree's, to compare)
+SNAKEFILE = REPO / "Snakefile"
 
 
 def make_project(root: Path, n: int) -> Path:
@@ -72,7 +75,7 @@ def make_project(root: Path, n: int) -> Path:
 def dry_run(root: Path, *args: str, dry: bool = True) -> tuple[float, float, str]:
     """Run snakemake (a dry run unless ``dry`` is False) in ``root``;
     returns (wall seconds, peak RSS MB of the children so far, log)."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
+    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(root),
            "--configfile", str(root / "config.yaml"), *(["-n"] if dry else []), *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
@@ -90,7 +93,7 @@ JOB_START = re.compile(r"^\[\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}\]$")
 
 def time_to_first_job(root: Path) -> float:
     """Seconds from starting a real ``snakemake --cores 1`` run until it starts its first job."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
+    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(root),
            "--configfile", str(root / "config.yaml"), "--cores", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -103,6 +106,22 @@ def time_to_first_job(root: Path) -> float:
     if first is None:
         raise RuntimeError("no job started")
     return first
+
+
+def count_comparisons(root: Path) -> dict[str, int]:
+    """One dry run under cProfile: Snakemake's file-path comparisons (``_IOFile.__eq__``) and all
+    function calls. Counts, not times: they do not depend on the machine or its load, so they show
+    how planning work grows with the cohort (linear, or quadratic)."""
+    import pstats
+
+    prof = root / "plan.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+           "--directory", str(root), "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules"]
+    subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600)
+    stats = pstats.Stats(str(prof))
+    eq = sum(v[1] for k, v in stats.stats.items()  # type: ignore[attr-defined]
+             if k[0].replace(os.sep, "/").endswith("snakemake/io/__init__.py") and k[2] == "__eq__")
+    return {"path_comparisons": int(eq), "function_calls": int(stats.total_calls)}  # type: ignore[attr-defined]
 
 
 def job_stats(log: str) -> dict[str, int]:
@@ -167,6 +186,15 @@ def render(result: dict) -> None:
     lines += ["", "Loading the workflow = `snakemake --list-rules` (Snakefile, config validation, "
               "patient table; no DAG); the rest of the plan time is Snakemake building the DAG "
               f"and formatting every planned job ({per_job_ms:.1f} ms per job at N={big['patients']} on this machine)."]
+    counts = result.get("comparisons") or []
+    if counts:
+        lines += ["", "Planning work counted, not timed (`--count-comparisons N ...`: one dry run under cProfile; "
+                  "counts do not depend on the machine's load). Path comparisons = calls of Snakemake's "
+                  "`_IOFile.__eq__`; they grew with the square of the cohort while every synthesis job was "
+                  "checked against the training job's whole input list (before results/lists/, issue 11):", "",
+                  "| workflow | patients | path comparisons | function calls |", "|---|---:|---:|---:|"]
+        for c in counts:
+            lines.append(f"| {c['workflow']} | {c['patients']} | {c['path_comparisons']:,} | {c['function_calls']:,} |")
     lines += ["", "The machine is shared (2 cores): a concurrent CPU-heavy process can double these "
               "times; the JSON file keeps every run."]
     lines += ["", "Peak RSS is the largest resident set of any snakemake child so far "
@@ -180,9 +208,30 @@ def main() -> None:
                     help="cohort sizes (the issue's 20000 takes tens of minutes on 2 cores: pass it explicitly)")
     ap.add_argument("--repeats", type=int, default=3, help="dry runs per size (median reported)")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md from the recorded .json")
+    ap.add_argument("--snakefile", type=Path, default=SNAKEFILE,
+                    help="the Snakefile planned (default this tree's; e.g. a git worktree of an older commit)")
+    ap.add_argument("--count-comparisons", type=int, nargs="+", metavar="N", default=[],
+                    help="only count Snakemake's path comparisons and function calls of one dry run per size "
+                         "(cProfile), added to the recorded .json under the --label")
+    ap.add_argument("--label", default="this tree", help="the workflow's name in the comparison table")
     args = ap.parse_args()
+    globals()["SNAKEFILE"] = args.snakefile.resolve()
     if args.render:
         render(json.loads((RESULTS / "dag_scale.json").read_text()))
+        return
+    if args.count_comparisons:
+        recorded = json.loads((RESULTS / "dag_scale.json").read_text())
+        counts = [c for c in recorded.get("comparisons", []) if c["workflow"] != args.label]
+        with tempfile.TemporaryDirectory(prefix="ct2mr_dag_") as tmp:
+            for n in args.count_comparisons:
+                root = Path(tmp) / f"n{n}"
+                root.mkdir()
+                make_project(root, n)
+                counts.append({"workflow": args.label, "patients": n, **count_comparisons(root)})
+                print(counts[-1], flush=True)
+        recorded["comparisons"] = counts
+        (RESULTS / "dag_scale.json").write_text(json.dumps(recorded, indent=2) + "\n")
+        render(recorded)
         return
 
     rows = []
@@ -233,6 +282,8 @@ def main() -> None:
         "files_per_patient": per_patient,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if (RESULTS / "dag_scale.json").is_file():  # keep the recorded counts (--count-comparisons)
+        result["comparisons"] = json.loads((RESULTS / "dag_scale.json").read_text()).get("comparisons", [])
     (RESULTS / "dag_scale.json").write_text(json.dumps(result, indent=2) + "\n")
 
     render(result)

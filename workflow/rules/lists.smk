@@ -4,8 +4,9 @@
 # command line they would pass Linux's 128 KiB limit on one argument (E2BIG) from a
 # few thousand patients on, and Snakemake would compare every consumer of such a job
 # with its whole input list (planning quadratic in the cohort). The list job runs in
-# the Snakemake process (localrule): it only writes names, and it reruns when a listed
-# file is rewritten or the set changes, so its readers rerun as before.
+# the Snakemake process (localrule, `run:`: no conda env, Snakemake's own Python): it only
+# writes names, and it reruns when a listed file is rewritten or the set changes, so its
+# readers rerun as before.
 
 
 rule file_list:
@@ -20,5 +21,8 @@ rule file_list:
     wildcard_constraints:
         name=one_of(FILE_LISTS),
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
     run:
         write_file_list(input, output[0])
