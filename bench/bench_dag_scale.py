@@ -164,8 +164,8 @@ def render(result: dict) -> None:
         f"Machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
         f"Snakemake {result['snakemake']}.",
         "",
-        "| patients | jobs planned | plan wall time (s), median | min-max (s) | of which loading the workflow (s) | target (s) | met | real run: first job starts after (s) | peak RSS (MB) |",
-        "|---:|---:|---:|---:|---:|---:|:--:|---:|---:|",
+        "| patients | jobs planned | plan wall time (s), median | min-max (s) | of which loading the workflow (s) | target (s) | met | real run: first job starts after (s) | peak RSS (MB) | load avg (1 min) at the end | measured |",
+        "|---:|---:|---:|---:|---:|---:|:--:|---:|---:|---:|---|",
     ]
     for r in rows:
         met = "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "**no**")
@@ -173,7 +173,7 @@ def render(result: dict) -> None:
         lines.append(f"| {r['patients']} | {r['jobs_total']} | {r['plan_wall_s']:.2f} "
                      f"| {min(r['plan_wall_s_all']):.2f}-{max(r['plan_wall_s_all']):.2f} "
                      f"| {r['load_workflow_wall_s']:.2f} | {tgt} | {met} | {r.get('first_job_s', float('nan')):.1f} "
-                     f"| {r['peak_rss_mb_max_so_far']:.0f} |")
+                     f"| {r['peak_rss_mb_max_so_far']:.0f} | {r.get('load_average_1min', '')} | {r.get('when', '')} |")
     if per_patient:
         lines += [
             "",
@@ -269,6 +269,9 @@ def main() -> None:
                 "peak_rss_mb_max_so_far": round(rss, 1),
                 "first_job_s": round(first_job_s, 2),
                 "setup_s": round(setup_s, 2),
+                # other processes on the machine while it was measured (the 2 cores are shared)
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             })
             print(f"N={n}: {statistics.median(walls):.2f} s, {stats['total']} jobs", flush=True)
 
@@ -282,8 +285,12 @@ def main() -> None:
         "files_per_patient": per_patient,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if (RESULTS / "dag_scale.json").is_file():  # keep the recorded counts (--count-comparisons)
-        result["comparisons"] = json.loads((RESULTS / "dag_scale.json").read_text()).get("comparisons", [])
+    if (RESULTS / "dag_scale.json").is_file():  # keep the recorded counts, and the rows of sizes not measured now
+        recorded = json.loads((RESULTS / "dag_scale.json").read_text())
+        result["comparisons"] = recorded.get("comparisons", [])
+        measured = {r["patients"] for r in rows}
+        kept = [dict(r, recorded_earlier=True) for r in recorded.get("rows", []) if r["patients"] not in measured]
+        result["rows"] = sorted(kept + rows, key=lambda r: r["patients"])
     (RESULTS / "dag_scale.json").write_text(json.dumps(result, indent=2) + "\n")
 
     render(result)

@@ -64,6 +64,8 @@ def pools_effect(length: str) -> pd.DataFrame:
     b = pd.read_csv(OUT / f"{length}_nopools" / "per_patient.tsv", sep="\t")
     rows = []
     for variant in ("unpaired", "mrgan"):
+        if variant not in set(a.variant) or variant not in set(b.variant):
+            continue  # not trained in both runs of this length (e.g. unpaired at 4800 without pools)
         both = pd.concat([a[a.variant == variant].assign(variant="with_pools"),
                           b[b.variant == variant].assign(variant="without_pools")])
         df = compare(both, variant="with_pools", baselines=["without_pools"], metrics=METRICS)
