@@ -51,6 +51,11 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SNAKEFILE = REPO / "Snakefile"
 
 
+def workflow_args(root: Path) -> list[str]:
+    """The Snakefile, working directory and config of the scratch project in ``root``."""
+    return ["--snakefile", str(SNAKEFILE), "--directory", str(root), "--configfile", str(root / "config.yaml")]
+
+
 def make_project(root: Path, n: int) -> Path:
     """Config, patient table and empty raw placeholders for ``n`` patients under ``root``."""
     rows = ["patient\trole\tct\tmr\ttruth"]
@@ -75,8 +80,7 @@ def make_project(root: Path, n: int) -> Path:
 def dry_run(root: Path, *args: str, dry: bool = True) -> tuple[float, float, str]:
     """Run snakemake (a dry run unless ``dry`` is False) in ``root``;
     returns (wall seconds, peak RSS MB of the children so far, log)."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(root),
-           "--configfile", str(root / "config.yaml"), *(["-n"] if dry else []), *args]
+    cmd = [*SNAKEMAKE, *workflow_args(root), *(["-n"] if dry else []), *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -93,8 +97,7 @@ JOB_START = re.compile(r"^\[\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}\]$")
 
 def time_to_first_job(root: Path) -> float:
     """Seconds from starting a real ``snakemake --cores 1`` run until it starts its first job."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(root),
-           "--configfile", str(root / "config.yaml"), "--cores", "1"]
+    cmd = [*SNAKEMAKE, *workflow_args(root), "--cores", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = None
@@ -115,8 +118,8 @@ def count_comparisons(root: Path) -> dict[str, int]:
     import pstats
 
     prof = root / "plan.prof"
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(root), "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules"]
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "snakemake", *workflow_args(root),
+           "-n", "--quiet", "rules"]
     subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600)
     stats = pstats.Stats(str(prof))
     eq = sum(v[1] for k, v in stats.stats.items()  # type: ignore[attr-defined]
@@ -203,6 +206,7 @@ def render(result: dict) -> None:
 
 
 def main() -> None:
+    global SNAKEFILE  # --snakefile: the workflow every run of this process plans
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 2000],
                     help="cohort sizes (the issue's 20000 takes tens of minutes on 2 cores: pass it explicitly)")
@@ -215,7 +219,7 @@ def main() -> None:
                          "(cProfile), added to the recorded .json under the --label")
     ap.add_argument("--label", default="this tree", help="the workflow's name in the comparison table")
     args = ap.parse_args()
-    globals()["SNAKEFILE"] = args.snakefile.resolve()
+    SNAKEFILE = args.snakefile.resolve()
     if args.render:
         render(json.loads((RESULTS / "dag_scale.json").read_text()))
         return

@@ -1,5 +1,6 @@
 # Shared set-up: the validated config, the patient table and the input functions.
 # No rule lives here; logic lives in src/ct2mr.
+import functools
 import glob
 import json
 import os
@@ -11,11 +12,11 @@ from snakemake.exceptions import WorkflowError
 from ct2mr.cluster_resources import RULE_RESOURCES
 from ct2mr.config import validate_all
 from ct2mr.errors import InputError
+from ct2mr.file_lists import write_file_list
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.roles import variant_roles
-from ct2mr.file_lists import write_file_list
 from ct2mr.rerun_scope import fix_list_changes_params
 from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
 
@@ -150,21 +151,7 @@ def synth_slices(variant):
     return expand(f"{SYNTH}/{{patient}}_slices.npz", variant=variant, seed=SEEDS, patient=TEST)
 
 
-# --- used by lists.smk (file_list) and the rules that read many files ---
-def listed_files(name):
-    """The files of the list ``results/lists/{name}.txt`` (ct2mr.file_lists), in table order."""
-    if name == "registration_qa":
-        return expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D)
-    if name == "test_slices":
-        return expand("results/slices/{patient}.npz", patient=TEST)
-    kind, variant = name.split("_", 1)
-    return training_slices(variant) if kind == "train" else synth_slices(variant)
-
-
-#: every list a job reads: registration_qa, test_slices, train_{variant}, synth_{variant}
-FILE_LISTS = ["registration_qa", "test_slices", *(f"train_{v}" for v in VARIANTS), *(f"synth_{v}" for v in VARIANTS)]
-
-
+# --- used by the rules that read many files (lists.smk writes the lists) ---
 def file_list(name):
     """Path of the list file ``name`` (an input of the job that reads it as @path)."""
     return f"results/lists/{name}.txt"
@@ -296,6 +283,16 @@ def training_slices(variant):
         "results/slices/{patient}.npz",
         patient=[p for p in TRAIN if PATIENTS[p].role in roles],
     )
+
+
+# --- used by lists.smk (file_list) ---
+#: every list a job reads (results/lists/{name}.txt, ct2mr.file_lists) -> its files, in table order
+FILE_LISTS = {
+    "registration_qa": lambda: expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
+    "test_slices": lambda: expand("results/slices/{patient}.npz", patient=TEST),
+    **{f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS},
+    **{f"synth_{v}": functools.partial(synth_slices, v) for v in VARIANTS},
+}
 
 
 def validation_slices(wildcards):

@@ -11,7 +11,7 @@
 
 rule file_list:
     input:
-        lambda w: listed_files(w.name),
+        lambda w: FILE_LISTS[w.name](),
     output:
         "results/lists/{name}.txt",
     log:
