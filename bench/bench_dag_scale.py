@@ -198,6 +198,8 @@ def render(result: dict) -> None:
                   "| workflow | patients | path comparisons | function calls |", "|---|---:|---:|---:|"]
         for c in counts:
             lines.append(f"| {c['workflow']} | {c['patients']} | {c['path_comparisons']:,} | {c['function_calls']:,} |")
+    for note in result.get("notes", []):  # what a row alone does not say (kept across runs)
+        lines += ["", note]
     lines += ["", "The machine is shared (2 cores): a concurrent CPU-heavy process can double these "
               "times; the JSON file keeps every run."]
     lines += ["", "Peak RSS is the largest resident set of any snakemake child so far "
@@ -292,6 +294,7 @@ def main() -> None:
     if (RESULTS / "dag_scale.json").is_file():  # keep the recorded counts, and the rows of sizes not measured now
         recorded = json.loads((RESULTS / "dag_scale.json").read_text())
         result["comparisons"] = recorded.get("comparisons", [])
+        result["notes"] = recorded.get("notes", [])
         measured = {r["patients"] for r in rows}
         kept = [dict(r, recorded_earlier=True) for r in recorded.get("rows", []) if r["patients"] not in measured]
         result["rows"] = sorted(kept + rows, key=lambda r: r["patients"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def test_dry_run_of_default_config_plans_every_stage(repo_root: Path, tmp_path: 
          "-n", "--quiet", "rules"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    for stage in STAGES | {"fig_synthesis", "fig_variants", "fig_cycle", "fig_metrics", "fig_losses"}:
+    for stage in STAGES | {"fig_patient", "fig_metrics", "fig_losses"}:
         assert f"\n{stage} " in out, f"stage {stage} not planned:\n{out[-3000:]}"
 
 
@@ -95,7 +96,7 @@ def test_seeds_are_a_dag_dimension(tmp_path: Path) -> None:
     jobs = planned_jobs(tmp_path)
     assert jobs["train"] == 8
     assert jobs["synthesize"] + jobs["synthesize_cycle"] == 8  # one test patient
-    assert jobs["evaluate"] == 1 and jobs["fig_synthesis"] == 1
+    assert jobs["evaluate"] == 1 and jobs["fig_patient"] == 1  # Figures 5-7 of a patient: one job
     out = snakemake(tmp_path, "-n", "-p", "results/metrics/per_patient.tsv").stdout
     assert "--out-dir results/models/regression/seed1 " in out
     assert '\\"seed\\": 1' in out or '"seed": 1' in out  # the job's seed in its settings
@@ -112,10 +113,17 @@ def test_paired_val_patients_are_scored_never_trained_on(tmp_path: Path) -> None
                     "results/synth/regression/seed0/T3_mr.nii.gz").stdout
     train_cmds = [line for line in out.splitlines() if " train --variant " in line]
     assert len(train_cmds) == 2, out[-3000:]
-    for cmd in train_cmds:
+    for cmd in train_cmds:  # the validation slices reach training as their own list file
         slices, val = cmd.split("--slices", 1)[1].split("--val-slices")
-        assert "results/slices/T6.npz" in val and "T6" not in slices
-        assert "T3" not in slices  # nor the test patient
+        assert val.split()[0] == "@results/lists/val_slices.txt" and "val_slices" not in slices
+    lists = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.search(r"wildcards: name=(\w+)", block)
+        if block.startswith(("rule file_list:", "localrule file_list:")) and m:
+            lists[m.group(1)] = re.search(r"^\s+input: (.*)$", block, re.M).group(1).split(", ")
+    assert lists["val_slices"] == ["results/slices/T6.npz"]
+    for name in ("train_mrgan", "train_regression"):
+        assert "results/slices/T6.npz" not in lists[name] and "results/slices/T3.npz" not in lists[name]
     assert "results/preprocessed/T6/registration_qa.json" in out  # preprocessed like paired_test
     assert any("synthesize" in line and "--tta" in line for line in out.splitlines())
 
@@ -127,6 +135,33 @@ def test_bad_patient_table_stops_the_workflow(tmp_path: Path) -> None:
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert "duplicate patient id 'T1'" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_a_deleted_report_file_is_made_again(tiny_run: Path, tmp_path: Path) -> None:
+    """Every file the report shows (QA images, figures, tables, loss curves) is made again when it
+    is deleted from a finished run. Snakemake regenerates a missing output only when something
+    requests it, so each must be a target (or an input) of the plan, not only a job's side output."""
+    import shutil
+
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    results = work / "results"
+    shown = [p for p in results.rglob("*") if p.suffix in (".png", ".html") or p.name == "losses.tsv"]
+    shown = [p for p in shown if not p.name.startswith("report") and not {"phantom", "benchmarks", "logs"} & set(p.parts)]
+    kinds: dict[str, Path] = {}
+    for p in sorted(shown):  # one file per kind: patients, variants and seeds folded
+        kind = re.sub(r"T\d+", "{patient}", str(p.relative_to(results)))
+        kinds.setdefault(re.sub(r"(paired|unpaired|mrgan|regression)", "{variant}", kind), p)
+    assert len(kinds) >= 10, sorted(kinds)
+    assert planned_jobs(work) == {}
+    for path in kinds.values():
+        path.unlink()
+    out = snakemake(work, "-n").stdout  # one plan: every job with its output files
+    planned = {f for line in out.splitlines() if line.strip().startswith("output:")
+               for f in line.split(":", 1)[1].strip().split(", ")}
+    for kind, path in kinds.items():
+        assert str(path.relative_to(work)) in planned, f"{kind}: deleted, and nothing plans to make it again"
 
 
 @pytest.mark.slow

@@ -115,6 +115,53 @@ def psnr_paper_convention(psnr_db: float) -> float:
     return psnr_db + PAPER_PSNR_OFFSET_DB
 
 
+class SsimMaps:
+    """scikit-image's SSIM map of each 2D slice of a (N, H, W) pair, computed once.
+
+    ``means``: (N,) scikit-image mean SSIM per slice (the map with a 3-pixel border
+    cropped, averaged); ``maps``: (N, H, W) the full maps. :meth:`per_slice` averages
+    them over a mask, so the whole-slice, head and brain SSIM of one patient share
+    one map computation per slice.
+    """
+
+    def __init__(self, a: ArrayLike, b: ArrayLike, data_range: float = 255.0) -> None:
+        from skimage.metrics import structural_similarity
+
+        x, y, _ = _prepare(a, b, None, data_range)
+        if x.ndim == 2:
+            x, y = x[None], y[None]
+        if x.ndim != 3:
+            raise ValueError(f"expected a 2D slice or a (N, H, W) stack, got shape {x.shape}")
+        if min(x.shape[1:]) < SSIM_WIN_SIZE:
+            raise ValueError(f"slices of {x.shape[1:]} are smaller than the SSIM window {SSIM_WIN_SIZE}")
+        self.means = np.empty(x.shape[0])
+        self.maps = np.empty(x.shape)
+        for i in range(x.shape[0]):
+            mean_ssim, smap = structural_similarity(
+                x[i], y[i], data_range=data_range, win_size=SSIM_WIN_SIZE, full=True
+            )
+            self.means[i] = float(mean_ssim)
+            self.maps[i] = smap
+
+    def per_slice(self, mask: ArrayLike | None = None) -> NDArray[np.float64]:
+        """SSIM per slice, over the whole slice (``mask`` None) or over the mask (same
+        shape as the slices: (N, H, W), or (H, W) for one slice); NaN where it is empty."""
+        if mask is None:
+            return self.means.copy()
+        m = np.asarray(mask).astype(bool)
+        if m.ndim == 2:
+            m = m[None]
+        if m.shape != self.maps.shape:
+            raise ValueError(f"mask shape {m.shape} differs from image shape {self.maps.shape}")
+        p = _SSIM_PAD
+        out = np.full(m.shape[0], np.nan)
+        for i in range(m.shape[0]):
+            sel = m[i][p:-p, p:-p]
+            if sel.any():
+                out[i] = float(self.maps[i][p:-p, p:-p][sel].mean())
+        return out
+
+
 def ssim_per_slice(
     a: ArrayLike, b: ArrayLike, data_range: float = 255.0, mask: ArrayLike | None = None
 ) -> NDArray[np.float64]:
@@ -123,29 +170,14 @@ def ssim_per_slice(
     See the module docstring for the exact definition (scikit-image map, 7x7
     window, 3-pixel border cropped, averaged over the mask when given).
     """
-    from skimage.metrics import structural_similarity
+    _prepare(a, b, mask, data_range)  # the shape checks, with the mask
+    return SsimMaps(a, b, data_range).per_slice(mask)
 
-    x, y, m = _prepare(a, b, mask, data_range)
-    if x.ndim == 2:
-        x, y = x[None], y[None]
-        m = None if m is None else m[None]
-    if x.ndim != 3:
-        raise ValueError(f"expected a 2D slice or a (N, H, W) stack, got shape {x.shape}")
-    if min(x.shape[1:]) < SSIM_WIN_SIZE:
-        raise ValueError(f"slices of {x.shape[1:]} are smaller than the SSIM window {SSIM_WIN_SIZE}")
-    p = _SSIM_PAD
-    out = np.full(x.shape[0], np.nan)
-    for i in range(x.shape[0]):
-        mean_ssim, smap = structural_similarity(
-            x[i], y[i], data_range=data_range, win_size=SSIM_WIN_SIZE, full=True
-        )
-        if m is None:
-            out[i] = float(mean_ssim)
-        else:
-            sel = m[i][p:-p, p:-p]
-            if sel.any():
-                out[i] = float(smap[p:-p, p:-p][sel].mean())
-    return out
+
+def _mean_ssim(values: NDArray[np.float64]) -> float:
+    if np.all(np.isnan(values)):
+        raise ValueError("the mask selects no voxel")
+    return float(np.nanmean(values))
 
 
 def ssim(a: ArrayLike, b: ArrayLike, data_range: float = 255.0, mask: ArrayLike | None = None) -> float:
@@ -154,10 +186,7 @@ def ssim(a: ArrayLike, b: ArrayLike, data_range: float = 255.0, mask: ArrayLike 
     Slices whose mask holds no voxel (after the 3-pixel border crop) are
     skipped; if every slice is skipped a ValueError is raised.
     """
-    values = ssim_per_slice(a, b, data_range=data_range, mask=mask)
-    if np.all(np.isnan(values)):
-        raise ValueError("the mask selects no voxel")
-    return float(np.nanmean(values))
+    return _mean_ssim(ssim_per_slice(a, b, data_range=data_range, mask=mask))
 
 
 def patient_metrics(
@@ -180,6 +209,7 @@ def patient_metrics(
     if x.ndim != 3:
         raise ValueError(f"expected (N, H, W) slices, got shape {x.shape}")
     out: dict[str, float] = {"n_slices": int(x.shape[0])}
+    maps = SsimMaps(syn, ref, data_range)  # one SSIM map per slice, averaged over each mask below
     for suffix, m in (("", None), ("_head", head_mask), ("_brain", brain_mask)):
         if suffix and m is None:
             continue
@@ -188,6 +218,8 @@ def patient_metrics(
             continue
         out[f"mae{suffix}"] = mae(syn, ref, mask=m, data_range=data_range)
         out[f"psnr{suffix}"] = psnr(syn, ref, data_range=data_range, mask=m)
-        out[f"ssim{suffix}"] = ssim(syn, ref, data_range=data_range, mask=m)
+        if m is not None and np.asarray(m).shape != x.shape:
+            raise ValueError(f"mask shape {np.asarray(m).shape} differs from image shape {x.shape}")
+        out[f"ssim{suffix}"] = _mean_ssim(maps.per_slice(m))
     out["psnr_paper_convention"] = psnr_paper_convention(out["psnr"])
     return out

@@ -79,11 +79,10 @@ RERUN_SCOPE: dict[str, Scope] = {
     "slices.min_slices": _s({"slices", "slices_ct", "slices_mr"}, "param `min_slices`"),
     "training.preset": _s({"train"}, "param `settings` (the resolved training settings)"),
     "training.variants": _s(
-        {"evaluate", "fig_variants", "fig_losses"},
+        {"evaluate", "fig_patient", "fig_losses"},
         "which models exist: a removed variant changes the inputs of the evaluation and the "
-        "figures (and the `columns` param of `metric_tables`, downstream of `evaluate`; "
-        "`fig_cycle` / `fig_synthesis` too when it was a cycle / the main variant); an added "
-        "one adds its `train` job",
+        "figures (`fig_patient`: Figures 5-7 of a test patient; and the `columns` param of "
+        "`metric_tables`, downstream of `evaluate`); an added one adds its `train` job",
     ),
     "training.device": _s(
         set(),

@@ -15,6 +15,7 @@ from ct2mr.errors import InputError
 from ct2mr.file_lists import write_file_list
 from ct2mr.jobenv import export_job_environment
 from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
+from ct2mr.planning import cache_function_params
 from ct2mr.report_tables import ReportNumbers
 from ct2mr.roles import variant_roles
 from ct2mr.rerun_scope import fix_list_changes_params
@@ -26,6 +27,8 @@ export_job_environment(
 )
 # `--list-changes params` lists only outputs whose params changed (a Snakemake 9 bug)
 fix_list_changes_params()
+# Snakemake inspects every input/param/resource function's signature each time it calls it
+cache_function_params()
 
 try:  # the same checks as `ct2mr check-config` (ct2mr.config.validate_all)
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -113,7 +116,13 @@ def spaced(values):
 
 
 def preprocess_outputs():
-    """Every patient's slice file and QA images."""
+    """Every patient's slice file and QA images.
+
+    The QA images are listed although the jobs that write them are planned for the slices
+    anyway: Snakemake regenerates a missing output only when it is requested (a deleted
+    masking_qa_*.png would otherwise stay missing, and the report would lack it); the
+    registration QA JSON files are requested through the registration table's list.
+    """
     out = expand("results/slices/{patient}.npz", patient=sorted(PATIENTS))
     for p in VOLUME:
         r = PATIENTS[p]
@@ -121,7 +130,7 @@ def preprocess_outputs():
             out.append(f"{PRE.format(patient=p)}/masking_qa_ct.png")
         if r.has_mr:
             out.append(f"{PRE.format(patient=p)}/masking_qa_mr.png")
-    out += expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D)
+    out += expand("results/preprocessed/{patient}/registration_qa.png", patient=PAIRED_3D)
     if PAIRED_3D:
         out.append("results/report_tables/registration.html")
     return out
@@ -130,7 +139,7 @@ def preprocess_outputs():
 def all_outputs():
     """The default target: preprocessing, models, synthesis, metrics and figures."""
     out = preprocess_outputs()
-    out += expand(f"{MODEL}/syn_mr.pt", variant=VARIANTS, seed=SEEDS)
+    out += expand(f"{MODEL}/{{file}}", variant=VARIANTS, seed=SEEDS, file=["syn_mr.pt", "losses.tsv", "loss_curve.png"])
     if TEST:
         out += expand(f"{SYNTH}/{{patient}}_mr.nii.gz", variant=VARIANTS, seed=SEEDS, patient=TEST)
         out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
@@ -171,6 +180,26 @@ def figure_outputs():
         "results/figures/difference_{variant}_vs_{baseline}.png", variant=COMPARE_VARIANT, baseline=COMPARE_BASELINES
     )
     return out + ["results/figures/metrics.png", "results/figures/losses.png"]
+
+
+# --- used by figures.smk (fig_patient) ---
+#: the per-patient figures (one job per test patient: planning time grows with the number of
+#: jobs, bench/results/dag_scale.md): Figure 5 (the main variant), Figure 6 (every variant),
+#: Figure 7 (the variants that reconstruct the CT, when any is trained)
+PATIENT_FIGURES = {
+    "synthesis": ("Figure 5: synthesis", "Figure 5", [MAIN_VARIANT]),
+    "variants": ("Figure 6: variants", "Figure 6", VARIANTS),
+    **({"cycle": ("Figure 7: cycle", "Figure 7", CYCLE_VARIANTS)} if CYCLE_VARIANTS else {}),
+}
+
+
+def patient_figures_shell():
+    """One `ct2mr figures` command per figure of PATIENT_FIGURES, each with its log, run in turn."""
+    return " && ".join(
+        f"python -m ct2mr figures --kind {kind} --slices {{input.slices}}"
+        f" --synth {' '.join(f'{{input.{v}}}' for v in variants)} --output {{output.{kind}}} > {{log.{kind}}} 2>&1"
+        for kind, (_, _, variants) in PATIENT_FIGURES.items()
+    )
 
 
 # --- used by phantom.smk ---
@@ -292,16 +321,17 @@ FILE_LISTS = {
     "test_slices": lambda: expand("results/slices/{patient}.npz", patient=TEST),
     **{f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS},
     **{f"synth_{v}": functools.partial(synth_slices, v) for v in VARIANTS},
+    **({"val_slices": lambda: expand("results/slices/{patient}.npz", patient=VAL)} if VAL else {}),
 }
 
 
 def validation_slices(wildcards):
-    """The paired_val patients' slice files: scored during training, never trained on."""
-    return expand("results/slices/{patient}.npz", patient=VAL)
+    """The list of the paired_val patients' slice files (scored during training, never trained on), if any."""
+    return [file_list("val_slices")] if VAL else []
 
 
 def validation_flag(wildcards, input):
-    return f"--val-slices {' '.join(input.val)}" if input.val else ""
+    return f"--val-slices @{input.val}" if input.val else ""
 
 
 #: CPU threads of a training job: the preset's num_threads (the CPU presets use 1, so

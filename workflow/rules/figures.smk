@@ -8,82 +8,32 @@
 # every variant and seed.
 
 
-rule fig_synthesis:
+rule fig_patient:
     input:
+        **{v: f"results/synth/{v}/seed{FIG_SEED}/{{patient}}_slices.npz" for v in VARIANTS},
         slices="results/slices/{patient}.npz",
-        synth=f"results/synth/{MAIN_VARIANT}/seed{FIG_SEED}/{{patient}}_slices.npz",
     output:
-        report(
-            "results/figures/synthesis_{patient}.png",
-            caption="../report/fig_synthesis.rst",
-            category="4. Evaluation",
-            subcategory="Figure 5: synthesis",
-            labels={"patient": "{patient}", "figure": "Figure 5"},
-        ),
+        **{
+            kind: report(
+                f"results/figures/{kind}_{{patient}}.png",
+                caption=f"../report/fig_{kind}.rst",
+                category="4. Evaluation",
+                subcategory=subcategory,
+                labels={"patient": "{patient}", "figure": figure},
+            )
+            for kind, (subcategory, figure, _) in PATIENT_FIGURES.items()
+        },
     log:
-        "results/logs/figures/synthesis_{patient}.log",
+        **{kind: f"results/logs/figures/{kind}_{{patient}}.log" for kind in PATIENT_FIGURES},
     benchmark:
-        "results/benchmarks/figures/synthesis_{patient}.tsv"
+        "results/benchmarks/figures/patient_{patient}.tsv"
     conda:
         "../../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
     shell:
-        "python -m ct2mr figures --kind synthesis --slices {input.slices} --synth {input.synth}"
-        " --output {output} > {log} 2>&1"
-
-
-rule fig_variants:
-    input:
-        slices="results/slices/{patient}.npz",
-        synth=expand("results/synth/{variant}/seed{seed}/{{patient}}_slices.npz", variant=VARIANTS, seed=FIG_SEED),
-    output:
-        report(
-            "results/figures/variants_{patient}.png",
-            caption="../report/fig_variants.rst",
-            category="4. Evaluation",
-            subcategory="Figure 6: variants",
-            labels={"patient": "{patient}", "figure": "Figure 6"},
-        ),
-    log:
-        "results/logs/figures/variants_{patient}.log",
-    benchmark:
-        "results/benchmarks/figures/variants_{patient}.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    shell:
-        "python -m ct2mr figures --kind variants --slices {input.slices} --synth {input.synth}"
-        " --output {output} > {log} 2>&1"
-
-
-rule fig_cycle:
-    input:
-        slices="results/slices/{patient}.npz",
-        synth=expand("results/synth/{variant}/seed{seed}/{{patient}}_slices.npz", variant=CYCLE_VARIANTS, seed=FIG_SEED),
-    output:
-        report(
-            "results/figures/cycle_{patient}.png",
-            caption="../report/fig_cycle.rst",
-            category="4. Evaluation",
-            subcategory="Figure 7: cycle",
-            labels={"patient": "{patient}", "figure": "Figure 7"},
-        ),
-    log:
-        "results/logs/figures/cycle_{patient}.log",
-    benchmark:
-        "results/benchmarks/figures/cycle_{patient}.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    shell:
-        "python -m ct2mr figures --kind cycle --slices {input.slices} --synth {input.synth}"
-        " --output {output} > {log} 2>&1"
+        patient_figures_shell()
 
 
 rule fig_metrics:

@@ -29,7 +29,10 @@ rule register:
         "results/benchmarks/register/{patient}.tsv"
     conda:
         "../../envs/preprocess.yaml"
-    threads: 2
+    # one thread, like every preprocessing job: the registration backend runs single-threaded
+    # (bit-reproducible) anyway, and a 2-thread job cannot start beside a 1-thread training job on
+    # 2 cores (in `make demo` one core idled for 4 minutes while unpaired trained)
+    threads: 1
     resources:
         mem_mb=RULE_RESOURCES["register"].mem_mb,
         runtime=RULE_RESOURCES["register"].runtime,

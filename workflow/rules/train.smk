@@ -12,7 +12,8 @@
 # outputs, so an interrupted job resumes from its last checkpoint when started again;
 # one of other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
 # The slice files a variant learns from reach `train` as one list file
-# (results/lists/train_{variant}.txt, rule file_list; ct2mr.file_lists).
+# (results/lists/train_{variant}.txt, rule file_list; ct2mr.file_lists), the paired_val
+# patients' as another (results/lists/val_slices.txt).
 
 
 rule train:
