@@ -128,6 +128,8 @@ class SsimMaps:
         from skimage.metrics import structural_similarity
 
         x, y, _ = _prepare(a, b, None, data_range)
+        #: the images' shape as given ((H, W) or (N, H, W)): a mask must have it
+        self.shape = x.shape
         if x.ndim == 2:
             x, y = x[None], y[None]
         if x.ndim != 3:
@@ -144,15 +146,14 @@ class SsimMaps:
             self.maps[i] = smap
 
     def per_slice(self, mask: ArrayLike | None = None) -> NDArray[np.float64]:
-        """SSIM per slice, over the whole slice (``mask`` None) or over the mask (same
-        shape as the slices: (N, H, W), or (H, W) for one slice); NaN where it is empty."""
+        """SSIM per slice, over the whole slice (``mask`` None) or over the mask (bool, the
+        shape of the images as given); NaN where it is empty."""
         if mask is None:
             return self.means.copy()
         m = np.asarray(mask).astype(bool)
-        if m.ndim == 2:
-            m = m[None]
-        if m.shape != self.maps.shape:
-            raise ValueError(f"mask shape {m.shape} differs from image shape {self.maps.shape}")
+        if m.shape != self.shape:
+            raise ValueError(f"mask shape {m.shape} differs from image shape {self.shape}")
+        m = m.reshape(self.maps.shape)
         p = _SSIM_PAD
         out = np.full(m.shape[0], np.nan)
         for i in range(m.shape[0]):
@@ -170,7 +171,6 @@ def ssim_per_slice(
     See the module docstring for the exact definition (scikit-image map, 7x7
     window, 3-pixel border cropped, averaged over the mask when given).
     """
-    _prepare(a, b, mask, data_range)  # the shape checks, with the mask
     return SsimMaps(a, b, data_range).per_slice(mask)
 
 
@@ -218,8 +218,6 @@ def patient_metrics(
             continue
         out[f"mae{suffix}"] = mae(syn, ref, mask=m, data_range=data_range)
         out[f"psnr{suffix}"] = psnr(syn, ref, data_range=data_range, mask=m)
-        if m is not None and np.asarray(m).shape != x.shape:
-            raise ValueError(f"mask shape {np.asarray(m).shape} differs from image shape {x.shape}")
         out[f"ssim{suffix}"] = _mean_ssim(maps.per_slice(m))
     out["psnr_paper_convention"] = psnr_paper_convention(out["psnr"])
     return out
