@@ -26,8 +26,9 @@ demo: $(STAMP)
 	$(SNAKEMAKE) --report results/report.html
 	@echo "Report: results/report.html"
 
+# PYTEST_ARGS: extra pytest options, e.g. make test PYTEST_ARGS="--durations=15 -x"
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 # the rule files' format (snakefmt, pinned in pyproject.toml; settings in [tool.snakefmt])
 # and Snakemake's own best-practice checks

@@ -7,8 +7,9 @@
 # Rule files in run order: phantom; prepare (ingest, resample and skull masking of
 # one scan, one job); register; slices (CT window, MR normalisation and slices of
 # one patient, one job); train, synthesize, evaluate, figures, report. Each stage's
-# logic is the src/ct2mr module named for it (ingest.py, resample.py, skull_mask.py,
-# register.py, window.py, slices.py, ...).
+# logic is in the src/ct2mr package of its family, in the module named for it
+# (preprocess/skull_mask.py, training/train.py, evaluation/metrics.py, ...):
+# DEVELOPING.md maps every folder to its stages and rule files.
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ configfile: "config/config.yaml"
 
 
 # The project's own code (src/ct2mr) is importable here and in every job without an
-# install step, in the project venv and in each rule's conda env alike (ct2mr.jobenv).
+# install step, in the project venv and in each rule's conda env alike (ct2mr.pipeline.jobenv).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 

@@ -20,13 +20,13 @@ Heads (../shared/data/volumes unless phantom):
 * ``phantom:<id>``: the embedded phantom cohort's T2-like MR (config defaults:
   seed 2018, 1.2x1.1x3.0 mm, 150 mm slab), truth = the phantom's brain labels
   (CSF, grey, white matter, ventricles) computed from its analytic anatomy on the
-  1 mm MR grid (`ct2mr.phantom.mr_labels`).
+  1 mm MR grid (`ct2mr.phantom.patient.mr_labels`).
 * ``stroke_t1``, ``stroke_t2``, ``stroke_flair``: one real patient's T1 / T2 /
   FLAIR, already brain-extracted by their publisher: truth = the non-zero region
   (holes filled). Shows how each method treats real non-T1 contrasts (there is no
   real T2/FLAIR head with skull in ../shared).
 
-Methods (`ct2mr.skull_mask.mr_masks(method=...)` unless noted):
+Methods (`ct2mr.preprocess.skull_mask.mr_masks(method=...)` unless noted):
 ``morphology``, ``deepbet`` (the CNN's mask), ``auto`` (contrast-aware); bench only:
 ``deepbet_grow1`` (the CNN's mask grown by 1 mm, `brain_extraction.deepbet_mask(grow_mm=1)`,
 closer to FreeSurfer's convention),
@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -54,7 +55,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import write_json, write_text
+from ct2mr.io.atomic import write_json, write_text
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # bench/: provenance (also when imported as bench.*)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import commit_line, provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VOLUMES = REPO.parent / "shared" / "data" / "volumes"
@@ -92,17 +97,17 @@ Default `skull_mask.mr_method: auto` (contrast-aware):
 
 
 def _pipeline_grid(img: sitk.Image) -> sitk.Image:
-    from ct2mr.resample import resample_isotropic
+    from ct2mr.preprocess.resample import resample_isotropic
 
     return resample_isotropic(sitk.DICOMOrient(img, "LPS"), (1.0, 1.0, 1.0))
 
 
 def load_head(name: str) -> dict[str, Any] | None:
     """MR on the pipeline's grid, its truth brain mask (bool array or None) and a note."""
-    from ct2mr.skull_mask import _fill
+    from ct2mr.preprocess.morphology import fill_holes
 
     if name.startswith("phantom:"):
-        from ct2mr.phantom import PhantomParams, make_mr, mr_labels
+        from ct2mr.phantom.patient import PhantomParams, make_mr, mr_labels
 
         pid = name.split(":", 1)[1]
         mr = _pipeline_grid(make_mr(pid, 2018, PhantomParams()))
@@ -122,7 +127,7 @@ def load_head(name: str) -> dict[str, Any] | None:
         return {"mr": mr, "truth": truth, "contrast": "T1", "note": "real T1 head, truth = FreeSurfer brainmask"}
     if name == "seg3d":
         return {"mr": mr, "truth": None, "contrast": "T1", "note": "real T1 head, no truth (volume, QA image)"}
-    truth = _fill(sitk.GetArrayFromImage(mr) > 0)
+    truth = fill_holes(sitk.GetArrayFromImage(mr) > 0)
     return {"mr": mr, "truth": truth, "contrast": name.split("_")[1].upper(),
             "note": "real brain-extracted MR, truth = non-zero region"}
 
@@ -187,12 +192,12 @@ def run_method(method: str, mr: sitk.Image) -> tuple[np.ndarray, float, dict[str
 
 def _run_method(method: str, mr: sitk.Image) -> tuple[np.ndarray, float, dict[str, Any]]:
     from ct2mr import brain_extraction as bx
-    from ct2mr.skull_mask import _mr_head, mr_masks
+    from ct2mr.preprocess.skull_mask import mr_head, mr_masks
 
     if method in ("deepbet", "deepbet_grow1"):
         # one CNN run per head serves both (the 1 mm growth is the only difference); its time is
         # counted in both rows. ``mr_masks(method="deepbet")`` is exactly this mask & the head mask.
-        head = _mr_head(sitk.GetArrayViewFromImage(mr), mr.GetSpacing())
+        head = mr_head(sitk.GetArrayViewFromImage(mr), mr.GetSpacing())
         key = id(mr)
         if _PROB.get("key") != key:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -242,6 +247,10 @@ def write_md(result: dict[str, Any], path: Path) -> None:
     """The Markdown table and decision of a result (also: ``--render-md`` from the JSON)."""
     lines = [
         "# MR brain extraction benchmark",
+        "",
+        commit_line(result.get("commit", "unknown"))
+        + (f" (rows kept from earlier runs: {', '.join(result['earlier_commits'])})"
+           if result.get("earlier_commits") else ""),
         "",
         f"Command: `.venv/bin/python bench/bench_brain_mask.py {result['command']}`",
         "",
@@ -294,9 +303,10 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ct2mr.brain_extraction import package_version
-    from ct2mr.skull_mask import MrMasks, _mr_head, save_masking_qa
+    from ct2mr.preprocess.brain_extraction import package_version
+    from ct2mr.preprocess.skull_mask import MrMasks, mr_head, save_masking_qa
 
+    prov = provenance()
     methods = [m for m in args.methods.split(",") if m]
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
@@ -328,7 +338,7 @@ def main() -> int:
             print(f"{head:14s} {method:14s} wall {wall:6.2f} s cpu {info['cpu_s']:6.2f} s  brain {row['brain_cm3']:7.1f} cm3  "
                   f"dice {row.get('dice', float('nan')):.4f}  {info.get('method_used', '')}", flush=True)
             if head == "seg3d":
-                h = _mr_head(sitk.GetArrayViewFromImage(mr), mr.GetSpacing())
+                h = mr_head(sitk.GetArrayViewFromImage(mr), mr.GetSpacing())
                 ref = mr
 
                 def img(a: np.ndarray, ref: sitk.Image = ref) -> sitk.Image:
@@ -341,6 +351,7 @@ def main() -> int:
                 save_masking_qa(args.out.parent / f"brain_mask_seg3d_{method}.png", mr,
                                 MrMasks(img(h), img(m & h), mr, info_q), "mr")
     result = {
+        "commit": prov["commit"], "recorded": prov["recorded"],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
         "versions": {p: package_version(p) for p in ("deepbet", "torch", "antspyx", "nilearn", "brainextractor",
@@ -361,6 +372,9 @@ def main() -> int:
         result["heads"] = {**old["heads"], **notes}
         result["command"] = f"{old.get('command', '')}`, then `--update {result['command']}"
         result["loadavg_before"], result["loadavg_after"] = old["loadavg_before"], result["loadavg_after"]
+        if kept:  # the commits that measured the rows kept (the run's own is "commit")
+            earlier = [*old.get("earlier_commits", []), old.get("commit", "unknown")]
+            result["earlier_commits"] = [c for c in dict.fromkeys(earlier) if c != prov["commit"]]
     write_json(args.out.with_suffix(".json"), result)
     write_md(result, args.out.with_suffix(".md"))
     print(f"wrote {args.out.with_suffix('.md')}")

@@ -42,6 +42,9 @@ RESULTS = REPO / "bench" / "results"
 MR_METHOD = "auto"
 REAL_CT = REPO.parent / "shared" / "data" / "volumes" / "ct_head_invesalius.nii.gz"
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_chain)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
 
 
 def _cli(*args: str) -> tuple[float, float]:
@@ -165,15 +168,15 @@ def workflow_chain(ct: Path, mr: Path | None, truth: Path | None, work: Path) ->
 
 
 def library_chain(ct: Path, mr: Path | None, truth: Path | None) -> dict:
-    from ct2mr.ingest import ingest
-    from ct2mr.phantom import truth_from_json
-    from ct2mr.register import resample_to
-    from ct2mr.registration import RegistrationSettings, register_affine
-    from ct2mr.registration.quality import mask_points, tre_mm
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks, mr_masks
-    from ct2mr.slices import extract_slices
-    from ct2mr.window import normalise_mr, window_ct
+    from ct2mr.preprocess.ingest import ingest
+    from ct2mr.preprocess.register import resample_to
+    from ct2mr.preprocess.registration import RegistrationSettings, register_affine
+    from ct2mr.preprocess.registration.quality import mask_points, tre_mm
+    from ct2mr.preprocess.registration.truth import truth_from_json
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
+    from ct2mr.preprocess.slices import extract_slices
+    from ct2mr.preprocess.window import normalise_mr, window_ct
 
     t: dict[str, float] = {}
 
@@ -214,10 +217,12 @@ def main() -> None:
     args = ap.parse_args()
     MR_METHOD = args.mr_method
     stem = "chain" if MR_METHOD == "auto" else f"chain_{MR_METHOD}"
-    from ct2mr.imageio import write_image
-    from ct2mr.phantom import PhantomParams, make_patient, truth_to_json
+    from ct2mr.io.imageio import write_image
+    from ct2mr.phantom.patient import PhantomParams, make_patient
+    from ct2mr.preprocess.registration.truth import truth_to_json
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    prov = provenance()
     cases = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -247,9 +252,11 @@ def main() -> None:
         "cpus": os.cpu_count(), "python": platform.python_version(), "simpleitk": sitk.Version_VersionString(),
         "load_average": os.getloadavg(), "target_s": 15.0, "target_ratio": 1.3, "mr_method": MR_METHOD,
     }
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "cases": cases}, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"commit": prov["commit"], "recorded": prov["recorded"],
+                                                      "meta": meta, "cases": cases}, indent=2) + "\n")
     lines = [
         "# Whole preprocessing chain per patient (ingest -> slices, registration included)", "",
+        commit_line(prov["commit"]), "",
         f"Reproduce: `.venv/bin/python bench/bench_chain.py{'' if MR_METHOD == 'auto' else ' --mr-method ' + MR_METHOD}` "
         f"(MR brain extraction `{MR_METHOD}`; {meta['when']}, {meta['cpus']} CPUs, "
         f"SimpleITK {meta['simpleitk']}, 1-min load average at the end {meta['load_average'][0]:.2f}).", "",

@@ -44,6 +44,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_dag_scale)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
+
 #: issue 11: 2000 patients planned in <= 15 s, 20 000 in <= 120 s (the first issue's: 200 in 10 s)
 TARGETS_S = {200: 10.0, 2000: 15.0, 20000: 120.0}
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -157,8 +161,12 @@ def render(result: dict) -> None:
     repeats = len(rows[0]["plan_wall_s_all"])
     big = rows[-1]
     per_job_ms = 1000 * (big["plan_wall_s"] - big["load_workflow_wall_s"]) / big["jobs_total"]
+    commits = sorted({r["commit"] for r in rows if r.get("commit") and r["commit"] != result.get("commit")})
     lines = [
         "# DAG planning time vs cohort size",
+        "",
+        commit_line(result.get("commit", "unknown"))
+        + (f" (rows measured earlier: {', '.join(commits)}; each row's commit in its last column)" if commits else ""),
         "",
         "`.venv/bin/python bench/bench_dag_scale.py` "
         f"(sizes {' '.join(map(str, sizes))}, {repeats} run(s) each, median).",
@@ -176,7 +184,8 @@ def render(result: dict) -> None:
         lines.append(f"| {r['patients']} | {r['jobs_total']} | {r['plan_wall_s']:.2f} "
                      f"| {min(r['plan_wall_s_all']):.2f}-{max(r['plan_wall_s_all']):.2f} "
                      f"| {r['load_workflow_wall_s']:.2f} | {tgt} | {met} | {r.get('first_job_s', float('nan')):.1f} "
-                     f"| {r['peak_rss_mb_max_so_far']:.0f} | {r.get('load_average_1min', '')} | {r.get('when', '')} |")
+                     f"| {r['peak_rss_mb_max_so_far']:.0f} | {r.get('load_average_1min', '')} | {r.get('when', '')}"
+                     f"{' (' + r['commit'] + ')' if r.get('commit') else ''} |")
     if per_patient:
         lines += [
             "",
@@ -225,15 +234,21 @@ def main() -> None:
     if args.render:
         render(json.loads((RESULTS / "dag_scale.json").read_text()))
         return
+    prov = provenance()
     if args.count_comparisons:
         recorded = json.loads((RESULTS / "dag_scale.json").read_text())
+        for r in recorded.get("rows", []):  # rows measured by an earlier run keep that run's commit
+            r.setdefault("commit", recorded.get("commit", "unknown"))
+        recorded = {"commit": prov["commit"], "recorded": prov["recorded"],
+                    **{k: v for k, v in recorded.items() if k not in ("commit", "recorded")}}
         counts = [c for c in recorded.get("comparisons", []) if c["workflow"] != args.label]
         with tempfile.TemporaryDirectory(prefix="ct2mr_dag_") as tmp:
             for n in args.count_comparisons:
                 root = Path(tmp) / f"n{n}"
                 root.mkdir()
                 make_project(root, n)
-                counts.append({"workflow": args.label, "patients": n, **count_comparisons(root)})
+                counts.append({"workflow": args.label, "patients": n, **count_comparisons(root),
+                               "commit": prov["commit"]})
                 print(counts[-1], flush=True)
         recorded["comparisons"] = counts
         (RESULTS / "dag_scale.json").write_text(json.dumps(recorded, indent=2) + "\n")
@@ -278,10 +293,12 @@ def main() -> None:
                 # other processes on the machine while it was measured (the 2 cores are shared)
                 "load_average_1min": round(os.getloadavg()[0], 2),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "commit": prov["commit"],
             })
             print(f"N={n}: {statistics.median(walls):.2f} s, {stats['total']} jobs", flush=True)
 
     result = {
+        "commit": prov["commit"], "recorded": prov["recorded"],
         "benchmark": "dag_scale",
         "command": "snakemake -n --quiet rules (real Snakefile, default config, synthetic cohort)",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -296,7 +313,8 @@ def main() -> None:
         result["comparisons"] = recorded.get("comparisons", [])
         result["notes"] = recorded.get("notes", [])
         measured = {r["patients"] for r in rows}
-        kept = [dict(r, recorded_earlier=True) for r in recorded.get("rows", []) if r["patients"] not in measured]
+        kept = [dict(r, recorded_earlier=True, commit=r.get("commit", recorded.get("commit", "unknown")))
+                for r in recorded.get("rows", []) if r["patients"] not in measured]
         result["rows"] = sorted(kept + rows, key=lambda r: r["patients"])
     (RESULTS / "dag_scale.json").write_text(json.dumps(result, indent=2) + "\n")
 

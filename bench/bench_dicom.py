@@ -3,10 +3,10 @@
 Run:  .venv/bin/python bench/bench_dicom.py [--repeats 3]
 Writes bench/results/dicom.md and bench/results/dicom.json.
 
-Why ct2mr.dicom_series reads regular series with SimpleITK and irregular ones with
+Why ct2mr.io.dicom_series reads regular series with SimpleITK and irregular ones with
 dcm2niix, from measurements:
 
-* correctness on the phantom export (:mod:`ct2mr.phantom_export`, known analytic
+* correctness on the phantom export (:mod:`ct2mr.phantom.export`, known analytic
   truth): mean |HU - truth| over the head voxels each result covers, for series 3
   (regular axial), 4 (20 deg gantry tilt), 5 (uneven axial, every 8th slice
   missing) and 601 (coronal reformat, one 3 mm gap); for SimpleITK alone also the
@@ -34,11 +34,14 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_dicom)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.atomic import write_json, write_text  # noqa: E402
-from ct2mr.dicom_series import Series, _read_with_dcm2niix, find_series, read_series, untilt  # noqa: E402
-from ct2mr.ingest import ingest  # noqa: E402
-from ct2mr.phantom_export import truth_on_grid, write_export  # noqa: E402
+from ct2mr.io.atomic import write_json, write_text  # noqa: E402
+from ct2mr.io.dicom_series import Series, find_series, read_with_dcm2niix, untilt  # noqa: E402
+from ct2mr.preprocess.ingest import ingest  # noqa: E402
+from ct2mr.phantom.export import truth_on_grid, write_export  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 EXPORT = REPO.parent / "shared" / "data" / "head_ct_dicom_export"
 RESULTS = REPO / "bench" / "results"
@@ -63,7 +66,7 @@ def sitk_alone(s: Series) -> sitk.Image:
 
 def dcm2niix_path(s: Series) -> sitk.Image:
     """dcm2niix's (corrected when irregular) volume, untilted like ct2mr does."""
-    img = _read_with_dcm2niix(s, "bench", "; ".join(s.irregularities()))
+    img = read_with_dcm2niix(s, "bench", "; ".join(s.irregularities()))
     return untilt(img) if s.tilted else img
 
 
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     r = args.repeats
+    prov = provenance()
     load_before = os.getloadavg()[0]
     phantom_rows = []
     with tempfile.TemporaryDirectory() as tmpd:
@@ -110,7 +114,7 @@ def main() -> None:
         t_scan, (found, ignored) = timeit(lambda: find_series(EXPORT), r)  # type: ignore[misc]
         s3 = next(s for s in found if s.number == 3)
         t_sitk, a = timeit(lambda: sitk_alone(s3), r)
-        t_d2n, b = timeit(lambda: _read_with_dcm2niix(s3, "bench", ""), r)
+        t_d2n, b = timeit(lambda: read_with_dcm2niix(s3, "bench", ""), r)
         diff = np.abs(sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.Cast(a, sitk.sitkFloat32), "LPS"))  # type: ignore[arg-type]
                       - sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.Cast(b, sitk.sitkFloat32), "LPS")))  # type: ignore[arg-type]
         t_ingest, img = timeit(lambda: ingest(EXPORT, "ct"), r)
@@ -127,9 +131,12 @@ def main() -> None:
            "simpleitk": sitk.Version.VersionString(), "dcm2niix": _dcm2niix_version(),
            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "repeats": r,
            "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
-    write_json(RESULTS / "dicom.json", {"phantom": phantom_rows, "real_export": real, "environment": env})
+    write_json(RESULTS / "dicom.json", {"commit": prov["commit"], "recorded": prov["recorded"],
+                                        "phantom": phantom_rows, "real_export": real, "environment": env})
     lines = [
         "# DICOM series: SimpleITK (GDCM) vs dcm2niix",
+        "",
+        commit_line(prov["commit"]),
         "",
         f"Reproduce: `.venv/bin/python bench/bench_dicom.py --repeats {r}` (SimpleITK {env['simpleitk']}, "
         f"dcm2niix {env['dcm2niix']}, {env['cpus']} CPUs, {env['date_utc']} UTC; 1-min load average before/after: "

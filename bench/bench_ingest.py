@@ -16,6 +16,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,12 +25,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import write_json, write_text
-from ct2mr.imageio import read_image, write_dicom_series, write_image
-from ct2mr.ingest import ingest, orientation_code
-from ct2mr.phantom import PhantomParams, make_patient
+from ct2mr.io.atomic import write_json, write_text
+from ct2mr.io.imageio import read_image, write_dicom_series, write_image
+from ct2mr.preprocess.ingest import ingest, orientation_code
+from ct2mr.phantom.patient import PhantomParams, make_patient
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_ingest)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
+
 VOLUMES = REPO.parent / "shared" / "data" / "volumes"
 
 
@@ -51,7 +56,7 @@ def _figure(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ct2mr.atomic import atomic_path
+    from ct2mr.io.atomic import atomic_path
 
     fig, axes = plt.subplots(5, 4, figsize=(12, 15))
     for col, pid in enumerate(["P01", "P02", "P03", "P04"]):
@@ -87,6 +92,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     r = args.repeats
+    prov = provenance()
     rows: list[tuple[str, str, dict[str, float]]] = []
 
     default = PhantomParams()
@@ -136,6 +142,7 @@ def main() -> None:
                          timeit(lambda p=path, m=modality: ingest(p, m), r)))  # type: ignore[misc]
 
     result = {
+        "commit": prov["commit"], "recorded": prov["recorded"],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": platform.python_version(),
         "simpleitk": sitk.Version_VersionString(),
@@ -150,6 +157,8 @@ def main() -> None:
     write_json(out_dir / "ingest.json", result)
     lines = [
         "# Phantom generation, image I/O and ingest",
+        "",
+        commit_line(prov["commit"]),
         "",
         f"Command: `.venv/bin/python bench/bench_ingest.py --repeats {r}` "
         f"(machine: {result['machine']}, 2 shared cores; Python {result['python']}, SimpleITK {result['simpleitk']}).",

@@ -26,22 +26,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_malloc_mmap)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {src!r})
 import torch
-from ct2mr.augment import AugmentConfig
-from ct2mr.device_data import BatchedSampler
-from ct2mr.losses import data_for
-from ct2mr.train import Trainer, _runtime
-from ct2mr.training_config import preset_settings, settings_from_dict
-from ct2mr.training_data import SlicePools
+from ct2mr.training.augment import AugmentConfig
+from ct2mr.training.device_data import BatchedSampler
+from ct2mr.training.losses import data_for
+from ct2mr.training.train import Trainer, torch_runtime
+from ct2mr.training.settings import preset_settings, settings_from_dict
+from ct2mr.training.data import SlicePools
 s = settings_from_dict({{**preset_settings("paper").to_dict(), "device": "cpu", "num_threads": 1}})
 g = torch.Generator().manual_seed(0)
 r = lambda: torch.randint(0, 256, (4, 256, 256), generator=g, dtype=torch.uint8)
 pools = SlicePools(r(), r(), r(), r())
-with _runtime(s, torch.device("cpu")):
+with torch_runtime(s, torch.device("cpu")):
     tr = Trainer(s, {variant!r}, "cpu")
     smp = BatchedSampler(pools, data_for({variant!r}), AugmentConfig(256, s.effective_pad_to), 0)
     tr.step(smp.draw())  # warm-up
@@ -75,16 +78,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "malloc_mmap")
     args = ap.parse_args()
     load_before = os.getloadavg()
+    commit = provenance()["commit"]
     res: dict[str, list[dict]] = {"default": [], "MALLOC_MMAP_MAX_=0": []}
     for _ in range(args.rounds):
         for label in res:
             r = run_child(args.variant, args.iters, label != "default")
             res[label].append(r)
             print(label, json.dumps(r), flush=True)
-            write_results(res, args.variant, load_before, args.out)  # after each child: partial results kept
+            write_results(res, args.variant, load_before, args.out, commit)  # after each child: partial results kept
 
 
-def write_results(res: dict[str, list[dict]], variant: str, load_before: tuple[float, ...], out: Path) -> None:
+def write_results(res: dict[str, list[dict]], variant: str, load_before: tuple[float, ...], out: Path,
+                  commit: str = "unknown") -> None:
     """Summaries of the runs so far -> ``out``.json / .md."""
     summary = {}
     for label, runs in res.items():
@@ -103,9 +108,11 @@ def write_results(res: dict[str, list[dict]], variant: str, load_before: tuple[f
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "command": " ".join(["python", "bench/bench_malloc_mmap.py", *sys.argv[1:]]), "cpu_count": os.cpu_count(),
     }
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": res}, indent=2) + "\n")
+    record = {"commit": commit, "meta": meta, "summary": summary, "runs": res}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# CPU training at the paper size: MALLOC_MMAP_MAX_=0", "",
+        commit_line(commit), "",
         f"{meta['size']}, variant {variant}; {meta['date_utc']} UTC; command `{meta['command']}`.",
         f"Load average before/after: {load_before[0]:.1f} / {meta['load_average_after'][0]:.1f} "
         f"({meta['cpu_count']} CPUs shared with other jobs: upper bounds).", "",

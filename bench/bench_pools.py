@@ -1,4 +1,4 @@
-"""Loading the two real unpaired pools of ../shared/data (ct2mr.image_pools).
+"""Loading the two real unpaired pools of ../shared/data (ct2mr.preprocess.image_pools).
 
 * ``head_ct_2d``: 200 web-sourced head CT images, 134-957 px, RGB / RGBA PNG;
 * ``harvard_mr_unpaired``: 324 axial T2 slices (256 x 256 grey) of 13 MR-only patients.
@@ -22,9 +22,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_pools)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.atomic import write_json, write_text  # noqa: E402
-from ct2mr.image_pools import pool_summary, slices_from_pool  # noqa: E402
+from ct2mr.io.atomic import write_json, write_text  # noqa: E402
+from ct2mr.preprocess.image_pools import pool_summary, slices_from_pool  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 OUT = REPO / "bench" / "results"
@@ -54,7 +57,9 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"real data not found at {DATA}: nothing to do")
         return 0
-    result: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
+    prov = provenance()
+    result: dict = {"commit": prov["commit"], "recorded": prov["recorded"],
+                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                     "load_average_before": os.getloadavg(), "pools": {}}
     for key, (name, spec, role) in POOLS.items():
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -66,7 +71,7 @@ def main() -> int:
         contact_sheet(d[key], d["head_mask"], OUT / f"pools_{key}.png")
     result["load_average_after"] = os.getloadavg()
     write_json(OUT / "pools.json", result)
-    lines = ["# Real unpaired pools (ct2mr.image_pools)", "",
+    lines = ["# Real unpaired pools (ct2mr.preprocess.image_pools)", "", commit_line(prov["commit"]), "",
              f"Recorded {result['when']} on {result['cpus']} CPUs, load average "
              f"{result['load_average_before'][0]:.1f} (other jobs running: wall times are upper bounds).",
              "Command: `.venv/bin/python bench/bench_pools.py`.", "",

@@ -40,14 +40,17 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import write_json, write_text
-from ct2mr.phantom import PhantomParams, make_patient
-from ct2mr.resample import resample_isotropic, write_image
-from ct2mr.skull_mask import ct_masks, mr_masks
-from ct2mr.slices import extract_slices
-from ct2mr.window import normalise_mr, window_ct
+from ct2mr.io.atomic import write_json, write_text
+from ct2mr.phantom.patient import PhantomParams, make_patient
+from ct2mr.preprocess.resample import resample_isotropic, write_image
+from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
+from ct2mr.preprocess.slices import extract_slices
+from ct2mr.preprocess.window import normalise_mr, window_ct
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_preprocess)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
 VOLUMES = REPO.parent / "shared" / "data" / "volumes"
 RESULTS = REPO / "bench" / "results"
 
@@ -140,6 +143,7 @@ def main() -> None:
     ap.add_argument("--skip-real", action="store_true")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
+    prov = provenance()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
@@ -165,9 +169,12 @@ def main() -> None:
            "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), "numpy": np.__version__,
            "simpleitk": sitk.Version.VersionString(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
-    write_json(RESULTS / "preprocess.json", {"rows": rows, "totals": totals, "environment": env})
+    write_json(RESULTS / "preprocess.json", {"commit": prov["commit"], "recorded": prov["recorded"],
+                                             "rows": rows, "totals": totals, "environment": env})
     lines = [
         "# Preprocessing benchmark (resample, skull masks, window, slices)",
+        "",
+        commit_line(prov["commit"]),
         "",
         "Reproduce: `.venv/bin/python bench/bench_preprocess.py` "
         f"(environment: {env['cpus']} CPUs, SimpleITK {env['simpleitk']} with {env['sitk_threads']} threads, "

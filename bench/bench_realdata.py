@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "harvard_ctmr"
 WORK = REPO / "bench" / "work" / "realdata"
 OUT = REPO / "bench" / "results" / "realdata"
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_realdata)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
 
 
 def main() -> int:
@@ -55,9 +58,14 @@ def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,
     if not DATA.is_dir():
         print(f"real data not found at {DATA}: nothing to do")
         return 0
-    earlier_wall = 0.0
+    prov = provenance()
+    earlier_wall, earlier_commits = 0.0, []
     if resume and (OUT / "realdata.json").is_file() and WORK.is_dir():
-        earlier_wall = float(json.loads((OUT / "realdata.json").read_text())["wall_s"])
+        earlier = json.loads((OUT / "realdata.json").read_text())
+        earlier_wall = float(earlier["wall_s"])
+        # the commits of the earlier calls whose outputs this one keeps (their jobs are not rerun)
+        earlier_commits = [c for c in [*earlier.get("earlier_commits", []), earlier.get("commit", "unknown")]
+                           if c != prov["commit"]]
     else:
         shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -98,6 +106,8 @@ def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,
     per_patient = pd.read_csv(OUT / "per_patient.tsv", sep="\t")
     summary = pd.read_csv(OUT / "summary.tsv", sep="\t")
     record = {
+        "commit": prov["commit"], "recorded": prov["recorded"],
+        **({"earlier_commits": list(dict.fromkeys(earlier_commits))} if earlier_commits else {}),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": wall, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
         "train_s": bench, "config": config,
@@ -107,6 +117,8 @@ def run(OUT: Path, WORK: Path, pools: bool = True, training: dict | None = None,
     cols = ["patient", "variant", "seed", "n_slices", "mae", "psnr", "ssim", "mae_head", "psnr_head", "ssim_head"]
     lines = [
         "# Real-data run: harvard_ctmr, 3 patients train / 3 held out", "",
+        commit_line(prov["commit"]) + (f" (jobs kept from earlier calls: {', '.join(record['earlier_commits'])})"
+                                       if earlier_commits else ""), "",
         f"Reproduce: `.venv/bin/python bench/bench_realdata.py{''.join(' ' + a for a in sys.argv[1:])}` "
         f"({record['when']}; whole workflow "
         f"{wall / 60:.1f} min on {record['cpus']} CPUs; training "

@@ -35,7 +35,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_realdata  # noqa: E402
 
-from ct2mr.comparisons import compare  # noqa: E402
+from ct2mr.evaluation.comparisons import compare  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "realdata_grid"
@@ -88,7 +89,7 @@ def identical_baselines(length: str) -> dict[str, float]:
 def borrowed_baselines(name: str) -> pd.DataFrame | None:
     """A pools run's per-patient table completed with the baselines it did not train.
 
-    ``paired`` and ``regression`` never read the unpaired pools (ct2mr.roles): trained with
+    ``paired`` and ``regression`` never read the unpaired pools (ct2mr.cohort.roles): trained with
     the same seed on the same paired slices they are the same models with or without the
     pools, so a pools run trained with ``--variants unpaired mrgan`` takes their rows from
     the run without pools of the same length (``grid.md`` says which rows were borrowed).
@@ -120,6 +121,7 @@ def write_summary() -> None:
         c.insert(0, "run", n)
         frames.append(c)
     lines = ["# Issue 9 grid: harvard_ctmr, 3 train / 3 test patients, 3 seeds, demo preset", "",
+             commit_line(provenance()["commit"]) + " (this summary; each run's own commit in the table below)", "",
              f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_realdata_grid.py`; "
              "per-run tables under each run's folder. Differences are variant - baseline in grey levels "
              "(0-255) for MAE (negative favours the variant), dB for PSNR, SSIM units; CI: hierarchical "
@@ -129,11 +131,11 @@ def write_summary() -> None:
     timing = {}
     for n in done:
         rec = json.loads((OUT / n / "realdata.json").read_text())
-        timing[n] = (rec["wall_s"], sum(rec["train_s"].values()))
-    lines += ["| run | variants trained | workflow wall min | training job s (sum) |", "|---|---|---|---|"]
-    for n, (w, t) in timing.items():
+        timing[n] = (rec["wall_s"], sum(rec["train_s"].values()), rec.get("commit", "unknown"))
+    lines += ["| run | variants trained | workflow wall min | training job s (sum) | commit |", "|---|---|---|---|---|"]
+    for n, (w, t, commit) in timing.items():
         trained = sorted({k.split()[1].split("_seed")[0] for k in json.loads((OUT / n / "realdata.json").read_text())["train_s"]})
-        lines.append(f"| {n} | {', '.join(trained)} | {w / 60:.1f} | {t:.0f} |")
+        lines.append(f"| {n} | {', '.join(trained)} | {w / 60:.1f} | {t:.0f} | {commit} |")
     lines.append("")
     for n, vs in borrowed.items():
         lines.append(f"{n}: {', '.join(vs)} not trained in this run; their rows come from "

@@ -5,9 +5,9 @@ Writes bench/results/registration.md and bench/results/registration.json.
 
 Cases (each with a known true affine, CT/fixed point -> MR/moving point):
 
-* ``phantom256``: a phantom head (``ct2mr.phantom``) with CT spacing 1 mm and a
+* ``phantom256``: a phantom head (``ct2mr.phantom.patient``) with CT spacing 1 mm and a
   256 mm field of view (256^3 voxels), the MR at the default 1.2x1.1x3.0 mm
-  resampled to 1 mm; skull stripping with ``ct2mr.skull_mask``; registration of
+  resampled to 1 mm; skull stripping with ``ct2mr.preprocess.skull_mask``; registration of
   the skull-stripped pair with the CT brain mask, i.e. exactly what
   ``ct2mr register`` does for a 256^3 head.
 * ``stroke``: real multimodal MR (../shared/data/volumes, brain-extracted, 1 mm,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,18 +33,22 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ct2mr.atomic import write_json, write_text
-from ct2mr.registration import BACKENDS, RegistrationSettings, backend_available, register_affine
-from ct2mr.registration.quality import mask_points, tre_mm, tre_stats
+from ct2mr.io.atomic import write_json, write_text
+from ct2mr.preprocess.registration import BACKENDS, RegistrationSettings, backend_available, register_affine
+from ct2mr.preprocess.registration.quality import mask_points, tre_mm, tre_stats
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_registration)
+    sys.path.insert(0, str(REPO / "bench"))
+from provenance import commit_line, provenance  # noqa: E402
+
 VOLUMES = REPO.parent / "shared" / "data" / "volumes"
 
 
 def case_phantom256(patient: str = "P01") -> dict[str, Any]:
-    from ct2mr.phantom import PhantomParams, make_patient
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks, mr_masks
+    from ct2mr.phantom.patient import PhantomParams, make_patient
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
 
     t0 = time.perf_counter()
     p = make_patient(patient, 2018, PhantomParams(ct_spacing_mm=(1.0, 1.0, 1.0), fov_mm=(256.0, 256.0, 256.0)))
@@ -128,6 +133,7 @@ def main() -> int:
     backends = [b for b in args.backends.split(",") if b]
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
+    prov = provenance()
     load_before = os.getloadavg()
     for name in args.cases.split(","):
         kind, _, patient = name.partition(":")
@@ -140,6 +146,7 @@ def main() -> int:
         rows.extend(run_case(case, backends))
     d = RegistrationSettings()
     result = {
+        "commit": prov["commit"], "recorded": prov["recorded"],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -154,6 +161,8 @@ def main() -> int:
 
     lines = [
         "# Registration benchmark (affine MR -> CT, mutual information)",
+        "",
+        commit_line(prov["commit"]),
         "",
         "Command: `.venv/bin/python bench/bench_registration.py` "
         f"(cases {args.cases}; backends {','.join(backends)})",

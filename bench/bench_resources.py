@@ -6,7 +6,7 @@ Reads the Snakemake ``benchmark:`` TSVs (s, max_rss, ...) under
 share one pattern, e.g. slices / slices_png / slices_pool, the run's
 ``.snakemake/metadata`` record of the job's first output names the rule), and writes
 bench/results/resources.md and .json: per rule n jobs, max and p95 of max_rss
-(MB) and wall time (s), what the rule requests now (ct2mr.cluster_resources, else
+(MB) and wall time (s), what the rule requests now (ct2mr.pipeline.cluster_resources, else
 the SLURM profile's default-resources), the ratio request / measured max, and the
 recommended request.
 
@@ -39,8 +39,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_resources)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.cluster_resources import HEADROOM, MEM_STEP_MB, RULE_RESOURCES, RUNTIME_STEP_MIN, recommend  # noqa: E402
+from ct2mr.pipeline.cluster_resources import HEADROOM, MEM_STEP_MB, RULE_RESOURCES, RUNTIME_STEP_MIN, recommend  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 RULES_DIR = REPO / "workflow" / "rules"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -197,7 +200,7 @@ def summarise(by_rule: dict, grid: int | None) -> list[dict]:
         req_rt = req.runtime if req else defaults.get("runtime")
         jobs = by_rule.get(rule, [])
         row = {"rule": rule, "n_jobs": len(jobs), "requested_mem_mb": req_mem, "requested_runtime_min": req_rt,
-               "request_source": "ct2mr.cluster_resources" if req else "profile default-resources"}
+               "request_source": "ct2mr.pipeline.cluster_resources" if req else "profile default-resources"}
         if jobs:
             walls, rsss = [j[0] for j in jobs], [j[1] for j in jobs]
             scale = 1.0 if UNSCALED.match(rule) or not grid else max(1.0, TARGET_VOXELS / grid)
@@ -223,7 +226,9 @@ def bench_cell(r: dict) -> str:
 
 def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatched: list[str], note: str = "") -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"results": [str(r) for r in results_dirs], "data_note": note, "largest_grid_voxels": grid, "target_voxels": TARGET_VOXELS,
+    prov = provenance()  # the commit of this analysis (the runs read may have been made by others)
+    meta = {"commit": prov["commit"], "recorded": prov["recorded"],
+            "results": [str(r) for r in results_dirs], "data_note": note, "largest_grid_voxels": grid, "target_voxels": TARGET_VOXELS,
             "headroom": HEADROOM, "mem_step_mb": MEM_STEP_MB, "runtime_step_min": RUNTIME_STEP_MIN,
             "unmatched_benchmarks": unmatched, "rules": rows}
     OUT.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -231,6 +236,8 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
                  if grid else "not scaled (no resampled grid found in the run)")
     lines = [
         "# Cluster requests per rule, from recorded benchmarks",
+        "",
+        commit_line(prov["commit"]),
         "",
         "Written by `bench/bench_resources.py` (rerun: `PYTHONPATH=src .venv/bin/python bench/bench_resources.py"
         " --results <run>/results`).",
@@ -244,7 +251,7 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
         "",
         f"Recommendation = measured max x {HEADROOM} headroom, for the head-sized rules first scaled {scale_txt};"
         f" rounded up to {MEM_STEP_MB} MB / {RUNTIME_STEP_MIN} min (at least one step). Requested = what the rule asks"
-        " for now (`src/ct2mr/cluster_resources.py`, else the SLURM profile's default-resources); ratio ="
+        " for now (`src/ct2mr/pipeline/cluster_resources.py`, else the SLURM profile's default-resources); ratio ="
         " requested / measured max (unscaled).",
         "",
         "| rule | n jobs | max RSS MB | p95 RSS MB | max wall s | p95 wall s | requested mem_mb | mem ratio |"
@@ -274,7 +281,7 @@ def write(rows: list[dict], results_dirs: list[Path], grid: int | None, unmatche
         " should measure their own run with this script (or raise those two, e.g."
         " `--set-resources prepare_ct:mem_mb=3000`). `prepare_mr` ran the `auto` MR method (deepbet CNN on CPU)"
         " and is the largest request. Rules without a benchmark here keep their request; rules outside"
-        " `src/ct2mr/cluster_resources.py` (the aggregates such as `registration_table`, and `train` on a GPU) keep"
+        " `src/ct2mr/pipeline/cluster_resources.py` (the aggregates such as `registration_table`, and `train` on a GPU) keep"
         " the profile's default-resources / set-resources whatever this table recommends.",
     ]
     if unmatched:

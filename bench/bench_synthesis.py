@@ -1,6 +1,6 @@
 """Benchmark: Syn_MR synthesis throughput (256x256 slices per second).
 
-Times :func:`ct2mr.synthesize.synthesize_slices` (uint8 in -> resize to the
+Times :func:`ct2mr.inference.synthesize.synthesize_slices` (uint8 in -> resize to the
 model's image size -> generator -> back to 256 -> uint8; Syn_MR only) with
 randomly initialised generators of the ``demo`` preset size (64 px, ngf 16,
 3 blocks) and the ``paper`` size (256 px, ngf 64, 9 blocks), at batch sizes
@@ -27,15 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ct2mr.atomic import write_json, write_text
-from ct2mr.model_loading import load_generators, make_untrained_model
-from ct2mr.synthesize import synthesize_slices
+from ct2mr.io.atomic import write_json, write_text
+from ct2mr.inference.model_loading import load_generators, make_untrained_model
+from ct2mr.inference.synthesize import synthesize_slices
 
 SIZES = {
     "demo": {"image_size": 64, "ngf": 16, "n_blocks": 3},
     "paper": {"image_size": 256, "ngf": 64, "n_blocks": 9},
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+if str(RESULTS.parent) not in sys.path:  # bench/: provenance (also when imported as bench.bench_synthesis)
+    sys.path.insert(0, str(RESULTS.parent))
+from provenance import commit_line, provenance  # noqa: E402
 
 
 def bench_one(model, batch: int, n_slices: int, repeats: int) -> dict[str, float]:  # noqa: ANN001
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device.startswith("cuda")
     repeats = args.repeats or (10 if cuda else 3)
     rows = []
+    prov = provenance()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sizes:
@@ -93,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     out = Path(args.out or RESULTS / ("synthesis_cuda" if cuda else "synthesis"))
-    write_json(out.with_suffix(".json"), {"environment": env, "results": rows})
+    write_json(out.with_suffix(".json"), {"commit": prov["commit"], "recorded": prov["recorded"],
+                                          "environment": env, "results": rows})
     lines = [
         "# Synthesis throughput (Syn_MR, 256x256 slices)",
+        "",
+        commit_line(prov["commit"]),
         "",
         f"Command: `python bench/bench_synthesis.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
         f"Device: {env['device']} ({env['device_name']}), {env['cpu_count']} CPUs, torch {env['torch']} "

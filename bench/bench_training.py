@@ -2,8 +2,8 @@
 
 One iteration = sampling + augmentation + generator step + discriminator step
 (what ``ct2mr train`` does per iteration, without checkpoint / log writing;
-sampling with the batched on-device sampler ``ct2mr.device_data.BatchedSampler``;
-``--compare-sampler`` also times the per-image reference ``ct2mr.train.Sampler``).
+sampling with the batched on-device sampler ``ct2mr.training.device_data.BatchedSampler``;
+``--compare-sampler`` also times the per-image reference ``ct2mr.training.train.Sampler``).
 The one-command GPU check (all modes, memory, agreement, resume, real data) is
 ``bench/gpu_check.py``.
 
@@ -11,7 +11,7 @@ CPU (default)::
 
     .venv/bin/python bench/bench_training.py            # demo size (1 and 2 threads) + paper size
     .venv/bin/python bench/bench_training.py --quick    # fewer iterations
-    # whole demo-preset trainings (ct2mr.train.train, 1200 iterations, 1 thread) of some variants:
+    # whole demo-preset trainings (ct2mr.training.train.train, 1200 iterations, 1 thread) of some variants:
     .venv/bin/python bench/bench_training.py --full-run --variants regression paired \
         --out bench/results/training_regression
 
@@ -42,13 +42,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_training)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.augment import AugmentConfig  # noqa: E402
-from ct2mr.device_data import BatchedSampler  # noqa: E402
-from ct2mr.losses import VARIANTS, data_for  # noqa: E402
-from ct2mr.train import Sampler, Trainer, _runtime  # noqa: E402
-from ct2mr.training_config import preset_settings, settings_from_dict  # noqa: E402
-from ct2mr.training_data import SlicePools  # noqa: E402
+from ct2mr.training.augment import AugmentConfig  # noqa: E402
+from ct2mr.training.device_data import BatchedSampler  # noqa: E402
+from ct2mr.training.losses import VARIANTS, data_for  # noqa: E402
+from ct2mr.training.train import Sampler, Trainer, torch_runtime  # noqa: E402
+from ct2mr.training.settings import preset_settings, settings_from_dict  # noqa: E402
+from ct2mr.training.data import SlicePools  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 
 def synthetic_pools(size: int, n: int = 8) -> SlicePools:
@@ -63,11 +66,11 @@ def synthetic_pools(size: int, n: int = 8) -> SlicePools:
 def time_variant(
     settings, variant: str, device: torch.device, warmup: int, iters: int, sampler_kind: str = "batched"
 ) -> dict[str, float]:
-    """``sampler_kind``: ``batched`` (ct2mr.device_data.BatchedSampler, what ``ct2mr train`` uses)
-    or ``reference`` (ct2mr.train.Sampler, one image at a time: the loop before issue 10)."""
+    """``sampler_kind``: ``batched`` (ct2mr.training.device_data.BatchedSampler, what ``ct2mr train`` uses)
+    or ``reference`` (ct2mr.training.train.Sampler, one image at a time: the loop before issue 10)."""
     pools = synthetic_pools(settings.image_size).to(device)
     aug = AugmentConfig(settings.image_size, settings.effective_pad_to)
-    with _runtime(settings, device):
+    with torch_runtime(settings, device):
         trainer = Trainer(settings, variant, device)
         if sampler_kind == "batched":
             sampler = BatchedSampler(pools, data_for(variant), aug, settings.seed, device)
@@ -104,7 +107,7 @@ def _slice_file(path: Path, role: str, n: int = 8, size: int = 256) -> Path:
     """A slice file of random uint8 slices (the cost does not depend on content)."""
     import numpy as np
 
-    from ct2mr.slices import save_slices
+    from ct2mr.preprocess.slices import save_slices
 
     rng = np.random.default_rng(0)
     d = {
@@ -122,11 +125,11 @@ def _slice_file(path: Path, role: str, n: int = 8, size: int = 256) -> Path:
 
 
 def time_full_run(variant: str, threads: int) -> dict[str, object]:
-    """Wall time of a whole ``ct2mr.train.train`` at the demo preset (checkpoints, logs, final
+    """Wall time of a whole ``ct2mr.training.train.train`` at the demo preset (checkpoints, logs, final
     outputs included) on random slices: 2 paired, 1 CT-only, 1 MR-only patients of 8 slices."""
     import tempfile
 
-    from ct2mr.train import train
+    from ct2mr.training.train import train
 
     s = settings_from_dict({**preset_settings("demo").to_dict(), "num_threads": threads})
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,6 +163,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     rows: list[dict[str, object]] = []
+    prov = provenance()
     load_before = os.getloadavg()
 
     if args.full_run:
@@ -205,9 +209,12 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    record = {"commit": prov["commit"], "recorded": prov["recorded"], "meta": meta, "results": rows}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Training speed: ms per iteration",
+        "",
+        commit_line(prov["commit"]),
         "",
         f"Device: {meta['device']} ({meta['cpu_count']} CPUs visible), torch {meta['torch']}, {meta['date_utc']} UTC.",
         f"Command: `{meta['command']}`. Load average before/after: {load_before[0]:.1f} / {meta['load_average_after'][0]:.1f}"
@@ -221,7 +228,7 @@ def main() -> None:
     ]
     if args.full_run:
         lines[lines.index("| preset | size | variant | mode | median ms/it | min | max | timed its |"):] = [
-            "Whole runs: `ct2mr.train.train` at the demo preset (1200 iterations, checkpoints every 100,",
+            "Whole runs: `ct2mr.training.train.train` at the demo preset (1200 iterations, checkpoints every 100,",
             "losses.tsv, loss_curve.png and the final weights included) on random 256x256 slices (2 paired,",
             "1 CT-only, 1 MR-only patients, 8 slices each), one after the other, one thread each.",
             "",

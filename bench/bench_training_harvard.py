@@ -32,13 +32,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_training_harvard)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.model_loading import load_generators  # noqa: E402
-from ct2mr.png_slices import slices_from_png  # noqa: E402
-from ct2mr.slices import save_slices  # noqa: E402
-from ct2mr.train import train  # noqa: E402
-from ct2mr.training_config import preset_settings, settings_from_dict  # noqa: E402
-from ct2mr.training_data import resize_uint8  # noqa: E402
+from ct2mr.inference.model_loading import load_generators  # noqa: E402
+from ct2mr.preprocess.png_slices import slices_from_png  # noqa: E402
+from ct2mr.preprocess.slices import save_slices  # noqa: E402
+from ct2mr.training.train import train  # noqa: E402
+from ct2mr.training.settings import preset_settings, settings_from_dict  # noqa: E402
+from ct2mr.training.data import resize_uint8  # noqa: E402
+from provenance import commit_line, provenance  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "harvard_ctmr"
 TRAIN_CASES = ("2", "16", "20", "21")
@@ -59,6 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"data not found: {DATA}")
+    prov = provenance()
     work = args.work or Path(tempfile.mkdtemp(prefix="ct2mr_harvard_"))
     work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,9 +146,12 @@ def main() -> None:
         "torch": torch.__version__,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    record = {"commit": prov["commit"], "recorded": prov["recorded"], "meta": meta, "results": results}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Short CPU training on real paired slices (Harvard atlas)",
+        "",
+        commit_line(prov["commit"]),
         "",
         f"{meta['date_utc']} UTC, torch {meta['torch']}, {meta['cpu_count']} CPUs (shared; load average "
         f"{load_before[0]:.1f} before, {meta['load_average_after'][0]:.1f} after).",

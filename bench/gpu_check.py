@@ -8,7 +8,9 @@ matplotlib and PyYAML: no SimpleITK, snakemake, ANTs, nipype, scikit-image or
 tensorboard, no network, no install step (``PYTHONPATH=src``). Real data comes
 as ``.npz`` slice files prepared on the CPU side beforehand by
 ``bench/prep_gpu_data.py`` into ``bench/gpu_data/`` (git-ignored; carry it
-to the GPU machine with the command).
+to the GPU machine with the command). The results record the commit measured
+(``bench/provenance.py``): git's where there is one, else ``--commit SHA`` or
+``CT2MR_COMMIT=SHA``, else ``unknown``.
 
 Sections, each under its own time guard (a section that runs out of time stops
 and keeps what it measured; results are rewritten after every measurement, so
@@ -16,7 +18,7 @@ even a killed run leaves ``gpu_check.json`` / ``gpu_check.md`` in ``--out``):
 
 1. environment: GPU name, torch / CUDA / cuDNN versions; then a check that a
    training iteration never synchronises host and device (CUDA sync debug mode);
-2. training speed of every variant of the trainer's table (``ct2mr.train.VARIANTS``)
+2. training speed of every variant of the trainer's table (``ct2mr.training.train.VARIANTS``)
    at the paper size (256 x 256, ngf = ndf = 64, 9 blocks), batch 1: ms/iteration
    (median over >= 50 iterations after warm-up; per iteration CUDA events, plus
    the wall-clock mean) and peak GPU memory, in the modes fp32 (TF32 on), bf16
@@ -64,16 +66,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "bench") not in sys.path:  # provenance (standard library only)
+    sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.augment import AugmentConfig  # noqa: E402
-from ct2mr.device_data import BatchedSampler  # noqa: E402
-from ct2mr.losses import data_for  # noqa: E402
-from ct2mr.model_loading import LoadedModel  # noqa: E402
-from ct2mr.models import build_generator, init_weights  # noqa: E402
-from ct2mr.synthesize import synthesize_slices, translate  # noqa: E402
-from ct2mr.train import VARIANTS, Trainer, _runtime, train  # noqa: E402
-from ct2mr.training_config import PRESETS, TrainSettings, settings_from_dict  # noqa: E402
-from ct2mr.training_data import SlicePools, build_pools, read_slice_file  # noqa: E402
+from ct2mr.training.augment import AugmentConfig  # noqa: E402
+from ct2mr.training.device_data import BatchedSampler  # noqa: E402
+from ct2mr.training.losses import data_for  # noqa: E402
+from ct2mr.inference.model_loading import LoadedModel  # noqa: E402
+from ct2mr.training.models import build_generator, init_weights  # noqa: E402
+from ct2mr.inference.synthesize import synthesize_slices, translate  # noqa: E402
+from ct2mr.training.train import VARIANTS, Trainer, torch_runtime, train  # noqa: E402
+from ct2mr.training.settings import PRESETS, TrainSettings, settings_from_dict  # noqa: E402
+from ct2mr.training.data import SlicePools, build_pools, read_slice_file  # noqa: E402
+from provenance import ENV_VAR, commit_line, provenance  # noqa: E402
 
 DEFAULT_DATA = REPO / "bench" / "gpu_data"
 
@@ -126,9 +131,9 @@ class SectionTimeout(Exception):
 class Report:
     """Results, rewritten to ``out/gpu_check.{json,md}`` after every change."""
 
-    def __init__(self, out: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, out: Path, meta: dict[str, Any], commit: str = "unknown") -> None:
         self.out = out
-        self.data: dict[str, Any] = {"meta": meta, "sections": {}, "notes": [], "errors": []}
+        self.data: dict[str, Any] = {"commit": commit, "meta": meta, "sections": {}, "notes": [], "errors": []}
 
     def put(self, section: str, value: Any) -> None:
         self.data["sections"][section] = value
@@ -252,7 +257,7 @@ def time_training(
     size = settings.image_size
     pools = synthetic_pools(size)
     aug = AugmentConfig(size, settings.effective_pad_to)
-    with _runtime(settings, device):
+    with torch_runtime(settings, device):
         _reset_peak(device)
         trainer = Trainer(settings, variant, device)
         sampler = BatchedSampler(pools, data_for(variant), aug, settings.seed, device)
@@ -306,7 +311,7 @@ def sync_check(device: torch.device, profile: dict[str, Any], variants: list[str
     out: dict[str, Any] = {}
     for variant in variants:
         s = settings_for(profile, device, amp="bf16")
-        with _runtime(s, device):
+        with torch_runtime(s, device):
             trainer = Trainer(s, variant, device)
             sampler = BatchedSampler(synthetic_pools(s.image_size), data_for(variant),
                                      AugmentConfig(s.image_size, s.effective_pad_to), 0, device)
@@ -412,7 +417,7 @@ def agreement_section(report: Report, profile: dict[str, Any], device: torch.dev
         s32 = settings_for(profile, device, amp="fp32")
         s16 = settings_for(profile, device, amp="bf16")
         size = s32.image_size
-        with _runtime(s32, device):
+        with torch_runtime(s32, device):
             sampler = BatchedSampler(synthetic_pools(size), data_for(variant), AugmentConfig(size, s32.effective_pad_to), 0, device)
             batches = [sampler.draw() for _ in range(n)]
             curves: dict[str, list[float]] = {}
@@ -532,7 +537,7 @@ def real_data_section(report: Report, profile: dict[str, Any], device: torch.dev
         s = settings_for(profile, device, n_const=10**9, n_decay=0, unpaired_includes_paired=True)
         train_files = files["train"] + (files["mr_only"] if variant != "paired" else [])
         pools = build_pools(train_files, s.image_size, s.unpaired_includes_paired)
-        with _runtime(s, device):
+        with torch_runtime(s, device):
             torch.manual_seed(s.seed)
             trainer = Trainer(s, variant, device)
             sampler = BatchedSampler(pools, data_for(variant), AugmentConfig(s.image_size, s.effective_pad_to), s.seed, device)
@@ -601,6 +606,8 @@ def to_markdown(data: dict[str, Any]) -> str:
     env = sec.get("environment", {})
     lines = [
         "# GPU check" + (" (CPU smoke rehearsal)" if meta.get("smoke") else ""),
+        "",
+        commit_line(data.get("commit", "unknown")),
         "",
         f"Command: `{meta.get('command')}`; started {meta.get('started_utc')} UTC; "
         f"wall time {meta.get('wall_s', '?')} s of a {meta.get('budget_s')} s budget.",
@@ -696,9 +703,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=None, help="total wall-time budget in seconds (default 455 on GPU)")
     ap.add_argument("--train-seconds", type=float, default=None, help="real-data training time per variant (default 45 on GPU)")
     ap.add_argument("--sections", default="all", help="comma list of: environment,sync,speed,synthesis,agreement,resume,real_data,compile")
+    ap.add_argument("--commit", default=None,
+                    help=f"the git commit of this tree, recorded in the results "
+                         f"(default: ${ENV_VAR}, else git, else 'unknown')")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
+    prov = provenance(args.commit)
     profile = dict(PROFILES["smoke" if args.smoke else "gpu"])
     budget = args.budget_s if args.budget_s is not None else profile["budget_s"]
     deadline_total = t_start + budget
@@ -717,8 +728,9 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": args.smoke, "budget_s": budget, "profile": {k: v for k, v in profile.items() if k != "shares"},
         "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "variants": list(VARIANTS),
+        "recorded": prov["recorded"], "host": prov["host"],
     }
-    report = Report(out, meta)
+    report = Report(out, meta, prov["commit"])
     variants = list(VARIANTS)  # the trainer's own table: new variants appear here automatically
 
     data = args.data

@@ -4,7 +4,7 @@ Reads ``../shared/data/harvard_ctmr`` (paired 256 x 256 CT/MR PNG slices, 6 case
 and ``../shared/data/harvard_mr_unpaired`` (MR-only slices of 13 other patients)
 and writes ``.npz`` slice files of the DEVELOPING.md contract (``ct`` / ``mr``
 uint8 (N, 256, 256), ``role``, ``patient``, masks, geometry; plain numpy
-archives, which :func:`ct2mr.training_data.read_slice_file` reads without
+archives, which :func:`ct2mr.training.data.read_slice_file` reads without
 SimpleITK) into ``bench/gpu_data/`` (git-ignored: the data are not the
 project's and must not enter the repository)::
 
@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ct2mr.png_slices import slices_from_png  # noqa: E402
-from ct2mr.slices import save_slices  # noqa: E402
+from ct2mr.preprocess.png_slices import slices_from_png  # noqa: E402
+from ct2mr.preprocess.slices import save_slices  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 TRAIN_CASES = ("2", "16", "20", "21")
@@ -36,7 +36,7 @@ TEST_CASES = ("28", "32")
 
 
 def write(path: Path, d: dict) -> None:
-    """The whole slice-file contract (DEVELOPING.md), so both readers take it: ct2mr.slices.load_slices
+    """The whole slice-file contract (DEVELOPING.md), so both readers take it: ct2mr.preprocess.slices.load_slices
     where SimpleITK is installed, the plain numpy fallback of read_slice_file where it is not."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_slices(path, d)

@@ -28,6 +28,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# Slow by design (~50 s, the suite's largest single cost, paid once): the whole default DAG
+# (phantom, preprocessing, four trainings, synthesis, evaluation, figures) on 5 tiny patients.
+# Every workflow-level test (test_workflow, test_rerun, test_rerun_scope, test_retrain,
+# test_report, test_docs, test_slurm) reads it or a copy of it instead of running its own.
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole default DAG, run once per session on the tiny phantom cohort.

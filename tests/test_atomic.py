@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ct2mr.atomic import atomic_path, write_json, write_text
+from ct2mr.io.atomic import atomic_path, write_json, write_text
 
 
 def test_complete_file_or_nothing(tmp_path: Path) -> None:

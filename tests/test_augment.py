@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mr.augment import AugmentConfig, AugmentParams, apply, default_pad_to, rotate, sample_params
-from ct2mr.train import Sampler
-from ct2mr.training_data import SlicePools
+from ct2mr.training.augment import AugmentConfig, AugmentParams, apply, default_pad_to, rotate, sample_params
+from ct2mr.training.train import Sampler
+from ct2mr.training.data import SlicePools
 
 
 def test_default_pad_to_scales_the_paper_286() -> None:

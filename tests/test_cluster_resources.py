@@ -1,4 +1,4 @@
-"""The per-rule cluster requests (ct2mr.cluster_resources) and bench/bench_resources.py."""
+"""The per-rule cluster requests (ct2mr.pipeline.cluster_resources) and bench/bench_resources.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from bench.bench_resources import pattern_regex, rule_patterns
-from ct2mr.cluster_resources import RULE_RESOURCES, Request, recommend
+from ct2mr.pipeline.cluster_resources import RULE_RESOURCES, Request, recommend
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ct2mr.cli import main
-from ct2mr.comparisons import (
+from ct2mr.evaluation.comparisons import (
     COLUMNS,
     compare,
     hierarchical_bootstrap_ci,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ct2mr.cli import main
-from ct2mr.config import load_config, validate_config
+from ct2mr.cohort.config import load_config, validate_config
 from ct2mr.errors import InputError
 
 
@@ -156,7 +156,7 @@ def test_the_tiny_config_is_valid_for_both(tmp_path: Path, monkeypatch: pytest.M
 
 def test_variant_pools_agree_with_the_loss_table() -> None:
     """roles.VARIANT_POOLS is a torch-free copy of losses.data_for (workflow start must not import torch)."""
-    from ct2mr.roles import VARIANT_POOLS
-    from ct2mr.losses import VARIANT_TERMS, data_for
+    from ct2mr.cohort.roles import VARIANT_POOLS
+    from ct2mr.training.losses import VARIANT_TERMS, data_for
 
     assert {v: set(VARIANT_POOLS[v]) for v in VARIANT_TERMS} == {v: set(data_for(v)) for v in VARIANT_TERMS}

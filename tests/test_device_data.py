@@ -1,4 +1,4 @@
-"""Device-side batched augmentation (ct2mr.device_data) against the per-image reference path."""
+"""Device-side batched augmentation (ct2mr.training.device_data) against the per-image reference path."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mr.augment import AugmentConfig
-from ct2mr.device_data import BatchedSampler
-from ct2mr.train import Sampler
-from ct2mr.training_data import SlicePools
+from ct2mr.training.augment import AugmentConfig
+from ct2mr.training.device_data import BatchedSampler
+from ct2mr.training.train import Sampler
+from ct2mr.training.data import SlicePools
 
 NEEDS = ("ct_unpaired", "mr_unpaired", "paired")
 

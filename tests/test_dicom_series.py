@@ -1,6 +1,6 @@
-"""ct2mr.dicom_series: a scanner-like export (phantom with known truth, and the real one).
+"""ct2mr.io.dicom_series: a scanner-like export (phantom with known truth, and the real one).
 
-The phantom export (:mod:`ct2mr.phantom_export`) holds a localizer, axial series
+The phantom export (:mod:`ct2mr.phantom.export`) holds a localizer, axial series
 of 5 and 2.5 mm, a 2 mm series with 20 deg gantry tilt, an uneven 1.25 mm series,
 a coronal reformat with the most files, preview PNG/JPG files and (one layout) a
 DICOMDIR. The rule must take series 3; ``--series`` must reach every other one;
@@ -19,11 +19,11 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr import cli
-from ct2mr.dicom_series import choose_series, find_series, match_series
+from ct2mr.io.dicom_series import choose_series, find_series, match_series
 from ct2mr.errors import InputError
-from ct2mr.imageio import detect_format, read_image
-from ct2mr.ingest import ingest, orientation_code
-from ct2mr.phantom_export import EXPECTED_AUTO_SERIES, MATRIX, PIXEL_MM, TILT_DEG, truth_on_grid
+from ct2mr.io.imageio import detect_format, read_image
+from ct2mr.preprocess.ingest import ingest, orientation_code
+from ct2mr.phantom.export import EXPECTED_AUTO_SERIES, MATRIX, PIXEL_MM, TILT_DEG, truth_on_grid
 
 PATIENT, SEED = "EXP1", 7
 
@@ -78,7 +78,7 @@ def test_export_layouts(exports: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("layout", ["flat", "dicomdir"])
 def test_rule_chooses_series_3_and_logs_the_others(exports: dict[str, Path], layout: str, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="ct2mr.dicom_series"):
+    with caplog.at_level(logging.INFO, logger="ct2mr.io.dicom_series"):
         img = ingest(exports[layout], "ct")
     assert img.GetSize() == (MATRIX, MATRIX, 48) and np.allclose(img.GetSpacing(), (PIXEL_MM, PIXEL_MM, 2.5))
     assert orientation_code(img) == "LPS"
@@ -99,7 +99,7 @@ def test_rule_chooses_series_3_and_logs_the_others(exports: dict[str, Path], lay
 
 def test_rule_order() -> None:
     """Each criterion in turn decides (synthetic headers, no files)."""
-    from ct2mr.dicom_series import Series
+    from ct2mr.io.dicom_series import Series
 
     def s(number: int, itype: str, normal: str = "z", gaps=(2.0,) * 9, thick: float = 2.0, shear: float = 0.0,
           modality: str = "CT") -> Series:
@@ -171,7 +171,7 @@ def test_tilted_series_comes_out_untilted(exports: dict[str, Path]) -> None:
 
 
 def test_uneven_series_comes_out_even(exports: dict[str, Path], caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="ct2mr.dicom_series"):
+    with caplog.at_level(logging.WARNING, logger="ct2mr.io.dicom_series"):
         img = ingest(exports["flat"], "ct", series="5")
     assert img.GetSpacing()[2] == pytest.approx(1.25, abs=1e-3) and img.GetSize()[2] == 96 - 1  # 120 mm span
     assert _head_mae(img)[0] < 12.0
@@ -199,7 +199,7 @@ def test_series_errors_are_one_line(exports: dict[str, Path], tmp_path: Path, ca
 def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_path: Path, monkeypatch, capsys,
                                                   fake: str | None) -> None:
     """No corrected volume from dcm2niix (or no dcm2niix at all): a one-line refusal, never a sheared read."""
-    import ct2mr.dicom_series as ds
+    import ct2mr.io.dicom_series as ds
 
     if fake is None:
         def missing() -> str:
@@ -218,7 +218,7 @@ def test_tilt_that_cannot_be_corrected_is_refused(exports: dict[str, Path], tmp_
 
 def test_enhanced_mr_geometry_from_functional_groups(tmp_path: Path) -> None:
     """GDCM writes MR as Enhanced MR objects: the geometry lives in the functional groups."""
-    from ct2mr.imageio import write_dicom_series
+    from ct2mr.io.imageio import write_dicom_series
 
     img = sitk.GetImageFromArray((np.random.default_rng(0).random((5, 6, 7)) * 100).astype(np.float32))
     img.SetSpacing((0.9, 1.1, 3.0))
@@ -251,7 +251,7 @@ def test_raw_export_is_not_modified(exports: dict[str, Path], tmp_path: Path) ->
 
 
 def test_patient_table_series_column(exports: dict[str, Path], tmp_path: Path) -> None:
-    from ct2mr.patients import is_png_source, load_patients
+    from ct2mr.cohort.patients import is_png_source, load_patients
 
     # a lower-case preview.png beside DICOM files does not turn the folder into png slices
     (exports["flat"] / "DICOM" / "extra_preview.png").write_bytes((exports["flat"] / "preview_0.PNG").read_bytes())

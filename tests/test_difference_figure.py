@@ -10,9 +10,9 @@ import pytest
 
 from ct2mr import cli
 from ct2mr.errors import InputError
-from ct2mr.figures import figure_difference, mean_error_map
-from ct2mr.slices import save_slices
-from ct2mr.synthesize import write_slices_npz
+from ct2mr.evaluation.figures import figure_difference, mean_error_map
+from ct2mr.preprocess.slices import save_slices
+from ct2mr.inference.synthesize import write_slices_npz
 from tests.test_figures import _slices
 
 
@@ -52,7 +52,7 @@ def test_gain_outside_the_head_is_shown_outside(tmp_path: Path) -> None:
 
 def test_error_map_averages_seeds_and_counts_slices(tmp_path: Path) -> None:
     c = _cohort(tmp_path)
-    from ct2mr.slices import load_slices
+    from ct2mr.preprocess.slices import load_slices
 
     slices = {p.stem: load_slices(p) for p in c["slices"]}
     err, n = mean_error_map(slices, c["mrgan"])

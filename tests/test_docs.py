@@ -24,7 +24,7 @@ its coverage. How:
 
 Also: no Snakemake option in the README is unknown to the installed Snakemake
 (``--reason`` is gone in Snakemake 9), and the rerun table in README.md is
-``ct2mr.rerun_scope.markdown_table()``.
+``ct2mr.pipeline.rerun_scope.markdown_table()``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from ct2mr.rerun_scope import markdown_table
+from ct2mr.pipeline.rerun_scope import markdown_table
 from tests.workflow_helpers import REPO, SNAKEFILE, SNAKEMAKE
 
 README = REPO / "README.md"
@@ -115,7 +115,7 @@ def test_readme_rerun_table_is_the_code_table() -> None:
     m = re.search(r"<!-- rerun-scope[^>]*-->\n(.*?)\n<!-- /rerun-scope -->", text, re.S)
     assert m, "README.md lost its rerun-scope table markers"
     assert m.group(1).strip() == markdown_table(), (
-        "README.md's rerun table differs from ct2mr.rerun_scope.markdown_table(): paste its output "
+        "README.md's rerun table differs from ct2mr.pipeline.rerun_scope.markdown_table(): paste its output "
         "between the rerun-scope markers"
     )
 
@@ -167,7 +167,7 @@ def exercise_predict(command: str, run: Path, tmp: Path) -> None:
     args = shlex.split(command.replace("path/to/ct_dicom_folder", "results/phantom/T2/ct_dicom"))[1:]
     out = run / args[args.index("--out") + 1]
     _run([sys.executable, "-m", "ct2mr", *args, "--config", "config.yaml"], run)
-    from ct2mr.imageio import read_image
+    from ct2mr.io.imageio import read_image
 
     image, ct = sitk.ReadImage(str(out)), read_image(run / "results/phantom/T2/ct_dicom")  # the CT's own grid
     assert image.GetSize() == ct.GetSize() and image.GetPixelID() == sitk.sitkUInt8
@@ -203,7 +203,7 @@ def exercise_project_extras(command: str, run: Path, tmp: Path) -> None:
 def exercise_tensorboard(command: str, run: Path, tmp: Path) -> None:
     """TensorBoard reads the event files a training run writes under results/models (the tiny
     preset writes none, so one model folder's events are written here the way ``train`` does)."""
-    from ct2mr.tensorboard_log import log_scalars, open_writer
+    from ct2mr.training.tensorboard_log import log_scalars, open_writer
 
     models = tmp / "tb" / "results" / "models"
     writer = open_writer(models / "paired" / "seed0" / "tensorboard")
@@ -237,6 +237,8 @@ def exercise_gpu_check(command: str, run: Path, tmp: Path) -> None:
     assert (out / "gpu_check.json").is_file() and (out / "gpu_check.md").is_file()
 
 
+# Slow (~19 s): every command of README.md's code blocks, run for real or as the dry run its
+# exercise says (a real `ct2mr predict` on the tiny model included), on a copy of the tiny run.
 @pytest.mark.slow
 def test_readme_commands_run(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"

@@ -44,11 +44,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 ENV_DIR = REPO / "envs"
 SRC = REPO / "src"
-#: the workflow's main file (Snakemake looks for these two, in this order)
-SNAKEFILE = next(
-    (p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile") if p.is_file()),
-    REPO / "Snakefile",
-)
+#: the workflow's main file
+SNAKEFILE = REPO / "Snakefile"
 EXPECTED_ENVS = ("preprocess", "train", "evaluate")
 PYTHON_SERIES = "3.11"
 
@@ -455,7 +452,7 @@ def test_real_envs_cover_real_stage_modules() -> None:
     """Each env covers the modules its family runs, independent of the rule files.
 
     (The same check as the workflow test below, driven by the family table in
-    DEVELOPING.md instead of the rules, so it runs before the Snakefile exists.)
+    DEVELOPING.md instead of the rules.)
     """
     from ct2mr.cli import COMMANDS
 
@@ -470,8 +467,7 @@ def test_real_envs_cover_real_stage_modules() -> None:
         env = load_env(ENV_DIR / f"{env_name}.yaml")
         for cmd in commands:
             module = COMMANDS[cmd][0]
-            if _module_file(module, SRC) is None:
-                continue  # stage not written yet; the workflow test fails for a rule calling it
+            assert _module_file(module, SRC) is not None, f"ct2mr {cmd}: module {module} not found"
             missing = missing_from_env(import_closure(["ct2mr.__main__", "ct2mr.cli", module]), env)
             if missing:
                 problems[f"{env_name}/{cmd}"] = sorted(missing)
@@ -483,8 +479,6 @@ def test_real_envs_cover_real_stage_modules() -> None:
 # --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rules() -> list[dict]:
-    if not SNAKEFILE.is_file():
-        pytest.skip(f"{SNAKEFILE.relative_to(REPO)} does not exist yet")
     return workflow_rules()
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from ct2mr import cli
 from ct2mr.errors import InputError
-from ct2mr.evaluate import evaluate_patient
-from ct2mr.slices import save_slices
-from ct2mr.synthesize import write_slices_npz
+from ct2mr.evaluation.evaluate import evaluate_patient
+from ct2mr.preprocess.slices import save_slices
+from ct2mr.inference.synthesize import write_slices_npz
 
 N = 3
 
@@ -158,7 +158,7 @@ def test_few_patients_note_and_missing_synthesis(tmp_path: Path) -> None:
     assert "cannot be reached" in w["note"]
     # a variant with no synthesis files: error names the missing file
     with pytest.raises(InputError, match=r"unpaired/P01_slices\.npz"):
-        from ct2mr.evaluate import evaluate_all
+        from ct2mr.evaluation.evaluate import evaluate_all
 
         evaluate_all(files, tmp_path / "synth", ["unpaired"])
 
@@ -167,7 +167,7 @@ def test_few_patients_note_and_missing_synthesis(tmp_path: Path) -> None:
 def test_load_npz_damaged_file_is_an_input_error(tmp_path: Path, damage: str) -> None:
     """A truncated, empty or corrupt synthesis file is an InputError naming it (was a raw
     BadZipFile / EOFError traceback from `ct2mr evaluate` and `ct2mr figures`)."""
-    from ct2mr.evaluate import load_npz
+    from ct2mr.evaluation.evaluate import load_npz
 
     good = tmp_path / "good.npz"
     rng = np.random.default_rng(0)
@@ -188,7 +188,7 @@ def test_load_npz_damaged_file_is_an_input_error(tmp_path: Path, damage: str) ->
 
 @pytest.mark.parametrize("value", ["0", "-255"])
 def test_cli_non_positive_data_range_is_a_one_line_error(tmp_path: Path, capsys, value: str) -> None:
-    """`--data-range 0` ended in a bare ValueError traceback from ct2mr.metrics."""
+    """`--data-range 0` ended in a bare ValueError traceback from ct2mr.evaluation.metrics."""
     files = _write_case(tmp_path, ["P01"], {"mrgan": [10]})
     out = tmp_path / "metrics"
     rc = cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
@@ -241,6 +241,6 @@ def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
     assert [r["patient"] for r in t1] == [*patients, "mean ± sd"]
     # a missing seed folder names the file
     with pytest.raises(InputError, match=r"mrgan/seed2/P01_slices\.npz"):
-        from ct2mr.evaluate import evaluate_all
+        from ct2mr.evaluation.evaluate import evaluate_all
 
         evaluate_all(files, tmp_path / "synth", ["mrgan"], seeds=[2])

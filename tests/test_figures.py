@@ -10,9 +10,9 @@ import pytest
 
 from ct2mr import cli
 from ct2mr.errors import InputError
-from ct2mr.figures import figure_synthesis, pick_slices
-from ct2mr.slices import save_slices
-from ct2mr.synthesize import write_slices_npz
+from ct2mr.evaluation.figures import figure_synthesis, pick_slices
+from ct2mr.preprocess.slices import save_slices
+from ct2mr.inference.synthesize import write_slices_npz
 
 N = 6
 
@@ -120,7 +120,7 @@ def test_synthesis_from_other_slice_positions_is_refused(tmp_path: Path, case: d
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A stale synthesis file with the same slice count but other z positions was drawn beside the
     wrong reference slices (ct2mr evaluate already refuses it)."""
-    from ct2mr.evaluate import load_npz
+    from ct2mr.evaluation.evaluate import load_npz
 
     stale = load_npz(case["mrgan"])
     stale["z_index"] = stale["z_index"] + 1
@@ -135,7 +135,7 @@ def test_synthesis_from_other_slice_positions_is_refused(tmp_path: Path, case: d
 def test_seed_layout_in_metrics_and_loss_figures(tmp_path: Path) -> None:
     """Several seeds: per_patient.tsv with a seed column, losses.tsv under {variant}/seed{seed}/
     with validation columns only on some rows."""
-    from ct2mr.figures import figure_losses, figure_metrics, model_label
+    from ct2mr.evaluation.figures import figure_losses, figure_metrics, model_label
 
     assert model_label("results/models/mrgan/seed2/losses.tsv") == ("mrgan", "seed2")
     assert model_label("results/models/mrgan/losses.tsv") == ("mrgan", "")

@@ -1,4 +1,4 @@
-"""File lists (ct2mr.file_lists): thousands of paths reach a job as @FILE, never on its command line."""
+"""File lists (ct2mr.pipeline.file_lists): thousands of paths reach a job as @FILE, never on its command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 
 from ct2mr.cli import COMMANDS, build_parser
 from ct2mr.errors import InputError
-from ct2mr.file_lists import FROMFILE_PREFIX, write_file_list
+from ct2mr.pipeline.file_lists import FROMFILE_PREFIX, write_file_list
 from tests.workflow_helpers import REPO, snakemake
 
 #: Linux's limit on one argument (MAX_ARG_STRLEN): a shell command is one argument of bash -c

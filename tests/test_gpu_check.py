@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ct2mr.train import VARIANTS
+from ct2mr.training.train import VARIANTS
 
 #: absent on the GPU machine (it has torch, numpy, scipy, pandas, matplotlib, PyYAML only)
 BLOCKED = ("SimpleITK", "skimage", "ants", "nipype", "snakemake", "jsonschema", "pydicom", "tensorboard")
@@ -26,9 +26,10 @@ def test_training_modules_import_without_the_imaging_stack(repo_root: Path) -> N
     code = POISON.format(blocked=BLOCKED) + textwrap.dedent(
         """
         import importlib, runpy
-        for mod in ("ct2mr.train", "ct2mr.training_data", "ct2mr.device_data", "ct2mr.augment", "ct2mr.losses",
-                    "ct2mr.models", "ct2mr.model_loading", "ct2mr.synthesize", "ct2mr.tensorboard_log",
-                    "ct2mr.training_config"):
+        for mod in ("ct2mr.training.train", "ct2mr.training.data", "ct2mr.training.device_data", "ct2mr.training.augment", "ct2mr.training.losses",
+                    "ct2mr.training.models", "ct2mr.inference.model_loading", "ct2mr.inference.synthesize", "ct2mr.training.tensorboard_log",
+                    "ct2mr.training.settings", "ct2mr.training.checkpoint", "ct2mr.training.loss_log",
+                    "ct2mr.training.command"):
             importlib.import_module(mod)
         runpy.run_path("bench/gpu_check.py", run_name="gpu_check_import_only")
         bad = [m for m in ("SimpleITK", "skimage", "ants", "nipype", "snakemake", "jsonschema") if sys.modules.get(m) is not None]
@@ -42,11 +43,14 @@ def test_training_modules_import_without_the_imaging_stack(repo_root: Path) -> N
 
 def test_poisoning_really_blocks(repo_root: Path) -> None:
     # the check above can fail: a module that imports SimpleITK at the top does
-    code = POISON.format(blocked=BLOCKED) + "import ct2mr.slices\n"
+    code = POISON.format(blocked=BLOCKED) + "import ct2mr.preprocess.slices\n"
     res = run_python(code, repo_root)
     assert res.returncode != 0 and "SimpleITK" in res.stderr
 
 
+# Slow (~10 s): the whole GPU check script end to end on the CPU (`--smoke`: every variant and
+# mode a few iterations, synthesis, kill-and-resume) with the imaging stack blocked: the
+# rehearsal that device time depends on.
 def test_smoke_run_without_the_imaging_stack(repo_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = POISON.format(blocked=BLOCKED) + textwrap.dedent(

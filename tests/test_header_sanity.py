@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
-from ct2mr.imageio import check_geometry, read_image
+from ct2mr.io.imageio import check_geometry, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_ingest_cli_refuses_a_zero_voxel_size_on_one_line(tmp_path: Path) -> Non
 
 def test_qform_sform_disagreement_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = _nifti(tmp_path, qoffset=[10.0, 0.0, 0.0])  # the qform moved 10 mm; the sform kept
-    with caplog.at_level(logging.WARNING, logger="ct2mr.imageio"):
+    with caplog.at_level(logging.WARNING, logger="ct2mr.io.imageio"):
         img = read_image(path)
     assert "qform and sform disagree (volume corners up to 10 mm apart); SimpleITK used the sform" in caplog.text
     assert str(path) in caplog.text
@@ -118,20 +118,20 @@ def test_qform_sform_disagreement_is_warned(tmp_path: Path, caplog: pytest.LogCa
 
 def test_mislabelled_volume_warns_at_ingest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A volume whose thick axis is labelled y (its array[k] planes are coronal, like the old InVesalius copy)."""
-    from ct2mr.ingest import ingest
+    from ct2mr.preprocess.ingest import ingest
 
     axial = sitk.GetArrayFromImage(_head_ct(shape_zyx=(24, 40, 36), spacing=(1.0, 1.0, 1.0)))
     mislabelled = sitk.GetImageFromArray(np.ascontiguousarray(axial.transpose(1, 0, 2)))  # [y, z, x] stored as [z, y, x]
     mislabelled.SetSpacing((1.0, 2.5, 1.0))
     path = tmp_path / "mislabelled.nii.gz"
     sitk.WriteImage(mislabelled, str(path))
-    with caplog.at_level(logging.WARNING, logger="ct2mr.imageio"):
+    with caplog.at_level(logging.WARNING, logger="ct2mr.io.imageio"):
         ingest(path, "ct")
     assert "thickest voxel axis is y (anterior-posterior)" in caplog.text and str(path) in caplog.text
     caplog.clear()
     good = tmp_path / "axial.nii.gz"
     sitk.WriteImage(_head_ct(), str(good))
-    with caplog.at_level(logging.WARNING, logger="ct2mr.imageio"):
+    with caplog.at_level(logging.WARNING, logger="ct2mr.io.imageio"):
         ingest(good, "ct")
     assert "thickest" not in caplog.text
 
@@ -167,7 +167,7 @@ def test_sheared_mha_and_negative_element_spacing_are_refused(tmp_path: Path) ->
 
 def test_real_volumes_read_cleanly(shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Every volume of ../shared/data reads with no refusal and no warning (the corrected InVesalius CT included)."""
-    from ct2mr.imageio import check_slice_axis
+    from ct2mr.io.imageio import check_slice_axis
 
     files = sorted((shared_data / "volumes").glob("*.nii.gz"))
     assert files

@@ -10,9 +10,9 @@ from PIL import Image
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.image_pools import list_pool_images, place_on_canvas, pool_head_mask, slices_from_pool
-from ct2mr.patients import load_patients
-from ct2mr.slices import load_slices
+from ct2mr.preprocess.image_pools import list_pool_images, place_on_canvas, pool_head_mask, slices_from_pool
+from ct2mr.cohort.patients import load_patients
+from ct2mr.preprocess.slices import load_slices
 
 
 def _head(h: int, w: int, value: int = 140) -> np.ndarray:
@@ -194,7 +194,7 @@ def test_workflow_plans_a_pool_row(tmp_path: Path) -> None:
     assert jobs["prepare_ct"] + jobs["prepare_mr"] == 8  # the tiny cohort's 8 scans; the pools have none
     import yaml
 
-    from ct2mr.config import validate_config
+    from ct2mr.cohort.config import validate_config
 
     cfg = validate_config(yaml.safe_load((tmp_path / "wd" / "config.yaml").read_text()), source="tiny config")
     variants = cfg["training"]["variants"]

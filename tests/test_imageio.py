@@ -1,4 +1,4 @@
-"""ct2mr.imageio: format detection, readers, atomic writers, DICOM series round trip."""
+"""ct2mr.io.imageio: format detection, readers, atomic writers, DICOM series round trip."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from ct2mr import imageio
+from ct2mr.io import imageio
 from ct2mr.errors import InputError, OutputError
-from ct2mr.imageio import detect_format, read_image, write_dicom_series, write_image
+from ct2mr.io.imageio import detect_format, read_image, write_dicom_series, write_image
 
 
 def _oblique_image(dtype=np.int16, shape=(6, 9, 11), seed=0) -> sitk.Image:
@@ -165,7 +165,7 @@ def test_several_series_rule_chooses_and_logs(tmp_path: Path, caplog) -> None:
     for sub in ("a", "b"):
         for f in (tmp_path / sub).iterdir():
             f.rename(mixed / f"{sub}_{f.name}")
-    with caplog.at_level(logging.INFO, logger="ct2mr.dicom_series"):
+    with caplog.at_level(logging.INFO, logger="ct2mr.io.dicom_series"):
         img = read_image(mixed)
     assert img.GetSize() == (5, 4, 7)
     assert "holds 2 DICOM series" in caplog.text
@@ -266,7 +266,7 @@ def test_dicom_writing_keeps_the_process_locale(tmp_path: Path) -> None:
 
 
 def test_grid_difference_names_what_differs() -> None:
-    from ct2mr.imageio import grid_difference
+    from ct2mr.io.imageio import grid_difference
 
     a = sitk.Image(4, 5, 6, sitk.sitkUInt8)
     a.SetSpacing((1.0, 1.0, 2.5))

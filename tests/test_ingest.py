@@ -1,4 +1,4 @@
-"""ct2mr.ingest: canonical LPS output, value casts, orientation round trip, bad input."""
+"""ct2mr.preprocess.ingest: canonical LPS output, value casts, orientation round trip, bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import SimpleITK as sitk
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.imageio import read_image, write_dicom_series, write_image
-from ct2mr.ingest import ingest, orientation_code
-from ct2mr.phantom import PhantomParams, make_patient
+from ct2mr.io.imageio import read_image, write_dicom_series, write_image
+from ct2mr.preprocess.ingest import ingest, orientation_code
+from ct2mr.phantom.patient import PhantomParams, make_patient
 
 SMALL = PhantomParams(ct_spacing_mm=(3.0, 3.0, 4.0), mr_spacing_mm=(3.5, 3.5, 4.5))
 

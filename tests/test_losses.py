@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mr.losses import (
+from ct2mr.training.losses import (
     ALL_TERMS,
     VARIANT_TERMS,
     ImagePool,
@@ -20,8 +20,8 @@ from ct2mr.losses import (
     nll_gan_loss,
     total_generator_loss,
 )
-from ct2mr.train import Trainer
-from ct2mr.training_config import preset_settings, settings_from_dict
+from ct2mr.training.train import Trainer
+from ct2mr.training.settings import preset_settings, settings_from_dict
 
 TINY = settings_from_dict({**preset_settings("tiny").to_dict(), "image_size": 32, "ngf": 4, "ndf": 4})
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ct2mr import metrics
+from ct2mr.evaluation import metrics
 
 C1 = (0.01 * 255) ** 2
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ct2mr.errors import InputError
-from ct2mr.patients import load_patients
+from ct2mr.cohort.patients import load_patients
 
 HEADER = "patient\trole\tct\tmr\n"
 

@@ -1,4 +1,5 @@
-"""ct2mr.phantom: determinism, variety, plausible anatomy, the truth convention, CLI."""
+"""ct2mr.phantom (anatomy, patient, command) and the truth JSON of ct2mr.preprocess.registration.truth:
+determinism, variety, plausible anatomy, the truth convention, CLI."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ct2mr.atomic import write_json
+from ct2mr.io.atomic import write_json
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.imageio import read_image
-from ct2mr.phantom import (
-    LABELS,
+from ct2mr.io.imageio import read_image
+from ct2mr.phantom.anatomy import LABELS
+from ct2mr.phantom.patient import (
     MR_FOV_MARGIN,
     PhantomParams,
     brain_points,
@@ -24,9 +25,8 @@ from ct2mr.phantom import (
     make_patient,
     make_truth,
     tre_mm,
-    truth_from_json,
-    truth_to_json,
 )
+from ct2mr.preprocess.registration.truth import truth_from_json, truth_to_json
 
 #: coarse grids keep the tests fast (~0.1 s a patient)
 COARSE = PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0), mr_spacing_mm=(2.5, 2.5, 3.5))
@@ -266,8 +266,8 @@ def test_cli_rejects_bad_flags(tmp_path: Path, capsys) -> None:
 
 def test_one_tre_function_and_one_affine_flattener() -> None:
     """phantom's TRE / affine helpers are the registration package's (no second implementation)."""
-    from ct2mr import phantom
-    from ct2mr.registration import base, quality
+    from ct2mr.phantom import patient as phantom
+    from ct2mr.preprocess.registration import base, quality
 
     assert phantom.tre_mm is quality.tre_mm
     assert not hasattr(phantom, "_as_affine")

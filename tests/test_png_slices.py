@@ -10,8 +10,8 @@ from PIL import Image
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.png_slices import slices_from_png
-from ct2mr.slices import load_slices, volume_from_slices
+from ct2mr.preprocess.png_slices import slices_from_png
+from ct2mr.preprocess.slices import load_slices, volume_from_slices
 
 
 def _write(folder: Path, names: list[str], shape=(64, 64), seed=0) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -104,7 +104,7 @@ def test_harvard_case_16(shared_data, tmp_path) -> None:  # noqa: ANN001
     assert (area > 3000).all() and (area < 45000).all()
     mr = d["mr"].astype(float)
     assert mr[d["head_mask"]].sum() / mr.sum() > 0.95
-    from ct2mr.slices import save_slices
+    from ct2mr.preprocess.slices import save_slices
 
     save_slices(tmp_path / "H16.npz", d)
     assert load_slices(tmp_path / "H16.npz")["patient"] == "H16"

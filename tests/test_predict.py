@@ -11,13 +11,13 @@ import SimpleITK as sitk
 import torch
 
 from ct2mr import cli
-from ct2mr.imageio import read_image
-from ct2mr.ingest import ingest
-from ct2mr.model_loading import LoadedModel, make_untrained_model
-from ct2mr.phantom import PhantomParams, make_patient
-from ct2mr.predict import PredictSettings, load_settings, predict_image
-from ct2mr.resample import resample_isotropic
-from ct2mr.window import window_ct
+from ct2mr.io.imageio import read_image
+from ct2mr.preprocess.ingest import ingest
+from ct2mr.inference.model_loading import LoadedModel, make_untrained_model
+from ct2mr.phantom.patient import PhantomParams, make_patient
+from ct2mr.inference.predict import PredictSettings, load_settings, predict_image
+from ct2mr.preprocess.resample import resample_isotropic
+from ct2mr.preprocess.window import window_ct
 
 PARAMS = PhantomParams(ct_spacing_mm=(1.6, 1.6, 3.0), fov_mm=(200.0, 230.0, 100.0))
 
@@ -77,7 +77,7 @@ def test_cli_with_a_tiny_model(tmp_path: Path, phantom_ct: Path) -> None:
 
 def test_dicom_folder_input(tmp_path: Path, phantom_ct: Path) -> None:
     """A DICOM series folder: the output has the grid SimpleITK reads from the series."""
-    from ct2mr.imageio import write_dicom_series
+    from ct2mr.io.imageio import write_dicom_series
 
     folder = tmp_path / "dicom"
     write_dicom_series(read_image(phantom_ct), folder, "CT")
@@ -184,7 +184,7 @@ def test_real_head_ct(tmp_path: Path, shared_data: Path) -> None:
 def test_dicom_export_series_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--series` picks the series of a scanner-like export (not the rule's series 3); the output is on
     that series' grid. An unknown value is a one-line error."""
-    from ct2mr.phantom_export import MATRIX, write_export
+    from ct2mr.phantom.export import MATRIX, write_export
 
     export = tmp_path / "export"
     write_export(export, "P02", 3)

@@ -16,8 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr.cli import main
-from ct2mr.imageio import write_dicom_series, write_image
-from ct2mr.phantom import PhantomParams, make_patient
+from ct2mr.io.imageio import write_dicom_series, write_image
+from ct2mr.phantom.patient import PhantomParams, make_patient
 
 PARAMS = PhantomParams(fov_mm=(180.0, 200.0, 100.0))
 
@@ -63,6 +63,8 @@ def _prepare(mod: str, src: Path, d: Path, *more: str) -> int:
                  "--log-skull-mask", str(d / "logs" / "skull_mask.log"), *more])
 
 
+# Slow for mr (~8 s): the MR brain extraction (deepbet CNN on the CPU) runs twice, once per
+# stage command and once in the grouped job, since the test compares the two bit for bit.
 @pytest.mark.parametrize("mod", ["ct", "mr"])
 def test_prepare_equals_the_stage_commands(raw: dict[str, Path], tmp_path: Path, mod: str) -> None:
     a, b = tmp_path / "stages", tmp_path / "job"

@@ -21,14 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ct2mr.cluster_resources import RULE_RESOURCES
+from ct2mr.pipeline.cluster_resources import RULE_RESOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "profiles"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-SNAKEFILE = next(
-    (p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile") if p.is_file()), None
-)
+SNAKEFILE = REPO / "Snakefile"
 
 
 def profile(name: str) -> dict:
@@ -83,8 +81,6 @@ def test_slurm_profile_settings() -> None:
 
 
 def test_slurm_profile_rules_exist_in_workflow() -> None:
-    if SNAKEFILE is None:
-        pytest.skip("no Snakefile yet")
     names = set()
     for smk in [SNAKEFILE, *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
         names |= set(re.findall(r"^(?:rule|checkpoint)\s+(\w+)\s*:", smk.read_text(), re.M))
@@ -140,6 +136,8 @@ def _max_overlap(iv: list[tuple[float, float]]) -> int:
     return best
 
 
+# Slow (~9 s): two real runs of a three-job workflow whose jobs sleep, so that their overlap in
+# time (one at a time with gpu=1, two with gpu=2) can be measured.
 def test_workstation_gpu_resource_limits_concurrency(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     for d in (one, two):
@@ -174,8 +172,6 @@ def test_workstation_profile_retries_a_failed_job_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["workstation", "slurm"])
 def test_profile_plans_the_real_workflow(name: str, tmp_path: Path) -> None:
     """A dry run of the real workflow (tiny cohort) through each profile."""
-    if SNAKEFILE is None:
-        pytest.skip("no Snakefile yet")
     from tests.workflow_helpers import make_tiny_workdir
 
     make_tiny_workdir(tmp_path)
@@ -187,7 +183,7 @@ def test_profile_plans_the_real_workflow(name: str, tmp_path: Path) -> None:
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert f"Using profile {PROFILES / name}" in out
-    # the resources reach the jobs: the rule's own (ct2mr.cluster_resources; under slurm
+    # the resources reach the jobs: the rule's own (ct2mr.pipeline.cluster_resources; under slurm
     # the preprocessing jobs are listed inside their patient's group job, indented)
     def resources(rule: str) -> str:
         m = re.search(rf"rule {rule}:\n(?: +.*\n)*? +resources: (.*)", out)

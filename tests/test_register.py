@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
-from ct2mr.registration import (
+from ct2mr.preprocess.registration import (
     BACKENDS,
     BackendUnavailable,
     RegistrationSettings,
@@ -19,7 +19,7 @@ from ct2mr.registration import (
     backend_available,
     register_affine,
 )
-from ct2mr.registration.quality import mask_points, mutual_information, tre_mm
+from ct2mr.preprocess.registration.quality import mask_points, mutual_information, tre_mm
 
 # Phantom CT and MR both sampled at 1.5 mm isotropic: small enough for ~5 s per backend on 2 cores
 # (the realistic 1.2x1.1x3 mm MR at 1 mm is in bench/bench_registration.py).
@@ -28,9 +28,9 @@ SPACING = 1.5
 
 @pytest.fixture(scope="module")
 def phantom_case():
-    from ct2mr.phantom import PhantomParams, make_patient
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks, mr_masks
+    from ct2mr.phantom.patient import PhantomParams, make_patient
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
 
     p = make_patient("P01", 2018, PhantomParams(ct_spacing_mm=(SPACING,) * 3, mr_spacing_mm=(SPACING,) * 3,
                                                 fov_mm=(180.0, 200.0, 150.0)))
@@ -64,9 +64,9 @@ def test_backend_recovers_phantom_affine(phantom_case, backend: str) -> None:
 def test_simpleitk_keeps_a_level_that_would_diverge_from_ruining_the_result() -> None:
     """Regression: on a coarse (2 mm) phantom with a two-level pyramid the affine stage's
     first level ran away (TRE 54 mm). A level that worsens the metric is now undone."""
-    from ct2mr.phantom import PhantomParams, make_patient
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks, mr_masks
+    from ct2mr.phantom.patient import PhantomParams, make_patient
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
 
     p = make_patient("T1", 7, PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0), mr_spacing_mm=(2.5, 2.2, 4.0),
                                             fov_mm=(190.0, 220.0, 90.0)))
@@ -96,7 +96,7 @@ def test_unknown_backend_lists_choices(phantom_case) -> None:
 
 
 def test_afni_missing_gives_clear_error(monkeypatch, phantom_case) -> None:
-    from ct2mr.registration import afni_backend
+    from ct2mr.preprocess.registration import afni_backend
 
     monkeypatch.setattr(afni_backend.shutil, "which", lambda name: None)
     c = phantom_case
@@ -107,7 +107,7 @@ def test_afni_missing_gives_clear_error(monkeypatch, phantom_case) -> None:
 
 
 def test_elastix_missing_gives_clear_error(monkeypatch, phantom_case) -> None:
-    from ct2mr.registration import elastix_backend
+    from ct2mr.preprocess.registration import elastix_backend
 
     monkeypatch.setattr(elastix_backend.shutil, "which", lambda name: None)
     c = phantom_case
@@ -126,7 +126,7 @@ def test_bad_settings_raise(kw) -> None:
 
 
 def test_parse_afni_aff12(tmp_path: Path) -> None:
-    from ct2mr.registration.afni_backend import parse_aff12
+    from ct2mr.preprocess.registration.afni_backend import parse_aff12
 
     m = np.array([[1.02, 0.05, 0.0, 3.0], [-0.04, 0.98, 0.01, -2.0], [0.0, 0.02, 1.01, 5.5]])
     f = tmp_path / "m.aff12.1D"
@@ -137,7 +137,7 @@ def test_parse_afni_aff12(tmp_path: Path) -> None:
 
 
 def test_parse_elastix_transform_parameters(tmp_path: Path) -> None:
-    from ct2mr.registration.elastix_backend import parse_transform_parameters
+    from ct2mr.preprocess.registration.elastix_backend import parse_transform_parameters
 
     a = np.array([[0.99, -0.05, 0.01], [0.05, 1.01, 0.0], [0.0, 0.02, 0.97]])
     t = np.array([1.5, -2.0, 4.0])
@@ -165,7 +165,7 @@ def test_as_affine_flattens_euler() -> None:
 
 
 def test_tre_known_translation_and_matches_phantom(phantom_case) -> None:
-    from ct2mr.phantom import tre_mm as phantom_tre
+    from ct2mr.phantom.patient import tre_mm as phantom_tre
 
     shift = sitk.TranslationTransform(3, (3.0, 4.0, 0.0))
     pts = phantom_case["pts"]
@@ -233,7 +233,7 @@ def test_stroke_t1_t2_known_affine_recovered(shared_data: Path) -> None:
 
 def test_cli_register_end_to_end(phantom_case, tmp_path: Path) -> None:
     from ct2mr.cli import main
-    from ct2mr.phantom import truth_to_json
+    from ct2mr.preprocess.registration.truth import truth_to_json
 
     c = phantom_case
     paths = {}
@@ -303,7 +303,7 @@ def test_global_threads_flag_is_not_overwritten_by_register_threads() -> None:
     """`ct2mr --threads 2 register ...` (the Snakemake rule) keeps the global 2 threads; the
     sub-command's own --threads (backend threads, default 1) no longer overwrites it."""
     from ct2mr.cli import build_parser
-    from ct2mr.register import _settings
+    from ct2mr.preprocess.register import _settings
 
     req = ["--fixed", "a", "--moving", "b", "--fixed-full", "c", "--moving-full", "d", "--fixed-mask", "e",
            "--out-image", "f", "--out-transform", "g", "--qa-json", "h", "--qa-png", "i"]

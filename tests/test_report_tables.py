@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ct2mr.cli import main
-from ct2mr.report_tables import ReportNumbers, registration_table
+from ct2mr.evaluation.report_tables import ReportNumbers, registration_table
 
 
 def test_report_numbers_reads_only_when_asked(tmp_path: Path) -> None:

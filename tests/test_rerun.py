@@ -38,11 +38,7 @@ from pathlib import Path
 
 import pytest
 
-SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
-if not SNAKEFILE.is_file():  # pragma: no cover - only before the workflow exists
-    pytest.skip("the workflow's Snakefile does not exist yet", allow_module_level=True)
-
-from tests.workflow_helpers import snakemake, write_config  # noqa: E402
+from tests.workflow_helpers import snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

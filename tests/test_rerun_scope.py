@@ -1,6 +1,6 @@
 """Rerun scope as a tested property: every config key reruns exactly the rules the table says.
 
-The table is ``ct2mr.rerun_scope.RERUN_SCOPE``. Its keys are checked against the
+The table is ``ct2mr.pipeline.rerun_scope.RERUN_SCOPE``. Its keys are checked against the
 leaf keys of ``workflow/schemas/config.schema.yaml`` (derived from the schema,
 so a new key without an entry fails here). Then every leaf key is changed, one
 at a time, to another valid value (derived from the schema: another enum member,
@@ -29,9 +29,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ct2mr.config import CONFIG_SCHEMA, validate_config
+from ct2mr.cohort.config import validate_config
+from ct2mr.cohort.schema import CONFIG_SCHEMA
 from ct2mr.errors import InputError
-from ct2mr.rerun_scope import RERUN_SCOPE, check_table, fix_list_changes_params, schema_leaf_keys
+from ct2mr.pipeline.rerun_scope import RERUN_SCOPE, check_table, schema_leaf_keys
+from ct2mr.pipeline.snakemake_patches import fix_list_changes_params
 from tests.workflow_helpers import REPO, SNAKEFILE, SNAKEMAKE
 
 #: reason headings of Snakemake's "Reasons:" summary that mean "only because upstream reran"
@@ -61,7 +63,7 @@ def test_every_schema_key_has_a_rerun_scope_entry() -> None:
 def test_check_table_names_a_new_key_and_where_to_add_it() -> None:
     problems = check_table([*schema_leaf_keys(), "synthesis.new_key"])
     assert len(problems) == 1
-    assert "'synthesis.new_key'" in problems[0] and "src/ct2mr/rerun_scope.py" in problems[0]
+    assert "'synthesis.new_key'" in problems[0] and "src/ct2mr/pipeline/rerun_scope.py" in problems[0]
 
 
 def test_table_names_only_rules_the_workflow_has() -> None:
@@ -136,7 +138,7 @@ def changed_config(base: dict[str, Any], key: str, schema: dict[str, Any]) -> di
         except InputError:
             continue
         if key == "training.overrides":
-            from ct2mr.training_config import resolve_training_settings
+            from ct2mr.training.settings import resolve_training_settings
 
             try:
                 resolve_training_settings(cfg["training"], source="probe")
@@ -222,6 +224,8 @@ def _probe_patients(workdir: Path, base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "patients": "patients_moved.tsv"}
 
 
+# Slow (~20 s): one Snakemake dry run per config key of the schema (every key is the point of the
+# test), two at a time on the finished tiny run; nothing is executed.
 @pytest.mark.slow
 def test_each_config_key_reruns_exactly_its_rules(finished: Path) -> None:
     schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
@@ -248,7 +252,7 @@ def test_each_config_key_reruns_exactly_its_rules(finished: Path) -> None:
         expected = RERUN_SCOPE[key].rules & in_dag
         if planned != expected:
             wrong.append(f"{key}: planned first {sorted(planned)}, table says {sorted(expected)}")
-    assert not wrong, "rerun scope differs from src/ct2mr/rerun_scope.py:\n" + "\n".join(wrong)
+    assert not wrong, "rerun scope differs from src/ct2mr/pipeline/rerun_scope.py:\n" + "\n".join(wrong)
 
 
 # --------------------------------------------------------------------------- --list-changes params

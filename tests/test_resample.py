@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr.cli import main
-from ct2mr.resample import output_grid, resample_isotropic
+from ct2mr.preprocess.resample import output_grid, resample_isotropic
 
 
 def _ramp(direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:  # noqa: ANN001
@@ -89,7 +89,7 @@ def test_output_grid_rounding() -> None:
 
 
 def test_phantom_anisotropic() -> None:
-    phantom = pytest.importorskip("ct2mr.phantom")
+    phantom = pytest.importorskip("ct2mr.phantom.patient")
     p = phantom.make_patient("P001", 1, phantom.PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0)))
     ct = p.ct
     out = resample_isotropic(ct, (1.0, 1.0, 1.0))

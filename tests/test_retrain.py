@@ -47,6 +47,8 @@ def train_command(run: Path, target: str) -> str:
     raise AssertionError(f"no paired train command planned:\n{proc.stdout[-3000:]}")
 
 
+# Slow (~8 s): a real retraining of the tiny paired model after a changed setting, killed and
+# resumed, on a copy of the tiny run.
 def test_changed_override_retrains_and_an_interrupted_job_resumes(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)

@@ -8,8 +8,8 @@ import SimpleITK as sitk
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.phantom import PhantomParams, make_patient
-from ct2mr.skull_mask import ct_masks, mr_masks
+from ct2mr.phantom.patient import PhantomParams, make_patient
+from ct2mr.preprocess.skull_mask import ct_masks, mr_masks
 
 
 def _a(img: sitk.Image) -> np.ndarray:
@@ -105,8 +105,8 @@ def _cm3(m: sitk.Image) -> float:
 
 @pytest.mark.realdata
 def test_real_ct(shared_data) -> None:  # noqa: ANN001
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.window import window_ct
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.window import window_ct
 
     ct = resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(shared_data / "volumes" / "ct_head_invesalius.nii.gz")),
                                              "LPS"))
@@ -128,7 +128,7 @@ def test_real_ct(shared_data) -> None:  # noqa: ANN001
 
 def _pipeline_mr(path) -> sitk.Image:  # noqa: ANN001
     """An MR as the pipeline masks it: LPS (ingest), 1 mm (resample)."""
-    from ct2mr.resample import resample_isotropic
+    from ct2mr.preprocess.resample import resample_isotropic
 
     return resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS"))
 
@@ -178,7 +178,7 @@ def test_real_t1_morphology_fallback(mne_t1) -> None:  # noqa: ANN001
 def test_phantom_t2_heads_auto(patient) -> None:  # noqa: ANN001
     """The default cohort's T2-like MR on its own grid: auto finds it CSF-bright and keeps the morphology
     (the CNN, T1-trained, cuts the bright CSF rim): Dice >= 0.99 against the analytic labels."""
-    from ct2mr.phantom import make_mr, mr_labels
+    from ct2mr.phantom.patient import make_mr, mr_labels
 
     mr = make_mr(patient, 2018)
     truth = _a(mr_labels(patient, 2018, mr)) >= 3
@@ -208,7 +208,7 @@ def test_mr_method_choice_and_qa_json(phantom, tmp_path) -> None:  # noqa: ANN00
 
 
 def test_auto_falls_back_to_morphology(phantom, monkeypatch) -> None:  # noqa: ANN001
-    from ct2mr import brain_extraction as bx
+    from ct2mr.preprocess import brain_extraction as bx
 
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise InputError(None, "skull_mask.mr_method", "deepbet is not installed")
@@ -228,7 +228,7 @@ def test_deepbet_weights_come_from_the_wheel(monkeypatch) -> None:
 
     from deepbet.utils import DATA_PATH
 
-    from ct2mr import brain_extraction as bx
+    from ct2mr.preprocess import brain_extraction as bx
 
     for name in ("model.pt", "bbox_model.pt"):
         assert (Path(DATA_PATH) / "models" / name).stat().st_size > 1_000_000
@@ -247,7 +247,7 @@ def test_deepbet_weights_come_from_the_wheel(monkeypatch) -> None:
 
 
 def test_mr_qa_views_go_through_the_skull_base() -> None:
-    from ct2mr.skull_mask import mr_qa_views
+    from ct2mr.preprocess.skull_mask import mr_qa_views
 
     brain = np.zeros((100, 120, 110), bool)
     brain[20:90, 10:110, 15:95] = True
@@ -259,7 +259,7 @@ def test_mr_qa_views_go_through_the_skull_base() -> None:
 
 
 def test_qa_images_overlay_and_contours(phantom, tmp_path) -> None:  # noqa: ANN001
-    from ct2mr.qa_images import save_contours_png, save_overlay_png
+    from ct2mr.preprocess.qa_images import save_contours_png, save_overlay_png
 
     ct = phantom.ct
     shifted = sitk.Resample(ct, ct, sitk.TranslationTransform(3, (5.0, 0.0, 0.0)), sitk.sitkLinear, -1024.0)

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.slices import (crop_window, extract_slices, load_slices, save_slices, volume_from_slices,
+from ct2mr.preprocess.slices import (crop_window, extract_slices, load_slices, save_slices, volume_from_slices,
                           volume_image_from_slices)
 
 
@@ -158,10 +158,10 @@ def test_cli(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_phantom_slices() -> None:
-    from ct2mr.phantom import PhantomParams, make_patient
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks
-    from ct2mr.window import window_ct
+    from ct2mr.phantom.patient import PhantomParams, make_patient
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks
+    from ct2mr.preprocess.window import window_ct
 
     p = make_patient("P003", 2, PhantomParams(ct_spacing_mm=(2.0, 2.0, 3.0), mr_spacing_mm=(3.0, 3.0, 3.0)))
     ct = resample_isotropic(p.ct)
@@ -177,9 +177,9 @@ def test_phantom_slices() -> None:
 
 @pytest.mark.realdata
 def test_real_ct_slices(shared_data) -> None:  # noqa: ANN001
-    from ct2mr.resample import resample_isotropic
-    from ct2mr.skull_mask import ct_masks
-    from ct2mr.window import window_ct
+    from ct2mr.preprocess.resample import resample_isotropic
+    from ct2mr.preprocess.skull_mask import ct_masks
+    from ct2mr.preprocess.window import window_ct
 
     ct = resample_isotropic(sitk.DICOMOrient(sitk.ReadImage(str(shared_data / "volumes" / "ct_head_invesalius.nii.gz")),
                                              "LPS"))

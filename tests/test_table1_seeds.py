@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ct2mr.cli import main
-from ct2mr.report_tables import table1_over_seeds
+from ct2mr.evaluation.report_tables import table1_over_seeds
 
 
 def _per_patient(seeds: bool) -> pd.DataFrame:

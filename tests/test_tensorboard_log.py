@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ct2mr.train import train
-from ct2mr.training_config import PRESETS, settings_from_dict
+from ct2mr.training.train import train
+from ct2mr.training.settings import PRESETS, settings_from_dict
 from tests.test_train import make_slices
 
 
@@ -83,9 +83,9 @@ def test_training_works_without_tensorboard_installed(files: list[Path], tmp_pat
         for name in ("tensorboard", "torch.utils.tensorboard"):
             sys.modules[name] = None  # import of it raises ImportError
         from pathlib import Path
-        from ct2mr.train import train
-        from ct2mr.training_config import PRESETS, settings_from_dict
-        from ct2mr.tensorboard_log import tensorboard_available
+        from ct2mr.training.train import train
+        from ct2mr.training.settings import PRESETS, settings_from_dict
+        from ct2mr.training.tensorboard_log import tensorboard_available
         assert not tensorboard_available()
         out = Path({str(tmp_path / 'm')!r})
         train(settings_from_dict({{**PRESETS["tiny"], "tensorboard": True}}), {[str(f) for f in files]!r}, out, "mrgan")

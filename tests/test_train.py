@@ -12,9 +12,9 @@ import torch
 
 from ct2mr.cli import main as cli_main
 from ct2mr.errors import InputError
-from ct2mr.slices import save_slices
-from ct2mr.train import train
-from ct2mr.training_config import (
+from ct2mr.preprocess.slices import save_slices
+from ct2mr.training.train import train
+from ct2mr.training.settings import (
     PRESETS,
     TrainSettings,
     load_settings_arg,
@@ -100,7 +100,7 @@ def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "it/s" in (out / "train.log").read_text()
     # the generator can be rebuilt from the model folder alone (what synthesis does)
-    from ct2mr.model_loading import load_generators
+    from ct2mr.inference.model_loading import load_generators
 
     g = load_generators(out, device="cpu").syn_mr
     assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
@@ -150,8 +150,8 @@ def test_variant_without_its_data(slice_files, tmp_path) -> None:
 
 
 def test_checkpoint_of_other_settings_is_moved_aside_and_training_starts_over(slice_files, tmp_path, caplog) -> None:
-    from ct2mr.train import checkpoint_mismatch, data_hash, read_checkpoint
-    from ct2mr.training_config import settings_hash
+    from ct2mr.training.checkpoint import checkpoint_mismatch, data_hash, read_checkpoint
+    from ct2mr.training.settings import settings_hash
 
     files = [slice_files["paired"]]
     out = tmp_path / "m"
@@ -169,7 +169,7 @@ def test_checkpoint_of_other_settings_is_moved_aside_and_training_starts_over(sl
         read_checkpoint(ckpt, "paired", tiny(gamma_l1=1.0))
     # a changed setting: the old checkpoint is moved aside intact (never trusted, never deleted)
     new_settings = tiny(gamma_l1=1.0, n_const=1, n_decay=1, log_every=1)
-    with caplog.at_level("WARNING", logger="ct2mr.train"):
+    with caplog.at_level("WARNING", logger="ct2mr.training.checkpoint"):
         res = train(new_settings, files, out, "paired")
     assert res["finished"] and res["iteration"] == 2
     aside = out / "superseded" / f"checkpoint.paired.{old['settings_hash']}.{old['data_hash']}.pt"
@@ -200,7 +200,7 @@ def test_settings_changed_back_restore_the_finished_checkpoint(slice_files, tmp_
     train(a, files, out, "paired")
     (out / "syn_mr.pt").rename(tmp_path / "a_syn_mr.pt")
     train(b, files, out, "paired")  # moves a's checkpoint aside
-    with caplog.at_level("WARNING", logger="ct2mr.train"):
+    with caplog.at_level("WARNING", logger="ct2mr.training.checkpoint"):
         res = train(a, files, out, "paired", _fail_after=1)  # would raise if it trained at all
     assert res["finished"] and "moved back" in caplog.text
     assert states_equal(out / "syn_mr.pt", tmp_path / "a_syn_mr.pt")
@@ -297,9 +297,10 @@ def test_cli(slice_files, tmp_path, capsys) -> None:
 
 
 def test_device_resolution_is_the_shared_helper() -> None:
-    """train uses ct2mr.model_loading.resolve_device (no second copy): a bad device string is an
+    """train uses ct2mr.inference.model_loading.resolve_device (no second copy): a bad device string is an
     InputError naming the field, not a raw RuntimeError from torch.device."""
-    from ct2mr import model_loading, train as train_mod
+    from ct2mr.inference import model_loading
+    from ct2mr.training import train as train_mod
     from ct2mr.errors import InputError
 
     assert train_mod.resolve_device is model_loading.resolve_device
@@ -310,8 +311,8 @@ def test_device_resolution_is_the_shared_helper() -> None:
 
 def test_regression_variant_is_syn_mr_with_l1_alone(slice_files, tmp_path) -> None:
     """regression: one generator, the voxel-wise L1 its only term, no discriminator, no Syn_CT."""
-    from ct2mr.losses import VARIANT_TERMS, networks_for
-    from ct2mr.train import Trainer
+    from ct2mr.training.losses import VARIANT_TERMS, networks_for
+    from ct2mr.training.train import Trainer
 
     assert VARIANT_TERMS["regression"] == ("l1_mr_paired",)
     assert networks_for("regression") == ("syn_mr",)
@@ -348,7 +349,7 @@ def test_validation_columns_and_held_out_patients(slice_files, tmp_path) -> None
     scored = {int(r["iteration"]): r for r in rows if r["val_mae"]}
     assert sorted(scored) == [4, 8]  # multiples of val_every (and the last iteration)
     # val_every not a multiple of log_every: the first logged row at or after each multiple
-    from ct2mr.train import _validation_due
+    from ct2mr.training.train import _validation_due
 
     hist: list[dict[str, float]] = []
     for it in range(10, 101, 10):
@@ -362,7 +363,7 @@ def test_validation_columns_and_held_out_patients(slice_files, tmp_path) -> None
     assert "v1" not in json.dumps(info["patients"])  # not in any training pool
     assert states_equal(tmp_path / "plain" / "syn_mr.pt", tmp_path / "val" / "syn_mr.pt")
     # a paired_val file given as training data is ignored by the pools
-    from ct2mr.training_data import build_pools
+    from ct2mr.training.data import build_pools
 
     pools = build_pools([slice_files["paired"], val], 32)
     assert "v1" not in json.dumps(pools.patients)
@@ -375,7 +376,7 @@ def test_validator_scores_a_known_error(tmp_path) -> None:
     """An identity 'generator' on CT = MR slices scores 0; a constant offset scores that offset."""
     from torch import nn
 
-    from ct2mr.validation import Validator
+    from ct2mr.training.validation import Validator
 
     f = make_slices(tmp_path / "v.npz", "paired_val", n=2, size=32, seed=3)
     d = dict(np.load(f))

@@ -14,13 +14,13 @@ import functools
 import pytest
 import torch
 
-import ct2mr.train as train_mod
-from ct2mr.augment import AugmentConfig
-from ct2mr.device_data import BatchedSampler
-from ct2mr.losses import data_for
-from ct2mr.train import Trainer
-from ct2mr.training_config import PRESETS, settings_from_dict
-from ct2mr.training_data import SlicePools
+import ct2mr.training.train as train_mod
+from ct2mr.training.augment import AugmentConfig
+from ct2mr.training.device_data import BatchedSampler
+from ct2mr.training.losses import data_for
+from ct2mr.training.train import Trainer
+from ct2mr.training.settings import PRESETS, settings_from_dict
+from ct2mr.training.data import SlicePools
 
 
 def pools(size: int) -> SlicePools:

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.window import mr_percentiles, normalise_mr, window_ct
+from ct2mr.preprocess.window import mr_percentiles, normalise_mr, window_ct
 
 
 def test_window_ct_exact_values() -> None:

@@ -3,7 +3,7 @@
 A full disk is simulated with ``RLIMIT_FSIZE`` in a subprocess: Python ignores
 SIGXFSZ, so a write past the limit fails with ``EFBIG`` -- or, for libraries that
 hide it (SimpleITK's NIfTI writer, ITK's text transform writer), leaves a short
-file that only the read-back check in :mod:`ct2mr.atomic` can catch.
+file that only the read-back check in :mod:`ct2mr.io.atomic` can catch.
 """
 
 from __future__ import annotations
@@ -40,53 +40,53 @@ FLOAT_IMAGE = ("import numpy as np, SimpleITK as sitk\n"
 #: name -> (file-size limit in bytes, destination file name, setup code, write code)
 WRITERS: dict[str, tuple[int, str, str, str]] = {
     "write_image .nii.gz": (4096, "img.nii.gz", FLOAT_IMAGE,
-                            "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
+                            "from ct2mr.io.imageio import write_image\nwrite_image(img, dest)"),
     "write_image .nii": (4096, "img.nii", FLOAT_IMAGE,
-                         "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
+                         "from ct2mr.io.imageio import write_image\nwrite_image(img, dest)"),
     "write_image .mha": (4096, "img.mha", FLOAT_IMAGE,
-                         "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
+                         "from ct2mr.io.imageio import write_image\nwrite_image(img, dest)"),
     "write_image .nrrd": (4096, "img.nrrd", FLOAT_IMAGE,
-                          "from ct2mr.imageio import write_image\nwrite_image(img, dest)"),
+                          "from ct2mr.io.imageio import write_image\nwrite_image(img, dest)"),
     "write_dicom_series": (4096, "series", "import numpy as np, SimpleITK as sitk\n"
                            "img = sitk.GetImageFromArray((np.random.default_rng(0).random((3, 64, 64)) * 1000).astype('i2'))",
-                           "from ct2mr.imageio import write_dicom_series\nwrite_dicom_series(img, dest, uid_seed='x')"),
+                           "from ct2mr.io.imageio import write_dicom_series\nwrite_dicom_series(img, dest, uid_seed='x')"),
     "write_scratch_image (registration backends)": (
         4096, "scratch.nii", FLOAT_IMAGE,
-        "from ct2mr.imageio import write_scratch_image\nwrite_scratch_image(img, dest)"),
+        "from ct2mr.io.imageio import write_scratch_image\nwrite_scratch_image(img, dest)"),
     "register.write_transform (.tfm)": (
         100, "transform.tfm", "import SimpleITK as sitk\nt = sitk.AffineTransform([1.1, 0.1, 0, 0, 0.9, 0.2, 0, 0, 1], [1.5, 2, 3])",
-        "from ct2mr.register import write_transform\nwrite_transform(t, dest)"),
+        "from ct2mr.preprocess.register import write_transform\nwrite_transform(t, dest)"),
     "slices.save_slices (.npz)": (
         4096, "P01.npz", "import sys; sys.path.insert(0, '.'); from tests.test_synthesize import fake_slices\nd = fake_slices(3)",
-        "from ct2mr.slices import save_slices\nsave_slices(dest, d)"),
+        "from ct2mr.preprocess.slices import save_slices\nsave_slices(dest, d)"),
     "synthesize.write_slices_npz": (
         4096, "synth.npz", "import numpy as np\na = {'mr': np.random.default_rng(0).integers(0, 255, (3, 64, 64)).astype('u1')}",
-        "from ct2mr.synthesize import write_slices_npz\nwrite_slices_npz(dest, a)"),
+        "from ct2mr.inference.synthesize import write_slices_npz\nwrite_slices_npz(dest, a)"),
     "figures png": (
-        4096, "fig.png", "import numpy as np\nfrom ct2mr.figures import _figure\nfig = _figure(4, 4)\n"
+        4096, "fig.png", "import numpy as np\nfrom ct2mr.evaluation.figures import _figure\nfig = _figure(4, 4)\n"
         "fig.add_subplot().imshow(np.random.default_rng(0).random((200, 200)))",
-        "from ct2mr.figures import _save\n_save(fig, dest)"),
+        "from ct2mr.evaluation.figures import _save\n_save(fig, dest)"),
     "qa_images png": (
         4096, "qa.png", "import numpy as np\nimport matplotlib; matplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
         "fig = plt.figure()\nfig.add_subplot().imshow(np.random.default_rng(0).random((200, 200)))",
-        "from ct2mr.qa_images import _save\n_save(fig, dest, dpi=100)"),
+        "from ct2mr.preprocess.qa_images import _save\n_save(fig, dest, dpi=100)"),
     "train.plot_losses png": (
         4096, "loss_curve.png", "rows = [{'iteration': i, 'G_total': 1.0 / (i + 1), 'D_total': 0.5, 'lr': 1e-4, 'seconds': 0.1}"
         " for i in range(50)]",
-        "from ct2mr.train import plot_losses\nplot_losses(dest, ['G_total', 'D_total'], rows, 'losses')"),
+        "from ct2mr.training.loss_log import plot_losses\nplot_losses(dest, ['G_total', 'D_total'], rows, 'losses')"),
     "train._save_state (weights .pt)": (
         4096, "syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
-        "from ct2mr.train import _save_state\n_save_state(dest, net)"),
+        "from ct2mr.training.train import _save_state\n_save_state(dest, net)"),
     "model_loading.save_torch (checkpoint.pt)": (
         4096, "checkpoint.pt", "import torch\nstate = {'trainer': {'w': torch.randn(10000)}, 'iteration': 3}",
-        "from ct2mr.model_loading import save_torch\nsave_torch(state, dest, suffix='.pt.tmp')"),
+        "from ct2mr.inference.model_loading import save_torch\nsave_torch(state, dest, suffix='.pt.tmp')"),
     "model_loading.save_model_folder": (
         4096, "model/syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
-        "from ct2mr.model_loading import save_model_folder\nsave_model_folder(dest.parent, net, {}, 'paired')"),
+        "from ct2mr.inference.model_loading import save_model_folder\nsave_model_folder(dest.parent, net, {}, 'paired')"),
     "atomic.write_text (tsv, html, logs of results)": (
-        4096, "table.tsv", "text = 'a\\tb\\n' * 10000", "from ct2mr.atomic import write_text\nwrite_text(dest, text)"),
+        4096, "table.tsv", "text = 'a\\tb\\n' * 10000", "from ct2mr.io.atomic import write_text\nwrite_text(dest, text)"),
     "atomic.write_json": (
-        4096, "qa.json", "obj = {f'k{i}': i for i in range(2000)}", "from ct2mr.atomic import write_json\nwrite_json(dest, obj)"),
+        4096, "qa.json", "obj = {f'k{i}': i for i in range(2000)}", "from ct2mr.io.atomic import write_json\nwrite_json(dest, obj)"),
 }
 
 
@@ -163,8 +163,8 @@ def test_predict_under_ulimit_leaves_no_zero_byte_file(tmp_path: Path) -> None:
     """Issue 8 item 3: predict used to leave a 0-byte file under `ulimit -f 100`."""
     import SimpleITK as sitk
 
-    from ct2mr.model_loading import make_untrained_model
-    from ct2mr.phantom import PhantomParams, make_patient
+    from ct2mr.inference.model_loading import make_untrained_model
+    from ct2mr.phantom.patient import PhantomParams, make_patient
 
     ct = make_patient("P01", 1, PhantomParams(ct_spacing_mm=(1.6, 1.6, 3.0), fov_mm=(200.0, 230.0, 100.0))).ct
     src = tmp_path / "ct.nii"

@@ -9,7 +9,7 @@ Conventions used throughout the package (see DEVELOPING.md):
   at the top and the patient's right on the left of the image (radiological view).
 * CT values are Hounsfield units until the window stage; windowed CT and
   normalised MR are uint8 in [0, 255].
-* Every output file is written atomically (see :mod:`ct2mr.atomic`).
+* Every output file is written atomically (see :mod:`ct2mr.io.atomic`).
 """
 
 __version__ = "0.1.0"

@@ -23,30 +23,30 @@ import sys
 from collections.abc import Sequence
 
 from ct2mr.errors import InputError, OutputError
-from ct2mr.file_lists import FROMFILE_PREFIX
+from ct2mr.pipeline.file_lists import FROMFILE_PREFIX
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "phantom": ("ct2mr.phantom", "write one synthetic phantom patient (CT in HU, T2-like MR, known affine)"),
-    "ingest": ("ct2mr.ingest", "read a DICOM series / NIfTI / MHA / NRRD, check it, write canonical LPS NIfTI"),
-    "resample": ("ct2mr.resample", "resample an image or mask to isotropic spacing (default 1 mm)"),
-    "skull-mask": ("ct2mr.skull_mask", "CT skull/brain/head masks from HU thresholds; MR head/brain masks"),
-    "prepare": ("ct2mr.prepare", "ingest + resample + skull-mask one raw scan in one process (a workflow job)"),
-    "register": ("ct2mr.register", "affine MR->CT registration driven by mutual information"),
-    "window": ("ct2mr.window", "CT window (W80/L40) and MR normalisation to uint8 [0, 255]"),
-    "slices": ("ct2mr.slices", "axial 256x256 brain slices of one patient -> results/slices/{patient}.npz"),
-    "normalise-slices": ("ct2mr.normalise_slices",
+    "phantom": ("ct2mr.phantom.command", "write one synthetic phantom patient (CT in HU, T2-like MR, known affine)"),
+    "ingest": ("ct2mr.preprocess.ingest", "read a DICOM series / NIfTI / MHA / NRRD, check it, write canonical LPS NIfTI"),
+    "resample": ("ct2mr.preprocess.resample", "resample an image or mask to isotropic spacing (default 1 mm)"),
+    "skull-mask": ("ct2mr.preprocess.skull_mask", "CT skull/brain/head masks from HU thresholds; MR head/brain masks"),
+    "prepare": ("ct2mr.preprocess.prepare", "ingest + resample + skull-mask one raw scan in one process (a workflow job)"),
+    "register": ("ct2mr.preprocess.register", "affine MR->CT registration driven by mutual information"),
+    "window": ("ct2mr.preprocess.window", "CT window (W80/L40) and MR normalisation to uint8 [0, 255]"),
+    "slices": ("ct2mr.preprocess.slices", "axial 256x256 brain slices of one patient -> results/slices/{patient}.npz"),
+    "normalise-slices": ("ct2mr.preprocess.normalise_slices",
                          "CT window + MR normalisation + slices of one volume patient in one process (a workflow job)"),
-    "slices-png": ("ct2mr.png_slices", "pre-registered 2D PNG slice pairs -> results/slices/{patient}.npz"),
-    "slices-pool": ("ct2mr.image_pools", "an unpaired pool of 2D images (PNG/JPEG, any size) -> results/slices/{patient}.npz"),
-    "train": ("ct2mr.train", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
-    "synthesize": ("ct2mr.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
-    "evaluate": ("ct2mr.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),
-    "compare": ("ct2mr.comparisons", "mrgan vs each baseline: hierarchical bootstrap CI and sign-flip permutation p"),
-    "figures": ("ct2mr.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
-    "predict": ("ct2mr.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
-    "check-config": ("ct2mr.config", "validate a config file and its patient table"),
-    "report-tables": ("ct2mr.report_tables", "result tables (TSV, registration JSON) as HTML pages for the report"),
+    "slices-png": ("ct2mr.preprocess.png_slices", "pre-registered 2D PNG slice pairs -> results/slices/{patient}.npz"),
+    "slices-pool": ("ct2mr.preprocess.image_pools", "an unpaired pool of 2D images (PNG/JPEG, any size) -> results/slices/{patient}.npz"),
+    "train": ("ct2mr.training.command", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
+    "synthesize": ("ct2mr.inference.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
+    "evaluate": ("ct2mr.evaluation.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),
+    "compare": ("ct2mr.evaluation.comparisons", "mrgan vs each baseline: hierarchical bootstrap CI and sign-flip permutation p"),
+    "figures": ("ct2mr.evaluation.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
+    "predict": ("ct2mr.inference.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
+    "check-config": ("ct2mr.cohort.config", "validate a config file and its patient table"),
+    "report-tables": ("ct2mr.evaluation.report_tables", "result tables (TSV, registration JSON) as HTML pages for the report"),
 }
 
 
@@ -55,7 +55,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ct2mr", description=__doc__.splitlines()[0],
         epilog=f"In every command an argument {FROMFILE_PREFIX}FILE is replaced by FILE's lines, one argument per "
-        "line: how the workflow passes thousands of paths (ct2mr.file_lists).",
+        "line: how the workflow passes thousands of paths (ct2mr.pipeline.file_lists).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(

@@ -35,7 +35,7 @@ class InputError(ValueError):
 class OutputError(RuntimeError):
     """An output could not be written completely: ``<file>: <problem>``.
 
-    Raised by :mod:`ct2mr.atomic` when a write fails or the written file does not
+    Raised by :mod:`ct2mr.io.atomic` when a write fails or the written file does not
     read back (disk full, quota, file-size limit, I/O error); nothing is left
     under the final name. The CLI prints it on one line and exits with status 3.
     """

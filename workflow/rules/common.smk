@@ -9,17 +9,16 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ct2mr.cluster_resources import RULE_RESOURCES
-from ct2mr.config import validate_all
+from ct2mr.cohort.config import validate_all
+from ct2mr.cohort.patients import IMAGE_2D_SUFFIXES, VAL_ROLE
+from ct2mr.cohort.roles import TRAIN_ROLES, variant_roles
 from ct2mr.errors import InputError
-from ct2mr.file_lists import write_file_list
-from ct2mr.jobenv import export_job_environment
-from ct2mr.patients import IMAGE_2D_SUFFIXES, TRAIN_ROLES, VAL_ROLE
-from ct2mr.planning import cache_function_params
-from ct2mr.report_tables import ReportNumbers
-from ct2mr.roles import variant_roles
-from ct2mr.rerun_scope import fix_list_changes_params
-from ct2mr.training_config import NON_RESULT_FIELDS, seeds_of
+from ct2mr.evaluation.report_tables import ReportNumbers
+from ct2mr.pipeline.cluster_resources import RULE_RESOURCES
+from ct2mr.pipeline.file_lists import write_file_list
+from ct2mr.pipeline.jobenv import export_job_environment
+from ct2mr.pipeline.snakemake_patches import cache_function_params, fix_list_changes_params
+from ct2mr.training.settings import NON_RESULT_FIELDS, seeds_of
 
 export_job_environment(
     src_dir=Path(workflow.basedir) / "src",
@@ -30,7 +29,7 @@ fix_list_changes_params()
 # Snakemake inspects every input/param/resource function's signature each time it calls it
 cache_function_params()
 
-try:  # the same checks as `ct2mr check-config` (ct2mr.config.validate_all)
+try:  # the same checks as `ct2mr check-config` (ct2mr.cohort.config.validate_all)
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     #: every variant is trained once per seed: results/models/{variant}/seed{seed}/
     SEEDS = seeds_of(config["training"], source="config")
@@ -216,7 +215,7 @@ def phantom_args(wildcards):
 # --- used by register.smk ---
 # Params that a config key reaches must be plain values computed from the config
 # (or the wildcards), never functions of input/output: Snakemake records only those,
-# so only their changes rerun a job (src/ct2mr/rerun_scope.py, tests/test_rerun_scope.py).
+# so only their changes rerun a job (src/ct2mr/pipeline/rerun_scope.py, tests/test_rerun_scope.py).
 REGISTRATION_ARGS = (
     f"--backend {config['registration']['backend']} --mi-bins {config['registration']['mi_bins']}"
     f" --sampling-fraction {config['registration']['sampling_fraction']}"
@@ -306,7 +305,7 @@ def png_flags(wildcards):
 
 # --- used by train.smk ---
 def training_slices(variant):
-    """The slice files of the patients whose roles the variant learns from (ct2mr.roles)."""
+    """The slice files of the patients whose roles the variant learns from (ct2mr.cohort.roles)."""
     roles = variant_roles(variant, config["training"]["unpaired_includes_paired"])
     return expand(
         "results/slices/{patient}.npz",
@@ -315,7 +314,7 @@ def training_slices(variant):
 
 
 # --- used by lists.smk (file_list) ---
-#: every list a job reads (results/lists/{name}.txt, ct2mr.file_lists) -> its files, in table order
+#: every list a job reads (results/lists/{name}.txt, ct2mr.pipeline.file_lists) -> its files, in table order
 FILE_LISTS = {
     "registration_qa": lambda: expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
     "test_slices": lambda: expand("results/slices/{patient}.npz", patient=TEST),

@@ -35,7 +35,7 @@ rule evaluate:
 
 # mrgan against each baseline with statistics that can decide with few patients:
 # a hierarchical bootstrap CI (patients, then seeds within patients) and a sign-flip
-# permutation test over the patient x seed differences (ct2mr.comparisons).
+# permutation test over the patient x seed differences (ct2mr.evaluation.comparisons).
 rule compare:
     input:
         "results/metrics/per_patient.tsv",

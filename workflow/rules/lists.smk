@@ -1,4 +1,4 @@
-# File lists (ct2mr.file_lists): a job that reads thousands of files (training, the
+# File lists (ct2mr.pipeline.file_lists): a job that reads thousands of files (training, the
 # registration table, evaluation, difference maps) gets them as one list file,
 # results/lists/{name}.txt, passed as @results/lists/{name}.txt. Spelled out on the
 # command line they would pass Linux's 128 KiB limit on one argument (E2BIG) from a

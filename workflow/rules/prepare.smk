@@ -1,4 +1,4 @@
-# Stages 1-3 of one scan, in one job (ct2mr.prepare): ingest (read the raw DICOM
+# Stages 1-3 of one scan, in one job (ct2mr.preprocess.prepare): ingest (read the raw DICOM
 # series / NIfTI / MHA / NRRD, check it: 3D, finite, CT in HU; canonical LPS),
 # resample to resample.spacing_mm (1 mm isotropic by default, linear, physical
 # space kept) and skull masking. Raw inputs are only read.
@@ -12,7 +12,7 @@
 # volume cost 1.5-3 s to write and a full decompression (plus a gzip check) to read
 # (bench/results/chain.md); what users read (ct.nii.gz, masks, mr.nii.gz, ...) stays .nii.gz.
 # Each stage keeps its log (results/logs/{ingest,resample,skull_mask}/); the ingest log
-# names the DICOM series read and those passed over (ct2mr.dicom_series).
+# names the DICOM series read and those passed over (ct2mr.io.dicom_series).
 # One thread per job: patients run side by side, and a 1-thread job fits any free core
 # (a 2-thread job waited while a 1-thread training job held one of two cores).
 

@@ -9,7 +9,7 @@
 
 
 # Volume patients: CT window and MR normalisation to uint8, then slice extraction, in
-# one job (ct2mr.normalise_slices), each stage with its log; one rule per kind of
+# one job (ct2mr.preprocess.normalise_slices), each stage with its log; one rule per kind of
 # patient (both scans, CT only, MR only) because their outputs differ.
 SLICES_SHELL = (
     "python -m ct2mr --threads {threads} normalise-slices --patient {wildcards.patient} --role {params.role}"

@@ -10,9 +10,9 @@
 # (val_mae, val_mae_head in losses.tsv); they are never trained on.
 # Checkpoints (results/models/{variant}/seed{seed}/checkpoint.pt) are not declared
 # outputs, so an interrupted job resumes from its last checkpoint when started again;
-# one of other settings or data is moved to superseded/ (ct2mr.train.checkpoint_to_resume).
+# one of other settings or data is moved to superseded/ (ct2mr.training.checkpoint.checkpoint_to_resume).
 # The slice files a variant learns from reach `train` as one list file
-# (results/lists/train_{variant}.txt, rule file_list; ct2mr.file_lists), the paired_val
+# (results/lists/train_{variant}.txt, rule file_list; ct2mr.pipeline.file_lists), the paired_val
 # patients' as another (results/lists/val_slices.txt).
 
 

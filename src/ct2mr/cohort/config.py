@@ -1,0 +1,137 @@
+"""Configuration: load, fill defaults and validate against the JSON schema.
+
+The schema (``workflow/schemas/config.schema.yaml``, read by
+:mod:`ct2mr.cohort.schema`) is the single reference for every key, its type,
+range and default. The Snakefile and the CLI both call :func:`validate_config`,
+so a bad value gives the same one-line message, naming the key, wherever it is used.
+
+:func:`validate_all` is everything the workflow checks at start (schema, patient
+table, training settings, cross-field rules); ``workflow/rules/common.smk`` and
+``ct2mr check-config [--config config/config.yaml]`` both call it, so "valid"
+means the workflow starts and no job fails on a config value.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ct2mr.cohort.patients import load_patients
+from ct2mr.cohort.roles import VARIANT_POOLS, pool_roles
+from ct2mr.cohort.schema import CONFIG_SCHEMA, load_yaml, validate
+from ct2mr.errors import InputError
+
+
+def validate_config(config: dict[str, Any], source: str | Path | None = "config") -> dict[str, Any]:
+    """Validate a config dict in place and fill its defaults; returns it."""
+    if not isinstance(config, dict):
+        raise InputError(source, None, "the config must be a mapping of keys to values")
+    return validate(config, CONFIG_SCHEMA, source)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read, validate and default-fill a config file."""
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    return validate_config(data, path)
+
+
+#: keys of the ``training:`` section that win over the same key in ``training.overrides``
+#: (the schema gives them a default, so an override of them would be silently ignored)
+SECTION_WINS: tuple[str, ...] = ("unpaired_includes_paired",)
+
+
+@dataclass(frozen=True)
+class ValidConfig:
+    """What :func:`validate_all` returns: the default-filled config, its patients, the training settings."""
+
+    config: dict[str, Any]
+    patients: list[Any]  # list[ct2mr.cohort.patients.Patient]
+    training: dict[str, Any]
+
+
+def validate_all(config: dict[str, Any], source: str | Path | None = "config") -> ValidConfig:
+    """Everything the workflow checks at start, in one place (``common.smk`` and ``ct2mr check-config``).
+
+    1. the schema (:func:`validate_config`, defaults filled in place);
+    2. the patient table (:func:`ct2mr.cohort.patients.load_patients`: columns, roles, files);
+    3. the training settings (:func:`ct2mr.training.settings.resolve_training_settings`:
+       unknown ``training.overrides`` keys, ranges such as ``lr > 0``);
+    4. cross-field rules that would otherwise fail a job later (:func:`check_cross_fields`).
+
+    "Valid" therefore means the workflow starts and no job fails on a config value.
+    Raises :class:`InputError` naming ``source`` (or the patient table), the key and the problem.
+    """
+    from ct2mr.training.settings import resolve_training_settings  # noqa: PLC0415
+
+    validate_config(config, source)
+    patients = load_patients(config["patients"])
+    check_overrides(config, source)
+    training = resolve_training_settings(config["training"], source=None if source is None else str(source))
+    check_cross_fields(config, patients, training, source)
+    return ValidConfig(config, patients, training)
+
+
+def check_overrides(config: Mapping[str, Any], source: str | Path | None) -> None:
+    """``training.overrides`` may not set a key the section sets itself (it would be ignored)."""
+    overrides = config["training"].get("overrides") or {}
+    for key in SECTION_WINS:
+        if isinstance(overrides, Mapping) and key in overrides:
+            raise InputError(source, f"training.overrides.{key}",
+                             f"set training.{key} instead (the section's own key wins, so this override would be ignored)")
+
+
+def check_cross_fields(
+    config: Mapping[str, Any], patients: list[Any], training: Mapping[str, Any], source: str | Path | None
+) -> None:
+    """Rules between keys (and between the config and the patient table) that the schema cannot say.
+
+    * ``window.mr_percentiles``: low < high (the window job needs it);
+    * ``skull_mask.ct_head_threshold_hu`` < ``ct_skull_threshold_hu`` (else no brain between them);
+    * every variant in ``training.variants`` has slices for each pool it trains on
+      (paired: ``paired_train`` patients; unpaired CT/MR: ``ct_only`` / ``mr_only``, or
+      ``paired_train`` with ``unpaired_includes_paired``), else its train job fails.
+    """
+    low, high = config["window"]["mr_percentiles"]
+    if not low < high:
+        raise InputError(source, "window.mr_percentiles", f"need low < high (e.g. [1, 99]), got [{low}, {high}]")
+    sk = config["skull_mask"]
+    if not sk["ct_head_threshold_hu"] < sk["ct_skull_threshold_hu"]:
+        raise InputError(source, "skull_mask.ct_head_threshold_hu",
+                         f"must be below ct_skull_threshold_hu ({sk['ct_skull_threshold_hu']}), "
+                         f"got {sk['ct_head_threshold_hu']}")
+    roles = {p.role for p in patients}
+    include = bool(training.get("unpaired_includes_paired"))
+    needed = pool_roles(include)
+    for variant in config["training"]["variants"]:
+        for pool in VARIANT_POOLS.get(variant, ()):
+            if not roles & set(needed[pool]):
+                hint = "" if include or pool == "paired" else (
+                    "; or set training.unpaired_includes_paired: true to use paired_train patients")
+                raise InputError(
+                    source, "training.variants",
+                    f"variant {variant} trains on {pool.replace('_', ' ')} slices, but the patient table "
+                    f"{config['patients']} has no patient of role {' or '.join(needed[pool])}{hint}",
+                )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/config.yaml", help="config file (YAML)")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run :func:`validate_all` (what the workflow runs at start) and print the resolved config."""
+    data = load_yaml(args.config)
+    valid = validate_all({} if data is None else data, args.config)
+    print(yaml.safe_dump(valid.config, sort_keys=False), end="")
+    roles: dict[str, int] = {}
+    for p in valid.patients:
+        roles[p.role] = roles.get(p.role, 0) + 1
+    print(f"# {args.config}: valid; {len(valid.patients)} patients: "
+          + ", ".join(f"{n} {r}" for r, n in sorted(roles.items())))

@@ -1,0 +1,1 @@
+"""Metrics, per-patient evaluation, statistical comparisons, figures and the report's tables."""

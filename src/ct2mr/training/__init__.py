@@ -1,0 +1,1 @@
+"""Training MR-GAN and its baselines: networks, losses, data, augmentation, the loop, checkpoints."""
