@@ -89,7 +89,7 @@ def identical_baselines(length: str) -> dict[str, float]:
 def borrowed_baselines(name: str) -> pd.DataFrame | None:
     """A pools run's per-patient table completed with the baselines it did not train.
 
-    ``paired`` and ``regression`` never read the unpaired pools (ct2mr.cohort.roles): trained with
+    ``paired`` and ``regression`` never read the unpaired pools (ct2mr.training.roles): trained with
     the same seed on the same paired slices they are the same models with or without the
     pools, so a pools run trained with ``--variants unpaired mrgan`` takes their rows from
     the run without pools of the same length (``grid.md`` says which rows were borrowed).

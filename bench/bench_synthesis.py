@@ -1,6 +1,6 @@
 """Benchmark: Syn_MR synthesis throughput (256x256 slices per second).
 
-Times :func:`ct2mr.inference.synthesize.synthesize_slices` (uint8 in -> resize to the
+Times :func:`ct2mr.models.apply.synthesize_slices` (uint8 in -> resize to the
 model's image size -> generator -> back to 256 -> uint8; Syn_MR only) with
 randomly initialised generators of the ``demo`` preset size (64 px, ngf 16,
 3 blocks) and the ``paper`` size (256 px, ngf 64, 9 blocks), at batch sizes
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from ct2mr.io.atomic import write_json, write_text
-from ct2mr.inference.model_loading import load_generators, make_untrained_model
-from ct2mr.inference.synthesize import synthesize_slices
+from ct2mr.models.model_folder import load_generators, make_untrained_model
+from ct2mr.models.apply import synthesize_slices
 
 SIZES = {
     "demo": {"image_size": 64, "ngf": 16, "n_blocks": 3},

@@ -35,12 +35,12 @@ sys.path.insert(0, str(REPO / "src"))
 if str(REPO / "bench") not in sys.path:  # provenance (also when imported as bench.bench_training_harvard)
     sys.path.insert(0, str(REPO / "bench"))
 
-from ct2mr.inference.model_loading import load_generators  # noqa: E402
+from ct2mr.models.model_folder import load_generators  # noqa: E402
 from ct2mr.preprocess.png_slices import slices_from_png  # noqa: E402
 from ct2mr.preprocess.slices import save_slices  # noqa: E402
 from ct2mr.training.train import train  # noqa: E402
 from ct2mr.training.settings import preset_settings, settings_from_dict  # noqa: E402
-from ct2mr.training.data import resize_uint8  # noqa: E402
+from ct2mr.models.apply import resize_uint8  # noqa: E402
 from provenance import commit_line, provenance  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "harvard_ctmr"

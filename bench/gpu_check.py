@@ -72,9 +72,9 @@ if str(REPO / "bench") not in sys.path:  # provenance (standard library only)
 from ct2mr.training.augment import AugmentConfig  # noqa: E402
 from ct2mr.training.device_data import BatchedSampler  # noqa: E402
 from ct2mr.training.losses import data_for  # noqa: E402
-from ct2mr.inference.model_loading import LoadedModel  # noqa: E402
-from ct2mr.training.models import build_generator, init_weights  # noqa: E402
-from ct2mr.inference.synthesize import synthesize_slices, translate  # noqa: E402
+from ct2mr.models.model_folder import LoadedModel  # noqa: E402
+from ct2mr.models import build_generator, init_weights  # noqa: E402
+from ct2mr.models.apply import synthesize_slices, translate  # noqa: E402
 from ct2mr.training.train import VARIANTS, Trainer, torch_runtime, train  # noqa: E402
 from ct2mr.training.settings import PRESETS, TrainSettings, settings_from_dict  # noqa: E402
 from ct2mr.training.data import SlicePools, build_pools, read_slice_file  # noqa: E402

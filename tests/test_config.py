@@ -156,7 +156,7 @@ def test_the_tiny_config_is_valid_for_both(tmp_path: Path, monkeypatch: pytest.M
 
 def test_variant_pools_agree_with_the_loss_table() -> None:
     """roles.VARIANT_POOLS is a torch-free copy of losses.data_for (workflow start must not import torch)."""
-    from ct2mr.cohort.roles import VARIANT_POOLS
+    from ct2mr.training.roles import VARIANT_POOLS
     from ct2mr.training.losses import VARIANT_TERMS, data_for
 
     assert {v: set(VARIANT_POOLS[v]) for v in VARIANT_TERMS} == {v: set(data_for(v)) for v in VARIANT_TERMS}

@@ -27,9 +27,10 @@ def test_training_modules_import_without_the_imaging_stack(repo_root: Path) -> N
         """
         import importlib, runpy
         for mod in ("ct2mr.training.train", "ct2mr.training.data", "ct2mr.training.device_data", "ct2mr.training.augment", "ct2mr.training.losses",
-                    "ct2mr.training.models", "ct2mr.inference.model_loading", "ct2mr.inference.synthesize", "ct2mr.training.tensorboard_log",
-                    "ct2mr.training.settings", "ct2mr.training.checkpoint", "ct2mr.training.loss_log",
-                    "ct2mr.training.command"):
+                    "ct2mr.models", "ct2mr.models.model_folder", "ct2mr.models.apply", "ct2mr.inference.synthesize",
+                    "ct2mr.training.tensorboard_log", "ct2mr.training.settings", "ct2mr.training.checkpoint",
+                    "ct2mr.training.loss_log", "ct2mr.training.command", "ct2mr.training.roles",
+                    "ct2mr.training.validation"):
             importlib.import_module(mod)
         runpy.run_path("bench/gpu_check.py", run_name="gpu_check_import_only")
         bad = [m for m in ("SimpleITK", "skimage", "ants", "nipype", "snakemake", "jsonschema") if sys.modules.get(m) is not None]

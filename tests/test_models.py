@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ct2mr.training.models import (
+from ct2mr.models import (
     DualPatchDiscriminator,
     ResnetGenerator,
     build_discriminator,

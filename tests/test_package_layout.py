@@ -18,8 +18,10 @@ PACKAGE = SRC / "ct2mr"
 
 #: the only modules at the top of the package; everything else lives in a stage-family package
 TOP_LEVEL = {"__init__", "__main__", "cli", "errors"}
-#: stage-family packages (DEVELOPING.md maps each to its stages and rule files)
-FAMILIES = {"io", "cohort", "preprocess", "training", "inference", "evaluation", "pipeline", "phantom"}
+#: stage-family packages, lowest first: each imports only packages before it (and ``ct2mr.errors``);
+#: DEVELOPING.md maps each to its stages and rule files
+LAYERS = ["io", "preprocess", "models", "training", "cohort", "inference", "evaluation", "phantom", "pipeline"]
+FAMILIES = set(LAYERS)
 
 
 def module_name(path: Path, src: Path = SRC) -> str:
@@ -121,6 +123,34 @@ def test_every_package_says_what_it_holds() -> None:
 def test_no_import_circles() -> None:
     graph, _ = import_graph()
     assert cycles(graph) == []
+
+
+def package_of(module: str) -> str:
+    """``ct2mr.preprocess.registration.base`` -> ``preprocess``; top-level modules -> their own name."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def layer_violations(graph: dict[str, set[str]], layers: list[str]) -> list[str]:
+    """Imports of a package by a package at a lower layer, as text."""
+    rank = {name: i for i, name in enumerate(layers)}
+    bad = []
+    for module, targets in sorted(graph.items()):
+        here = package_of(module)
+        for target in sorted(targets):
+            there = package_of(target)
+            if here in rank and there in rank and rank[there] > rank[here]:
+                bad.append(f"{module} ({here}) imports {target} ({there}), a higher layer")
+    return bad
+
+
+def test_packages_import_only_downward() -> None:
+    """io < preprocess < models < training < cohort < inference < evaluation, phantom < pipeline:
+    the generator networks, the model-folder format and the forward pass on slices (models/) sit
+    below both training and inference; the config check (cohort/) above the training settings it
+    validates."""
+    graph, _ = import_graph()
+    assert layer_violations(graph, LAYERS) == []
+    assert layer_violations({"ct2mr.io.x": {"ct2mr.training.y"}}, LAYERS) != []  # the check can fail
 
 
 def test_no_private_name_is_imported_from_another_module() -> None:

@@ -13,7 +13,7 @@ import torch
 from ct2mr import cli
 from ct2mr.io.imageio import read_image
 from ct2mr.preprocess.ingest import ingest
-from ct2mr.inference.model_loading import LoadedModel, make_untrained_model
+from ct2mr.models.model_folder import LoadedModel, make_untrained_model
 from ct2mr.phantom.patient import PhantomParams, make_patient
 from ct2mr.inference.predict import PredictSettings, load_settings, predict_image
 from ct2mr.preprocess.resample import resample_isotropic

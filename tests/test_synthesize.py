@@ -12,9 +12,10 @@ import torch
 
 from ct2mr import cli
 from ct2mr.errors import InputError
-from ct2mr.inference.model_loading import load_generators, make_untrained_model
+from ct2mr.models.model_folder import load_generators, make_untrained_model
 from ct2mr.preprocess.slices import load_slices, save_slices, volume_from_slices
-from ct2mr.inference.synthesize import synthesize_patient, synthesize_slices, to_uint8, to_unit, write_synthesis
+from ct2mr.inference.synthesize import synthesize_patient, write_synthesis
+from ct2mr.models.apply import synthesize_slices, to_uint8, to_unit
 
 
 def fake_slices(n: int = 5, with_mr: bool = True, seed: int = 0, crop_origin=(-20, -10), ref_shape=(12, 230, 240)):
@@ -202,7 +203,7 @@ def test_model_folder_written_by_train(tmp_path: Path) -> None:
 
 
 def test_auto_device_takes_the_gpu_with_most_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ct2mr.inference.model_loading import resolve_device
+    from ct2mr.models.model_folder import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
@@ -218,7 +219,7 @@ def test_auto_device_takes_the_gpu_with_most_free_memory(monkeypatch: pytest.Mon
 
 def test_flip_tta_averages_f_and_its_mirror(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     """synthesis with TTA = round of (f(x) + flip(f(flip(x)))) / 2 on the unit scale; the CLI flag."""
-    from ct2mr.inference.synthesize import translate, translate_tta
+    from ct2mr.models.apply import translate, translate_tta
 
     model = load_generators(tiny_models["mrgan"], device="cpu")
     x = to_unit(fake_slices(n=3)["ct"][:, ::8, ::8].copy())  # 32 x 32

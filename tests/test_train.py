@@ -100,7 +100,7 @@ def test_outputs_of_a_run(variant, slice_files, tmp_path) -> None:
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "it/s" in (out / "train.log").read_text()
     # the generator can be rebuilt from the model folder alone (what synthesis does)
-    from ct2mr.inference.model_loading import load_generators
+    from ct2mr.models.model_folder import load_generators
 
     g = load_generators(out, device="cpu").syn_mr
     assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
@@ -297,13 +297,13 @@ def test_cli(slice_files, tmp_path, capsys) -> None:
 
 
 def test_device_resolution_is_the_shared_helper() -> None:
-    """train uses ct2mr.inference.model_loading.resolve_device (no second copy): a bad device string is an
+    """train uses ct2mr.models.model_folder.resolve_device (no second copy): a bad device string is an
     InputError naming the field, not a raw RuntimeError from torch.device."""
-    from ct2mr.inference import model_loading
+    from ct2mr.models import model_folder
     from ct2mr.training import train as train_mod
     from ct2mr.errors import InputError
 
-    assert train_mod.resolve_device is model_loading.resolve_device
+    assert train_mod.resolve_device is model_folder.resolve_device
     assert str(train_mod.resolve_device("cpu")) == "cpu"
     with pytest.raises(InputError, match="device"):
         train_mod.resolve_device("gpu0")

@@ -77,12 +77,12 @@ WRITERS: dict[str, tuple[int, str, str, str]] = {
     "train._save_state (weights .pt)": (
         4096, "syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
         "from ct2mr.training.train import _save_state\n_save_state(dest, net)"),
-    "model_loading.save_torch (checkpoint.pt)": (
+    "model_folder.save_torch (checkpoint.pt)": (
         4096, "checkpoint.pt", "import torch\nstate = {'trainer': {'w': torch.randn(10000)}, 'iteration': 3}",
-        "from ct2mr.inference.model_loading import save_torch\nsave_torch(state, dest, suffix='.pt.tmp')"),
-    "model_loading.save_model_folder": (
+        "from ct2mr.models.model_folder import save_torch\nsave_torch(state, dest, suffix='.pt.tmp')"),
+    "model_folder.save_model_folder": (
         4096, "model/syn_mr.pt", "import torch\nnet = torch.nn.Linear(100, 100)",
-        "from ct2mr.inference.model_loading import save_model_folder\nsave_model_folder(dest.parent, net, {}, 'paired')"),
+        "from ct2mr.models.model_folder import save_model_folder\nsave_model_folder(dest.parent, net, {}, 'paired')"),
     "atomic.write_text (tsv, html, logs of results)": (
         4096, "table.tsv", "text = 'a\\tb\\n' * 10000", "from ct2mr.io.atomic import write_text\nwrite_text(dest, text)"),
     "atomic.write_json": (
@@ -124,7 +124,7 @@ def test_writer_under_a_file_size_limit_fails_cleanly(tmp_path: Path, name: str)
 
 
 @pytest.mark.parametrize("name", ["write_image .nii.gz", "register.write_transform (.tfm)", "slices.save_slices (.npz)",
-                                  "train.plot_losses png", "model_loading.save_torch (checkpoint.pt)", "write_dicom_series"])
+                                  "train.plot_losses png", "model_folder.save_torch (checkpoint.pt)", "write_dicom_series"])
 def test_the_same_writers_succeed_without_a_limit(tmp_path: Path, name: str) -> None:
     """The verify step accepts a complete file (so the failure above is the limit, not the check)."""
     res = _run_writer(tmp_path, None, name)
@@ -163,7 +163,7 @@ def test_predict_under_ulimit_leaves_no_zero_byte_file(tmp_path: Path) -> None:
     """Issue 8 item 3: predict used to leave a 0-byte file under `ulimit -f 100`."""
     import SimpleITK as sitk
 
-    from ct2mr.inference.model_loading import make_untrained_model
+    from ct2mr.models.model_folder import make_untrained_model
     from ct2mr.phantom.patient import PhantomParams, make_patient
 
     ct = make_patient("P01", 1, PhantomParams(ct_spacing_mm=(1.6, 1.6, 3.0), fov_mm=(200.0, 230.0, 100.0))).ct

@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from ct2mr.cohort.config import validate_all
 from ct2mr.cohort.patients import IMAGE_2D_SUFFIXES, VAL_ROLE
-from ct2mr.cohort.roles import TRAIN_ROLES, variant_roles
+from ct2mr.training.roles import TRAIN_ROLES, variant_roles
 from ct2mr.errors import InputError
 from ct2mr.evaluation.report_tables import ReportNumbers
 from ct2mr.pipeline.cluster_resources import RULE_RESOURCES
@@ -305,7 +305,7 @@ def png_flags(wildcards):
 
 # --- used by train.smk ---
 def training_slices(variant):
-    """The slice files of the patients whose roles the variant learns from (ct2mr.cohort.roles)."""
+    """The slice files of the patients whose roles the variant learns from (ct2mr.training.roles)."""
     roles = variant_roles(variant, config["training"]["unpaired_includes_paired"])
     return expand(
         "results/slices/{patient}.npz",

@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from ct2mr.cohort.patients import load_patients
-from ct2mr.cohort.roles import VARIANT_POOLS, pool_roles
 from ct2mr.cohort.schema import CONFIG_SCHEMA, load_yaml, validate
 from ct2mr.errors import InputError
+from ct2mr.training.roles import VARIANT_POOLS, pool_roles
 
 
 def validate_config(config: dict[str, Any], source: str | Path | None = "config") -> dict[str, Any]:

@@ -129,12 +129,12 @@ def predict_image(
 ) -> sitk.Image:
     """Synthesized MR (uint8, 0..255) on the grid of ``ct_path`` as read by ``read_image``.
 
-    ``model``: a :class:`ct2mr.inference.model_loading.LoadedModel`. See the module
+    ``model``: a :class:`ct2mr.models.model_folder.LoadedModel`. See the module
     docstring for the steps. ``series``: the DICOM series to use when ``ct_path``
     is a DICOM folder (see :func:`ct2mr.preprocess.ingest.ingest`; ``None`` = automatic rule).
     """
-    from ct2mr.inference.synthesize import synthesize_slices
     from ct2mr.io.imageio import read_image
+    from ct2mr.models.apply import synthesize_slices
     from ct2mr.preprocess.ingest import ingest
     from ct2mr.preprocess.resample import resample_isotropic
     from ct2mr.preprocess.skull_mask import ct_masks
@@ -187,8 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ct2mr.inference.model_loading import load_generators
     from ct2mr.io.imageio import WRITE_SUFFIXES, write_image
+    from ct2mr.models.model_folder import load_generators
 
     out = Path(args.out)
     if not any(out.name.lower().endswith(sfx) for sfx in WRITE_SUFFIXES):

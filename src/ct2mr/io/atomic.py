@@ -256,7 +256,7 @@ def write_figure(fig: Any, dest: str | os.PathLike[str], **savefig_kwargs: Any) 
 
 def verify_zip(tmp: Path) -> None:
     """Check every member of a zip file against its CRC (``torch.save``'s format: see
-    :func:`ct2mr.inference.model_loading.save_torch`, kept there so this module never imports torch)."""
+    :func:`ct2mr.models.model_folder.save_torch`, kept there so this module never imports torch)."""
     import zipfile  # noqa: PLC0415
 
     with zipfile.ZipFile(tmp) as zf:

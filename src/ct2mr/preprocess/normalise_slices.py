@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 
 from ct2mr.errors import InputError
-from ct2mr.pipeline.stage_log import stage_log
+from ct2mr.preprocess.stage_log import stage_log
 
 log = logging.getLogger(__name__)
 

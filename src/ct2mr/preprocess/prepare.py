@@ -6,7 +6,7 @@ previous one's image, and a process per stage re-imported SimpleITK and passed
 each volume through a gzipped NIfTI file (bench/results/chain.md measures the
 difference). Each stage is the same library code as its own command
 (``ct2mr ingest`` / ``resample`` / ``skull-mask``, which stay available), keeps its
-log file (:mod:`ct2mr.pipeline.stage_log`) and writes the same outputs:
+log file (:mod:`ct2mr.preprocess.stage_log`) and writes the same outputs:
 
 * ingest (:func:`ct2mr.preprocess.ingest.ingest`): the raw scan read and checked, LPS, CT as
   int16 HU, MR float32 >= 0. Not written: it is handed to resampling in memory,
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ct2mr.pipeline.stage_log import stage_log
+from ct2mr.preprocess.stage_log import stage_log
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ct2mr.errors import InputError
-from ct2mr.inference.model_loading import save_torch
+from ct2mr.models.model_folder import save_torch
 from ct2mr.training.settings import TrainSettings, settings_hash
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ct2mr.cohort.roles import TRAIN_ROLES
 from ct2mr.errors import InputError
+from ct2mr.models.apply import resize_uint8
+from ct2mr.training.roles import TRAIN_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +70,6 @@ def read_slice_file(path: Path) -> dict[str, Any]:
             shape = arr.shape
             data[key] = arr
     return data
-
-
-def resize_uint8(slices: np.ndarray, size: int) -> torch.Tensor:
-    """(N, S, S) uint8 -> (N, size, size) uint8 tensor (area when shrinking, bilinear when growing)."""
-    t = torch.from_numpy(np.ascontiguousarray(slices))
-    if slices.shape[-1] == size:
-        return t.clone()
-    x = t.float().unsqueeze(1)
-    if size < slices.shape[-1]:
-        y = F.interpolate(x, size=(size, size), mode="area")
-    else:
-        y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return y.squeeze(1).round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass

@@ -50,8 +50,9 @@ import torch
 from torch import nn
 
 from ct2mr.errors import InputError
-from ct2mr.inference.model_loading import resolve_device, save_torch
 from ct2mr.io.atomic import write_json, write_text
+from ct2mr.models import build_discriminator, build_generator, init_weights
+from ct2mr.models.model_folder import resolve_device, save_torch
 from ct2mr.training.augment import AugmentConfig, apply, sample_params
 from ct2mr.training.checkpoint import (
     checkpoint_to_resume,
@@ -75,7 +76,6 @@ from ct2mr.training.losses import (
     nll_gan_loss,
     total_generator_loss,
 )
-from ct2mr.training.models import build_discriminator, build_generator, init_weights
 from ct2mr.training.settings import TrainSettings, settings_hash
 from ct2mr.training.tensorboard_log import (
     log_images,

@@ -83,8 +83,8 @@ class Validator:
 
     def score(self, syn_mr: nn.Module) -> dict[str, float]:
         """``{"val_mae": ..., "val_mae_head": ...}`` (grey levels 0-255) of ``syn_mr`` now."""
-        from ct2mr.inference.model_loading import LoadedModel
-        from ct2mr.inference.synthesize import synthesize_slices
+        from ct2mr.models.apply import synthesize_slices
+        from ct2mr.models.model_folder import LoadedModel
 
         was_training = syn_mr.training
         syn_mr.eval()

@@ -4,6 +4,10 @@
 architecture dict (``image_size``, ``ngf``, ``ndf``, ``n_blocks``, ``norm``: the
 ``architecture`` entry of ``model.json``) so that later stages can rebuild a
 trained Syn_MR from ``results/models/{variant}/model.json`` + ``syn_mr.pt``.
+
+Beside the networks: :mod:`ct2mr.models.model_folder` (a model folder on disk:
+save, load, device choice) and :mod:`ct2mr.models.apply` (a generator on uint8
+slices). Training and inference both import this package; it imports neither.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ct2mr.training.models.discriminator import KINDS, DualPatchDiscriminator
-from ct2mr.training.models.generator import ResidualBlock, ResnetGenerator
+from ct2mr.models.discriminator import KINDS, DualPatchDiscriminator
+from ct2mr.models.generator import ResidualBlock, ResnetGenerator
 
 __all__ = [
     "KINDS",

@@ -1,4 +1,4 @@
-"""Load trained generators from a model folder ``results/models/{variant}/seed{seed}/``.
+"""A model folder ``results/models/{variant}/seed{seed}/``: save a trained model, load its generators.
 
 A model folder is the output of one training run (one variant, one seed). A
 variant folder ``results/models/{variant}/`` holding ``seed*/`` subfolders is not a
@@ -174,7 +174,7 @@ def load_generators(model_dir: str | Path, device: str | torch.device = "auto") 
     Weights are loaded with ``weights_only=True`` onto ``device`` ("auto": CUDA
     if available). Networks are returned in eval mode with gradients disabled.
     """
-    from ct2mr.training.models import build_generator
+    from ct2mr.models import build_generator
 
     model_dir = Path(model_dir)
     info = read_model_json(model_dir)
@@ -246,7 +246,7 @@ def make_untrained_model(
     seed: int = 0,
 ) -> Path:
     """A model folder with randomly initialised generators (N(0, 0.02) init): tests and benchmarks only."""
-    from ct2mr.training.models import build_generator, init_weights
+    from ct2mr.models import build_generator, init_weights
 
     arch = {"image_size": image_size, "ngf": ngf, "ndf": ngf, "n_blocks": n_blocks, "norm": "instance",
             "in_channels": 1, "out_channels": 1}
