@@ -252,14 +252,6 @@ def differing_files(a: Path, b: Path) -> list[str]:
     return diffs
 
 
-@pytest.fixture(scope="module")
-def tiny_local(tiny_run: Path) -> Path:
-    """The local reference for the SLURM run: the session's finished tiny run
-    (tests/conftest.py, made once per session), which ran every job of the tiny
-    targets with the same config (the extra patient T6 changes no job of T4 or T5)."""
-    return tiny_run
-
-
 def check_group_jobs(workdir: Path, planned: list[list[dict]], subs: list) -> None:
     """One sbatch per planned submission; inside each, all of its jobs ran: their
     outputs and logs exist and its SLURM log names each of them."""
@@ -282,7 +274,7 @@ def check_group_jobs(workdir: Path, planned: list[list[dict]], subs: list) -> No
 # 5 s wait before each sbatch and its polling, plus ~8 s of preprocessing); the local reference
 # is the session's tiny run, not a run of its own.
 def test_tiny_pipeline_one_sbatch_per_patient_equals_local_run(
-    slurm: slurm_cluster.SlurmCluster, tiny_local: Path, tmp_path: Path
+    slurm: slurm_cluster.SlurmCluster, tiny_run: Path, tmp_path: Path
 ) -> None:
     workdir = _tiny_workdir(tmp_path / "slurm_run")
     planned = dry_run_submissions(workdir, targets=TINY_TARGETS)
@@ -297,12 +289,14 @@ def test_tiny_pipeline_one_sbatch_per_patient_equals_local_run(
     for _, _, log in subs:  # .snakemake/slurm_logs/group_preprocess_<its rules>/<SLURM job id>.log
         assert Path(log).parent.name.startswith("group_preprocess")
     # and produced the same files as the local run: every planned output, each equal to the local
-    # run's (the local run made the whole tiny DAG, so it holds more files than these targets')
+    # run's. The local run is the session's tiny run (tests/conftest.py), which ran every job of these
+    # targets with the same config (the extra patient T6 changes no job of T4 or T5) and, having made
+    # the whole tiny DAG, holds more files than these targets'.
     produced = set(result_files(workdir))
     outputs = {str(Path(f).relative_to("results")) for s in planned for j in s for f in j["output"]}
     assert produced == {f for f in outputs if not {"logs", "benchmarks"} & set(Path(f).parts)}
-    assert produced <= set(result_files(tiny_local))
-    assert [f for f in differing_files(workdir, tiny_local) if f in produced] == []
+    assert produced <= set(result_files(tiny_run))
+    assert [f for f in differing_files(workdir, tiny_run) if f in produced] == []
 
 
 # Slow (~46 s): three dry runs through the profile (the planning the test checks), then one real
