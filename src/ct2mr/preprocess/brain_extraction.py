@@ -92,16 +92,36 @@ def deepbet_mask(mr: sitk.Image, threshold: float = 0.5, grow_mm: float = 0.0) -
     return dilate(m, mr.GetSpacing(), grow_mm) if grow_mm > 0 else m  # type: ignore[arg-type]
 
 
-def csf_ratio(mr: sitk.Image, brain: np.ndarray) -> float:
-    """``p99 / p50`` of the MR inside ``brain`` eroded by 10 mm (the deep brain, with the
-    ventricles); the whole brain when the erosion leaves under 1 % of it. High when CSF is
-    brighter than brain tissue (T2, PD), near 1.2-1.5 when it is darker (T1, FLAIR)."""
+#: quantiles (percent) of :func:`csf_contrast`: the dark tail, the middle, the bright tail of the deep brain
+CSF_CONTRAST_QUANTILES = (1.0, 50.0, 99.0)
+
+
+def csf_contrast(mr: sitk.Image, brain: np.ndarray) -> float:
+    """How much brighter than the brain tissue the brain's brightest voxels are, measured against
+    how much darker its darkest are: ``(p99 - p50) / (p50 - p1)`` of the MR inside ``brain``
+    eroded by 10 mm (the deep brain, with the ventricles; the whole brain when the erosion leaves
+    under 1 % of it).
+
+    CSF is a tail of the deep brain's intensities: the bright one when CSF is brighter than
+    tissue (T2, PD: the statistic is large, 4.3-43 on the real T2 and the phantom heads), the dark
+    one when it is darker (T1, FLAIR: under 1, 0.26-0.86), whatever the image's units. Built from
+    differences of quantiles divided by a difference of quantiles, it is unchanged by
+    ``x -> a * x + b`` (any offset, any positive scale: a DICOM rescale, an intensity offset);
+    quantiles ignore a few very bright voxels (contrast-enhanced vessels under 1 % of the deep
+    brain), and a smooth +-20 % bias field moves it by less than a factor 3 (numbers:
+    bench/results/brain_mask_auto.md). NaN when the deep brain is constant."""
     a = sitk.GetArrayViewFromImage(mr)
     deep = erode(brain, mr.GetSpacing(), 10.0)  # type: ignore[arg-type]
     if deep.sum() < 0.01 * brain.sum():
         deep = brain
-    p50, p99 = np.percentile(np.asarray(a[deep], dtype=np.float64), [50, 99])
-    return float(p99 / p50) if p50 > 0 else float("inf")
+    if not deep.any():
+        return float("nan")
+    p_lo, p50, p_hi = np.percentile(np.asarray(a[deep], dtype=np.float64), CSF_CONTRAST_QUANTILES)
+    spread = p_hi - p_lo
+    if not spread > 0:
+        return float("nan")
+    # a floor on the lower tail (1e-6 of the range) keeps it finite when half the deep brain is at its minimum
+    return float((p_hi - p50) / max(p50 - p_lo, 1e-6 * spread))
 
 
 def method_record(method: str) -> dict[str, Any]:

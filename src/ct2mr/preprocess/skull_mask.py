@@ -31,9 +31,12 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
     real brain-extracted T2 / FLAIR: ~0.95; the phantom's T2-like heads: ~0.94-0.95
     (it cuts part of their bright CSF rim).
   - ``morphology`` (no CNN; the fallback): ``core`` = head eroded by
-    ``brain_erosion_mm`` (default 3 mm: removes the skin surface layer); ``t`` =
-    0.5 x the median MR inside ``core``; ``tissue`` = core & MR > t (drops the dark
-    skull, air cavities and, in T1, dark CSF at the surface); ``tissue`` is opened
+    ``brain_erosion_mm`` (default 3 mm: removes the skin surface layer); ``t`` = half
+    way between the background (:func:`background_level`: the median MR outside the
+    head) and the median MR inside ``core`` (0.5 x that median when the background is
+    0, as in most scans; an offset or scale of the image moves ``t`` with it);
+    ``tissue`` = core & MR > t (drops the dark skull, air cavities and, in T1, dark
+    CSF at the surface); ``tissue`` is opened
     with a ball of ``brain_opening_mm`` (default 5 mm: cuts the bridges between
     scalp and brain), its largest 3D component kept, dilated by
     ``brain_erosion_mm`` inside ``tissue`` (regrows the cortex the opening shaved
@@ -43,15 +46,21 @@ MR (:func:`mr_masks`), arbitrary units (T1 or T2 weighting):
     skull base and neck and cuts the vertex (Dice 0.825 against FreeSurfer).
   - ``auto`` (default, contrast-aware; the morphology when deepbet fails, recorded):
     deepbet, except on CSF-bright (T2/PD-like)
-    MR that still has its skull (:func:`ct2mr.preprocess.brain_extraction.csf_ratio` >
-    :data:`CSF_BRIGHT_RATIO`, deepbet's brain < :data:`STRIPPED_FRACTION` of the
-    head): there the morphological mask (the T1-trained CNN cuts the bright CSF
-    rim; the phantom: 0.94-0.95 vs 0.99), unless it agrees with deepbet's under
-    :data:`AUTO_MIN_AGREEMENT` (a gross failure: then deepbet). The phantom's masks
-    are thus those of ``morphology``: registration on it is unchanged.
+    MR that still has its skull (:func:`ct2mr.preprocess.brain_extraction.csf_contrast`,
+    ``(p99 - p50) / (p50 - p1)`` of the deep brain, > :data:`CSF_CONTRAST_THRESHOLD`;
+    deepbet's brain < :data:`STRIPPED_FRACTION` of the head): there the morphological
+    mask (the T1-trained CNN cuts the bright CSF rim; the phantom: 0.94-0.95 vs 0.99),
+    unless it agrees with deepbet's under :data:`AUTO_MIN_AGREEMENT` (a gross failure:
+    then deepbet). The phantom's masks are thus those of ``morphology``. The decision
+    is unchanged by an offset or a positive scale of the intensities, a smooth +-20 %
+    bias field or a few very bright (vessel) voxels (``tests/test_brain_mask_auto.py``,
+    ``bench/bench_brain_mask_auto.py``). Every fallback (deepbet failed, the contrast
+    undefined, the morphology failed or disagreeing with deepbet) and every contrast
+    near the threshold is a ``logging`` warning naming the scan and the numbers.
 
-  What ran (method, package version, runtime, agreement) is in :attr:`MrMasks.info`
-  and the QA JSON.
+  What ran (method, package version, runtime, and for ``auto`` the decision: its
+  numbers, thresholds, why, and the warnings) is in :attr:`MrMasks.info` and the QA
+  JSON (``masking_qa_mr.json``).
 * **stripped** = MR x brain (input pixel type).
 
 QA: :func:`save_masking_qa` draws mask contours through :mod:`ct2mr.preprocess.qa_images`:
@@ -114,8 +123,9 @@ class MrMasks(NamedTuple):
     brain: sitk.Image
     stripped: sitk.Image
     #: method, method_used, runtime_s / cpu_s (wall / process CPU s of the brain extraction alone),
-    #: packages {name: {package, version}}, and for ``auto`` csf_ratio, brain_head_fraction and
-    #: (CSF-bright MR) agreement_dice (morphology vs deepbet)
+    #: packages {name: {package, version}}, and for ``auto`` csf_contrast, brain_head_fraction,
+    #: (CSF-bright MR) agreement_dice (morphology vs deepbet), thresholds, decision (why, one line),
+    #: warnings (the lines logged; also ``fallback`` when deepbet failed)
     info: dict[str, Any] | None = None
 
 
@@ -123,9 +133,14 @@ class MrMasks(NamedTuple):
 MR_METHODS = ("auto", "deepbet", "morphology")
 #: the default (the config schema's default too)
 DEFAULT_MR_METHOD = "auto"
-#: ``auto`` (numbers: bench/results/brain_mask.md): CSF-bright (T2/PD-like) when the deep brain's
-#: p99/p50 exceeds this (T1 heads 1.2-1.5, FLAIR 1.64; T2-like phantom 1.9-2.4, real T2 3.6) ...
-CSF_BRIGHT_RATIO = 1.75
+#: ``auto`` (numbers: bench/results/brain_mask_auto.md): CSF-bright (T2/PD-like) when the deep brain's
+#: ``(p99 - p50) / (p50 - p1)`` (:func:`ct2mr.preprocess.brain_extraction.csf_contrast`) exceeds this:
+#: CSF-dark real heads (3 T1, 1 FLAIR) 0.26-0.74, and up to 0.86 under a +-20 % bias field; CSF-bright
+#: (real T2, 8 phantom heads) 4.5-43, and down to 4.27 under a bias field: about their geometric middle ...
+CSF_CONTRAST_THRESHOLD = 2.0
+#: ... a contrast within this factor of the threshold (here 1.0-4.0: no measured head) is ambiguous: warned
+#: (on an MR with skull; an MR already brain-extracted is deepbet's whatever its contrast) ...
+CSF_CONTRAST_AMBIGUOUS = 2.0
 #: ... and the MR still has its skull when deepbet's brain is under this fraction of the head mask ...
 STRIPPED_FRACTION = 0.8
 #: ... then the morphological mask, unless its Dice with deepbet's is under this (gross failure;
@@ -200,14 +215,30 @@ def mr_head(a: np.ndarray, sp: Spacing) -> np.ndarray:
     return head_a
 
 
+def background_level(a: np.ndarray, head_a: np.ndarray) -> float:
+    """The MR's background (air) level: the median outside the head mask (every 2nd voxel along each
+    axis), or the 0.5th percentile of the image when under 1 % of it lies outside the head. It moves
+    with the image under ``x -> a * x + b`` (a > 0), and so does a threshold set relative to it."""
+    sub, out = a[::2, ::2, ::2], ~head_a[::2, ::2, ::2]
+    if out.sum() >= 0.01 * out.size:
+        return float(np.median(sub[out]))
+    return float(np.percentile(sub, 0.5))
+
+
 def morphology_brain(a: np.ndarray, head_a: np.ndarray, sp: Spacing, brain_erosion_mm: float = 3.0,
-                     brain_opening_mm: float = 5.0) -> np.ndarray:
-    """Brain mask by head-mask erosion, threshold and morphology (the ``morphology`` method)."""
+                     brain_opening_mm: float = 5.0, background: float | None = None) -> np.ndarray:
+    """Brain mask by head-mask erosion, threshold and morphology (the ``morphology`` method).
+
+    The threshold is half way between ``background`` (default: :func:`background_level`; 0 gives
+    the earlier 0.5 x median) and the median MR inside the eroded head.
+    """
     r = max(radius_voxels(sp, brain_erosion_mm)) + 1
     core_a = on_bounding_box(lambda b: erode(b, sp, brain_erosion_mm), head_a, r)
     if not core_a.any():
         raise InputError(None, "brain", "head mask vanishes after erosion: head too small or erosion too large")
-    t = 0.5 * float(np.median(a[core_a]))
+    med = float(np.median(a[core_a]))
+    bg = min(background_level(a, head_a) if background is None else float(background), med)
+    t = bg + 0.5 * (med - bg)
     tissue = core_a & (a > t)
     seed = largest_component(opening(tissue, sp, brain_opening_mm))
     _require_nonempty(seed, "brain")
@@ -216,12 +247,75 @@ def morphology_brain(a: np.ndarray, head_a: np.ndarray, sp: Spacing, brain_erosi
     return fill_holes(closing(seed, sp, 3.0)) & head_a
 
 
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = float(a.sum() + b.sum())
+    return 2.0 * float((a & b).sum()) / total if total else 0.0
+
+
+def auto_brain(mr: sitk.Image, head_a: np.ndarray, deepbet_a: np.ndarray, brain_erosion_mm: float = 3.0,
+               brain_opening_mm: float = 5.0, scan: str = "MR") -> tuple[np.ndarray, str, dict[str, Any]]:
+    """``auto``'s choice between deepbet's brain mask and the morphology's (see module docstring).
+
+    Returns the mask, the method used and the decision's record: ``csf_contrast``,
+    ``brain_head_fraction``, ``agreement_dice`` (when the morphology ran), ``thresholds``,
+    ``decision`` (one line: why) and ``warnings`` (each also logged as a warning naming ``scan``).
+    """
+    from ct2mr.preprocess import brain_extraction as bx  # noqa: PLC0415
+
+    sp: Spacing = mr.GetSpacing()  # type: ignore[assignment]
+    contrast = bx.csf_contrast(mr, deepbet_a)
+    frac = float(deepbet_a.sum()) / float(head_a.sum())
+    rec: dict[str, Any] = {
+        "csf_contrast": round(contrast, 3) if np.isfinite(contrast) else None,
+        "brain_head_fraction": round(frac, 3),
+        "thresholds": {"csf_contrast": CSF_CONTRAST_THRESHOLD, "stripped_fraction": STRIPPED_FRACTION,
+                       "min_agreement": AUTO_MIN_AGREEMENT},
+        "warnings": [],
+    }
+
+    def warn(msg: str) -> None:
+        rec["warnings"].append(msg)
+        log.warning("%s: brain mask (auto): %s", scan, msg)
+
+    def done(mask: np.ndarray, used: str, why: str) -> tuple[np.ndarray, str, dict[str, Any]]:
+        rec["decision"] = f"{used}: {why}"
+        return mask, used, rec
+
+    if not np.isfinite(contrast):
+        warn(f"the CSF contrast is undefined (the deep brain is constant): deepbet kept, "
+             f"brain/head {frac:.2f}")
+        return done(deepbet_a, "deepbet", "CSF contrast undefined")
+    if frac >= STRIPPED_FRACTION:  # already brain-extracted: the contrast does not matter
+        return done(deepbet_a, "deepbet", f"brain/head {frac:.2f} >= {STRIPPED_FRACTION:g} (no skull to strip)")
+    lo, hi = CSF_CONTRAST_THRESHOLD / CSF_CONTRAST_AMBIGUOUS, CSF_CONTRAST_THRESHOLD * CSF_CONTRAST_AMBIGUOUS
+    if lo <= contrast <= hi:
+        warn(f"CSF contrast {contrast:.2f} is near its threshold {CSF_CONTRAST_THRESHOLD:g} (ambiguous "
+             f"{lo:g}..{hi:g}: neither clearly CSF-dark like T1/FLAIR nor CSF-bright like T2): check the QA image")
+    if contrast <= CSF_CONTRAST_THRESHOLD:
+        return done(deepbet_a, "deepbet", f"CSF-dark, csf_contrast {contrast:.2f} <= {CSF_CONTRAST_THRESHOLD:g}")
+    bright = (f"CSF-bright (csf_contrast {contrast:.2f} > {CSF_CONTRAST_THRESHOLD:g}) with skull "
+              f"(brain/head {frac:.2f} < {STRIPPED_FRACTION:g})")
+    try:
+        morph = morphology_brain(sitk.GetArrayViewFromImage(mr), head_a, sp, brain_erosion_mm, brain_opening_mm)
+    except InputError as exc:
+        warn(f"{bright}, but the morphology failed ({exc.field}: {exc.problem}): deepbet kept")
+        return done(deepbet_a, "deepbet", f"{bright}; the morphology failed")
+    agree = _dice(morph, deepbet_a)
+    rec["agreement_dice"] = round(agree, 4)
+    if agree < AUTO_MIN_AGREEMENT:
+        warn(f"{bright}, but the morphology and deepbet disagree (Dice {agree:.3f} < {AUTO_MIN_AGREEMENT:g}; "
+             f"morphology {int(morph.sum())} voxels, deepbet {int(deepbet_a.sum())}): deepbet kept, check the QA image")
+        return done(deepbet_a, "deepbet", f"{bright}; disagreement, Dice {agree:.3f} < {AUTO_MIN_AGREEMENT:g}")
+    return done(morph, "morphology", f"{bright}; agreement Dice {agree:.3f} >= {AUTO_MIN_AGREEMENT:g}")
+
+
 def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: float = 5.0,
-             method: str = DEFAULT_MR_METHOD) -> MrMasks:
+             method: str = DEFAULT_MR_METHOD, source: str | Path | None = None) -> MrMasks:
     """Head and brain masks of an MR and the skull-stripped MR (see module docstring).
 
     ``method`` (one of :data:`MR_METHODS`) chooses the brain extraction; what ran,
-    with package version, runtime and (``auto``) the contrast check, is in ``info``.
+    with package version, runtime and (``auto``) the decision (:func:`auto_brain`), is in
+    ``info``. ``source`` names the scan in the warnings (default ``"MR"``).
     """
     from ct2mr.preprocess import brain_extraction as bx  # noqa: PLC0415
 
@@ -241,6 +335,7 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: fl
     t0, c0 = time.perf_counter(), time.process_time()
     info: dict[str, Any] = {"method": method}
     used = method
+    scan = str(source) if source is not None else "MR"
     deepbet_a: np.ndarray | None = None
     if method != "morphology":
         try:
@@ -250,7 +345,9 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: fl
                 raise
             # auto: the morphology is the fallback (recorded in the QA JSON and logged)
             info["fallback"] = f"deepbet failed ({exc.field}: {exc.problem}): morphology used"
-            log.warning("%s", info["fallback"])
+            info["decision"] = f"morphology: {info['fallback']}"
+            info["warnings"] = [info["fallback"]]
+            log.warning("%s: brain mask (auto): %s", scan, info["fallback"])
     if deepbet_a is None:
         brain_a = morphology_brain(a, head_a, sp, brain_erosion_mm, brain_opening_mm)
         used = "morphology"
@@ -263,17 +360,8 @@ def mr_masks(mr: sitk.Image, brain_erosion_mm: float = 3.0, brain_opening_mm: fl
             # already brain-extracted (brain >= STRIPPED_FRACTION of the head) has no skull for the
             # morphology. (Bounding the morphology by the CNN's mask grown 12 mm cost Dice on the phantom
             # and registration accuracy on the coarse 2 mm test cohort, whose 90 mm slab the CNN misreads.)
-            ratio = bx.csf_ratio(mr, brain_a)
-            frac = float(brain_a.sum()) / float(head_a.sum())
-            info.update(csf_ratio=round(ratio, 3), brain_head_fraction=round(frac, 3))
-            used = "deepbet"
-            if ratio > CSF_BRIGHT_RATIO and frac < STRIPPED_FRACTION:
-                morph = morphology_brain(a, head_a, sp, brain_erosion_mm, brain_opening_mm)
-                agree = 2.0 * float((morph & brain_a).sum()) / float(morph.sum() + brain_a.sum())
-                info["agreement_dice"] = round(agree, 4)
-                if agree >= AUTO_MIN_AGREEMENT:
-                    brain_a = morph
-                    used = "morphology"
+            brain_a, used, decision = auto_brain(mr, head_a, deepbet_a, brain_erosion_mm, brain_opening_mm, scan)
+            info.update(decision)
         _require_nonempty(brain_a, "brain")
     info["method_used"] = used
     info["runtime_s"] = round(time.perf_counter() - t0, 2)
@@ -393,7 +481,7 @@ def write_masks(img: sitk.Image, args: argparse.Namespace, source: str | Path) -
         if args.modality == "ct":
             masks: CtMasks | MrMasks = ct_masks(img, args.skull_threshold_hu, args.head_threshold_hu)
         else:
-            masks = mr_masks(img, args.brain_erosion_mm, args.brain_opening_mm, method=args.method)
+            masks = mr_masks(img, args.brain_erosion_mm, args.brain_opening_mm, method=args.method, source=source)
     except InputError as exc:
         raise InputError(source, exc.field, exc.problem) from exc
     write_image(masks.head, args.head_mask)
@@ -406,6 +494,7 @@ def write_masks(img: sitk.Image, args: argparse.Namespace, source: str | Path) -
         from ct2mr.io.atomic import write_json  # noqa: PLC0415
 
         write_json(args.qa_json, masking_qa_record(img, masks))
-        log.info("brain mask by %s in %.1f s", (masks.info or {}).get("method_used"),
-                 (masks.info or {}).get("runtime_s", float("nan")))
+        info = masks.info or {}
+        log.info("brain mask by %s in %.1f s%s", info.get("method_used"), info.get("runtime_s", float("nan")),
+                 f" ({info['decision']})" if "decision" in info else "")
     log.info("masks of %s written", source)
