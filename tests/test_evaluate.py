@@ -89,8 +89,7 @@ def test_patient_without_mr_is_an_error(tmp_path: Path) -> None:
     sf = tmp_path / "P05.npz"
     save_slices(sf, s)
     rc = cli.main(["evaluate", "--slices", str(sf), "--synth-dir", str(tmp_path), "--variants", "mrgan",
-                   "--per-patient", str(tmp_path / "pp.tsv"), "--summary", str(tmp_path / "s.tsv"),
-                   "--stats", str(tmp_path / "w.tsv")])
+                   "--per-patient", str(tmp_path / "pp.tsv"), "--summary", str(tmp_path / "s.tsv")])
     assert rc == 2
     assert not (tmp_path / "pp.tsv").exists()
 
@@ -115,11 +114,12 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     rc = cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
                    "--variants", "paired", "unpaired", "mrgan",
                    "--per-patient", str(out / "per_patient.tsv"), "--summary", str(out / "summary.tsv"),
-                   "--stats", str(out / "wilcoxon.tsv"), "--table1", str(out / "table1.tsv")])
+                   "--table1", str(out / "table1.tsv")])
     assert rc == 0
     per = _read_tsv(out / "per_patient.tsv")
     assert len(per) == 18
-    assert list(per[0])[:7] == ["patient", "variant", "seed", "n_slices", "mae", "psnr", "ssim"]
+    assert list(per[0])[:8] == ["patient", "variant", "seed", "fold", "n_slices", "mae", "psnr", "ssim"]
+    assert {r["fold"] for r in per} == {""}  # no cross-validation
     assert {r["seed"] for r in per} == {"0"}  # no --seeds: the flat layout, reported as seed 0
     row = next(r for r in per if r["patient"] == "P03" and r["variant"] == "mrgan")
     assert row["n_slices"] == str(N)
@@ -132,14 +132,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert mb["mrgan"] == "12.50 ± 1.87"
     assert mb["paired_n"] == "6"
 
-    stats = _read_tsv(out / "wilcoxon.tsv")
-    assert {(r["variant"], r["baseline"]) for r in stats} == {("mrgan", "paired"), ("mrgan", "unpaired")}
-    w = next(r for r in stats if r["metric"] == "mae_brain" and r["baseline"] == "paired")
-    # 6 pairs, all differences negative: exact two-sided p = 2 / 2^6
-    assert int(w["n"]) == 6
-    assert float(w["statistic"]) == 0.0
-    assert float(w["p_value"]) == pytest.approx(2 / 64)
-    assert float(w["median_difference"]) == pytest.approx(-12.5)
+    assert not list(out.glob("wilcoxon*"))  # the tests are ct2mr compare's, with the patient as the unit
 
     t1 = _read_tsv(out / "table1.tsv")
     assert [r["patient"] for r in t1] == [*patients, "mean ± sd"]
@@ -147,15 +140,12 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
                            "psnr_mrgan", "psnr_paper_paired", "psnr_paper_unpaired", "psnr_paper_mrgan"]
 
 
-def test_few_patients_note_and_missing_synthesis(tmp_path: Path) -> None:
+def test_missing_synthesis(tmp_path: Path) -> None:
     files = _write_case(tmp_path, ["P01", "P02", "P03"], {"paired": [20, 21, 22], "mrgan": [10, 11, 12]})
     out = tmp_path / "m"
     args = ["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
-            "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"), "--stats", str(out / "w.tsv")]
+            "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv")]
     assert cli.main([*args, "--variants", "paired", "mrgan"]) == 0
-    w = next(r for r in _read_tsv(out / "w.tsv") if r["metric"] == "mae")
-    assert float(w["p_value"]) == pytest.approx(0.25)
-    assert "cannot be reached" in w["note"]
     # a variant with no synthesis files: error names the missing file
     with pytest.raises(InputError, match=r"unpaired/P01_slices\.npz"):
         from ct2mr.evaluation.evaluate import evaluate_all
@@ -193,14 +183,14 @@ def test_cli_non_positive_data_range_is_a_one_line_error(tmp_path: Path, capsys,
     out = tmp_path / "metrics"
     rc = cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
                    "--variants", "mrgan", "--per-patient", str(out / "p.tsv"), "--summary", str(out / "s.tsv"),
-                   "--stats", str(out / "w.tsv"), "--data-range", value])
+                   "--data-range", value])
     assert rc == 2
     assert "--data-range" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
-    """Two seeds: a seed column, summary rows over seeds (all) and per seed, tests per seed."""
+def test_seeds_per_patient_and_summary(tmp_path: Path) -> None:
+    """Two seeds: a seed column, summary rows over seeds (all) and per seed."""
     patients = ["P01", "P02", "P03", "P04"]
     by_seed = {  # brain offsets per seed; seed 1 is worse for both variants
         0: {"paired": [20, 22, 24, 26], "mrgan": [10, 11, 12, 13]},
@@ -212,7 +202,7 @@ def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
     assert cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
                      "--variants", "paired", "mrgan", "--seeds", "0", "1",
                      "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"),
-                     "--stats", str(out / "w.tsv"), "--table1", str(out / "t1.tsv")]) == 0
+                     "--table1", str(out / "t1.tsv")]) == 0
     per = _read_tsv(out / "pp.tsv")
     assert len(per) == 4 * 2 * 2
     row = next(r for r in per if r["patient"] == "P02" and r["variant"] == "mrgan" and r["seed"] == "1")
@@ -231,12 +221,6 @@ def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
     assert float(mb["1"]["mrgan_mean"]) == pytest.approx(15.5)
     assert mb["1"]["mrgan_n"] == "4"
 
-    stats = _read_tsv(out / "w.tsv")
-    assert [r["seed"] for r in stats if r["metric"] == "mae_brain"] == ["all", "0", "1"]
-    w_all = next(r for r in stats if r["metric"] == "mae_brain" and r["seed"] == "all")
-    assert float(w_all["median_difference"]) == pytest.approx(-11.5)  # (12-22, 13-24, 14-26, 15-28)
-    assert int(w_all["n"]) == 4
-
     t1 = _read_tsv(out / "t1.tsv")
     assert [r["patient"] for r in t1] == [*patients, "mean ± sd"]
     # a missing seed folder names the file
@@ -244,3 +228,22 @@ def test_seeds_per_patient_summary_and_tests(tmp_path: Path) -> None:
         from ct2mr.evaluation.evaluate import evaluate_all
 
         evaluate_all(files, tmp_path / "synth", ["mrgan"], seeds=[2])
+
+
+def test_folds_column_and_a_patient_outside_the_folds(tmp_path: Path) -> None:
+    """Under cross-validation each row carries its patient's fold; a test patient in no fold is an error
+    (its model could have been trained on it)."""
+    from ct2mr.training.folds import write_folds
+
+    files = _write_case(tmp_path, ["P01", "P02", "P03"], {"paired": [20, 21, 22], "mrgan": [10, 11, 12]})
+    folds = tmp_path / "folds.tsv"
+    assignment = write_folds(folds, ["P01", "P02", "P03"], 3, seed=1)
+    out = tmp_path / "m"
+    args = ["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"), "--variants", "paired",
+            "mrgan", "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"), "--folds", str(folds)]
+    assert cli.main(args) == 0
+    per = _read_tsv(out / "pp.tsv")
+    assert {(r["patient"], int(r["fold"])) for r in per} == set(assignment.items())
+    write_folds(folds, ["P01", "P02"], 2)
+    assert cli.main([*args[:-2], "--per-patient", str(out / "pp2.tsv"), "--folds", str(folds)]) == 2
+    assert not (out / "pp2.tsv").exists()

@@ -139,6 +139,7 @@ def test_seed_layout_in_metrics_and_loss_figures(tmp_path: Path) -> None:
 
     assert model_label("results/models/mrgan/seed2/losses.tsv") == ("mrgan", "seed2")
     assert model_label("results/models/mrgan/losses.tsv") == ("mrgan", "")
+    assert model_label("results/models/paired/fold3/seed1/losses.tsv") == ("paired", "fold3 seed1")
     pp = tmp_path / "per_patient.tsv"
     lines = ["patient\tvariant\tseed\tn_slices\tmae\tpsnr\tssim\tmae_head\tpsnr_head\tssim_head"]
     for p in ("P05", "P06"):

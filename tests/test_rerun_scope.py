@@ -125,14 +125,25 @@ def _candidates(node: dict[str, Any], schema: dict[str, Any], current: Any) -> l
 
 def changed_config(base: dict[str, Any], key: str, schema: dict[str, Any]) -> dict[str, Any]:
     """``base`` (validated, defaults filled) with ``key`` set to another value that still validates."""
-    section, _, leaf = key.rpartition(".")
-    current = base[section][leaf] if section else base[leaf]
+    *sections, leaf = key.split(".")
+
+    def parent(cfg: dict[str, Any]) -> dict[str, Any]:
+        for part in sections:
+            cfg = cfg[part]
+        return cfg
+
+    current = parent(base)[leaf]
     candidates = _candidates(_schema_node(key, schema), schema, current)
     if key == "training.seeds":  # what a user does with seeds: add one (replacing one is add + remove)
         candidates = [[*current, max(current) + 1]]
+    if key == "evaluation.folds":  # 0 -> 1 is invalid (k >= 2); the tiny table has 3 paired patients
+        candidates = [3]
+    if key.startswith("evaluation.primary."):  # a variant is never compared with itself
+        primary = base["evaluation"]["primary"]
+        candidates = [v for v in candidates if v not in (primary["variant"], primary["baseline"])]
     for value in candidates:
         cfg = copy.deepcopy(base)
-        (cfg[section] if section else cfg)[leaf] = value
+        parent(cfg)[leaf] = value
         try:
             validate_config(copy.deepcopy(cfg), source="probe")
         except InputError:

@@ -241,3 +241,31 @@ def test_flip_tta_averages_f_and_its_mirror(tiny_models: dict[str, Path], tmp_pa
                      "--out-mr", str(out / "mr.nii.gz"), "--out-slices", str(out / "s.npz"), "--device", "cpu",
                      "--tta"]) == 0
     assert np.array_equal(np.load(out / "s.npz")["mr_syn"], tta)
+
+
+def test_ensemble_is_the_mean_of_its_models_before_rounding(tmp_path: Path) -> None:
+    """Several model folders of one variant: the mean Syn_MR (float, then one rounding); the same
+    folder twice or two variants are refused; one model gives exactly the single-model path."""
+    import torch
+
+    from ct2mr.errors import InputError
+    from ct2mr.models.apply import _resize, to_uint8, to_unit, translate
+    from ct2mr.models.model_folder import load_ensemble, make_untrained_model
+
+    dirs = [make_untrained_model(tmp_path / f"m{s}", "paired", image_size=32, ngf=4, n_blocks=1, seed=s)
+            for s in range(3)]
+    models = load_ensemble(dirs, device="cpu")
+    ct = np.random.default_rng(0).integers(0, 255, (5, 64, 64), dtype=np.uint8)
+    out = synthesize_slices(models, ct, batch_size=2)["mr_slices"]
+    x = to_unit(torch.nn.functional.interpolate(torch.from_numpy(ct).float()[:, None], size=(32, 32),
+                                                mode="area")[:, 0].round().to(torch.uint8))
+    mean = sum(_resize(translate(m.syn_mr, x, m.device), 64) for m in models) / 3
+    assert np.array_equal(out, to_uint8(mean))
+    singles = [synthesize_slices(m, ct)["mr_slices"].astype(float) for m in models]
+    assert np.abs(out - np.mean(singles, axis=0)).max() <= 1.0  # rounding once vs three times
+    assert np.array_equal(synthesize_slices(models[:1], ct)["mr_slices"], synthesize_slices(models[0], ct)["mr_slices"])
+    with pytest.raises(InputError, match="given twice"):
+        load_ensemble([dirs[0], dirs[0]])
+    other = make_untrained_model(tmp_path / "u", "unpaired", image_size=32, ngf=4, n_blocks=1)
+    with pytest.raises(InputError, match="one variant"):
+        load_ensemble([dirs[0], other])

@@ -18,6 +18,7 @@ from ct2mr.pipeline.cluster_resources import RULE_RESOURCES
 from ct2mr.pipeline.file_lists import write_file_list
 from ct2mr.pipeline.jobenv import export_job_environment
 from ct2mr.pipeline.snakemake_patches import cache_function_params, fix_list_changes_params
+from ct2mr.training.folds import TRAIN_ROLE, assign_folds, write_folds
 from ct2mr.training.settings import NON_RESULT_FIELDS, seeds_of
 
 export_job_environment(
@@ -33,9 +34,19 @@ try:  # the same checks as `ct2mr check-config` (ct2mr.cohort.config.validate_al
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     #: every variant is trained once per seed: results/models/{variant}/seed{seed}/
     SEEDS = seeds_of(config["training"], source="config")
+    PATIENTS = {p.patient: p for p in VALID.patients}
+    #: k-fold cross-validation over the paired patients (evaluation.folds; 0 = the table's own split)
+    FOLDS = int(config["evaluation"]["folds"])
+    #: the cross-validated patients (paired_train and paired_test rows together) -> their fold
+    FOLD_OF = assign_folds(
+        [p for p, r in PATIENTS.items() if r.role in ("paired_train", "paired_test")], FOLDS,
+        int(config["evaluation"]["fold_seed"]),
+    ) if FOLDS else {}
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
-PATIENTS = {p.patient: p for p in VALID.patients}
+FOLD_IDS = list(range(FOLDS))
+#: where the folds are recorded; the training jobs read it to know their test patients
+FOLDS_TSV = "results/metrics/folds.tsv"
 TRAINING_SETTINGS = VALID.training
 
 VARIANTS = list(config["training"]["variants"])
@@ -43,7 +54,10 @@ VARIANTS = list(config["training"]["variants"])
 CYCLE_VARIANTS = [v for v in VARIANTS if v in ("unpaired", "mrgan")]
 #: the seed whose models the image figures (Figures 5-7) show: the lowest
 FIG_SEED = min(SEEDS)
-MODEL = "results/models/{variant}/seed{seed}"
+#: one model per variant and seed, and per fold under cross-validation
+MODEL = "results/models/{variant}/fold{fold}/seed{seed}" if FOLDS else "results/models/{variant}/seed{seed}"
+#: the name of a training job's log and benchmark
+TRAIN_JOB = "{variant}_fold{fold}_seed{seed}" if FOLDS else "{variant}_seed{seed}"
 SYNTH = "results/synth/{variant}/seed{seed}"
 
 #: 2D image pools (ct_only / mr_only rows naming PNG/JPEG images of any size)
@@ -56,8 +70,9 @@ PAIRED_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and PATIENTS[p].has_m
 #: 3D patients with one scan
 CT_ONLY_3D = sorted(p for p in VOLUME if PATIENTS[p].has_ct and not PATIENTS[p].has_mr)
 MR_ONLY_3D = sorted(p for p in VOLUME if PATIENTS[p].has_mr and not PATIENTS[p].has_ct)
-TEST = sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
-TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES)
+#: test patients: every cross-validated patient under k-fold (each by its own fold's models), else paired_test
+TEST = sorted(FOLD_OF) if FOLDS else sorted(p for p, r in PATIENTS.items() if r.role == "paired_test")
+TRAIN = sorted(p for p, r in PATIENTS.items() if r.role in TRAIN_ROLES or p in FOLD_OF)
 #: held-out patients scored during training (validation MAE in losses.tsv), never trained on
 VAL = sorted(p for p, r in PATIENTS.items() if r.role == VAL_ROLE)
 PRE = "results/preprocessed/{patient}"
@@ -78,6 +93,7 @@ wildcard_constraints:
     modality="ct|mr",
     variant="paired|unpaired|mrgan|regression",
     seed="[0-9]+",
+    fold="[0-9]+",
 
 
 def raw_scan(modality):
@@ -138,18 +154,37 @@ def preprocess_outputs():
 def all_outputs():
     """The default target: preprocessing, models, synthesis, metrics and figures."""
     out = preprocess_outputs()
-    out += expand(f"{MODEL}/{{file}}", variant=VARIANTS, seed=SEEDS, file=["syn_mr.pt", "losses.tsv", "loss_curve.png"])
+    out += model_files("syn_mr.pt", "losses.tsv", "loss_curve.png")
     if TEST:
         out += expand(f"{SYNTH}/{{patient}}_mr.nii.gz", variant=VARIANTS, seed=SEEDS, patient=TEST)
-        out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "wilcoxon", "table1"])
+        out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "table1"])
         out.append("results/report_tables/comparisons.html")
         out += figure_outputs()
     return out
 
 
+def model_files(*files):
+    """The given files of every model: each variant and seed (and fold under cross-validation)."""
+    return expand(f"{MODEL}/{{file}}", variant=VARIANTS, seed=SEEDS, fold=FOLD_IDS, file=files)
+
+
+def patient_model(file):
+    """Input function of the synthesis rules: ``file`` of the model that synthesizes the job's
+    patient (under cross-validation, the model of the patient's own fold: it never saw the patient)."""
+
+    def path(wildcards):
+        fold = FOLD_OF.get(wildcards.patient, 0)
+        return f"{MODEL}/{file}".format(variant=wildcards.variant, seed=wildcards.seed, fold=fold)
+
+    return path
+
+
 # --- used by evaluate.smk and figures.smk ---
-#: the variant compared with each baseline in comparisons.tsv (the paper's claim)
-COMPARE_VARIANT = "mrgan"
+#: the comparison declared before the run (evaluation.primary): tested at 0.05, every other row Holm-adjusted
+PRIMARY = config["evaluation"]["primary"]
+PRIMARY_ARGS = f"--primary {PRIMARY['metric']} {PRIMARY['variant']} {PRIMARY['baseline']}"
+#: the variant compared with each baseline in comparisons.tsv: the primary comparison's
+COMPARE_VARIANT = PRIMARY["variant"]
 #: baselines of the difference figures (every other configured variant)
 COMPARE_BASELINES = [v for v in VARIANTS if v != COMPARE_VARIANT] if COMPARE_VARIANT in VARIANTS else []
 
@@ -304,13 +339,37 @@ def png_flags(wildcards):
 
 
 # --- used by train.smk ---
-def training_slices(variant):
-    """The slice files of the patients whose roles the variant learns from (ct2mr.training.roles)."""
+def training_role(patient, fold):
+    """The role of a patient in fold ``fold``'s training job: a cross-validated patient of
+    another fold is paired_train, one of this fold paired_test (never trained on)."""
+    if fold is not None and patient in FOLD_OF:
+        return TRAIN_ROLE if FOLD_OF[patient] != fold else "paired_test"
+    return PATIENTS[patient].role
+
+
+def training_slices(variant, fold=None):
+    """The slice files of the patients whose roles the variant learns from (ct2mr.training.roles),
+    in fold ``fold``'s job under cross-validation."""
     roles = variant_roles(variant, config["training"]["unpaired_includes_paired"])
     return expand(
         "results/slices/{patient}.npz",
-        patient=[p for p in TRAIN if PATIENTS[p].role in roles],
+        patient=[p for p in TRAIN if training_role(p, fold) in roles],
     )
+
+
+def train_list(wildcards):
+    """The slice list of a training job (one per variant, and per fold under cross-validation)."""
+    return file_list(f"train_{wildcards.variant}" + (f"_fold{wildcards.fold}" if FOLDS else ""))
+
+
+def folds_input(wildcards):
+    """The folds table, an input of every job that needs it under cross-validation (else none)."""
+    return [FOLDS_TSV] if FOLDS else []
+
+
+def folds_flag(wildcards, input):
+    """`--folds FILE --fold F` of a training job under cross-validation, else ''."""
+    return f"--folds {input.folds} --fold {wildcards.fold}" if FOLDS else ""
 
 
 # --- used by lists.smk (file_list) ---
@@ -318,7 +377,8 @@ def training_slices(variant):
 FILE_LISTS = {
     "registration_qa": lambda: expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
     "test_slices": lambda: expand("results/slices/{patient}.npz", patient=TEST),
-    **{f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS},
+    **({f"train_{v}_fold{f}": functools.partial(training_slices, v, f) for v in VARIANTS for f in FOLD_IDS}
+       if FOLDS else {f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS}),
     **{f"synth_{v}": functools.partial(synth_slices, v) for v in VARIANTS},
     **({"val_slices": lambda: expand("results/slices/{patient}.npz", patient=VAL)} if VAL else {}),
 }

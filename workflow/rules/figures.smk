@@ -62,7 +62,7 @@ rule fig_metrics:
 
 rule fig_losses:
     input:
-        expand(f"{MODEL}/losses.tsv", variant=VARIANTS, seed=SEEDS),
+        model_files("losses.tsv"),
     output:
         report(
             "results/figures/losses.png",

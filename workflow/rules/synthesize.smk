@@ -3,13 +3,15 @@
 # results/synth/{variant}/seed{seed}/. synthesis.tta averages Syn_MR(x) and
 # flip(Syn_MR(flip(x))) (horizontal flip); it is a param, so changing it reruns synthesis. Variants that train
 # Syn_CT (unpaired, mrgan) also write the reconstructed CT, Syn_CT(Syn_MR(CT)),
-# for Figure 7. Batched; on the GPU when there is one.
+# for Figure 7. Batched; on the GPU when there is one. Under k-fold cross-validation a
+# patient is synthesized by the models of its own fold (they never saw it), so the synthesis
+# paths stay per variant and seed.
 
 
 rule synthesize:
     input:
-        weights=f"{MODEL}/syn_mr.pt",
-        model=f"{MODEL}/model.json",
+        weights=patient_model("syn_mr.pt"),
+        model=patient_model("model.json"),
         slices="results/slices/{patient}.npz",
     output:
         mr=f"{SYNTH}/{{patient}}_mr.nii.gz",
@@ -39,8 +41,8 @@ rule synthesize:
 
 rule synthesize_cycle:
     input:
-        weights=f"{MODEL}/syn_mr.pt",
-        model=f"{MODEL}/model.json",
+        weights=patient_model("syn_mr.pt"),
+        model=patient_model("model.json"),
         slices="results/slices/{patient}.npz",
     output:
         mr=f"{SYNTH}/{{patient}}_mr.nii.gz",

@@ -14,12 +14,41 @@
 # The slice files a variant learns from reach `train` as one list file
 # (results/lists/train_{variant}.txt, rule file_list; ct2mr.pipeline.file_lists), the paired_val
 # patients' as another (results/lists/val_slices.txt).
+# k-fold cross-validation (evaluation.folds: k >= 2; ct2mr.training.folds): the paired patients
+# are split into k seeded folds (rule folds -> results/metrics/folds.tsv), and every variant and
+# seed trains one model per fold, results/models/{variant}/fold{fold}/seed{seed}/, on the other
+# folds' paired patients plus the unpaired pools (list train_{variant}_fold{fold}); the folds
+# table tells the job which patients it must never see.
+
+
+# The split is made in the workflow's process (localrule): it only writes patient ids. Its
+# params are the folds' whole definition, so a changed k, seed or set of paired patients
+# rewrites it and retrains every fold; anything else leaves it alone.
+rule folds:
+    output:
+        FOLDS_TSV,
+    log:
+        "results/logs/train/folds.log",
+    benchmark:
+        "results/benchmarks/train/folds.tsv"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+    params:
+        k=FOLDS,
+        seed=config["evaluation"]["fold_seed"],
+        patients=sorted(FOLD_OF),
+    run:
+        write_folds(output[0], params.patients, params.k, params.seed)
+        Path(log[0]).write_text(f"{len(params.patients)} paired patients in {params.k} folds (seed {params.seed})\n")
 
 
 rule train:
     input:
-        train=lambda w: file_list(f"train_{w.variant}"),
+        train=train_list,
         val=validation_slices,
+        folds=folds_input,
     output:
         weights=f"{MODEL}/syn_mr.pt",
         model=f"{MODEL}/model.json",
@@ -38,9 +67,9 @@ rule train:
             labels={"variant": "{variant}", "seed": "{seed}", "figure": "loss curve"},
         ),
     log:
-        "results/logs/train/{variant}_seed{seed}.log",
+        f"results/logs/train/{TRAIN_JOB}.log",
     benchmark:
-        "results/benchmarks/train/{variant}_seed{seed}.tsv"
+        f"results/benchmarks/train/{TRAIN_JOB}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
@@ -53,6 +82,7 @@ rule train:
         run_settings=untracked(training_run_settings),
         out_dir=lambda w, output: os.path.dirname(output.weights),
         val=validation_flag,
+        folds=folds_flag,
     shell:
         "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.run_settings:q} --slices @{input.train} {params.val} > {log} 2>&1"
+        " --settings {params.run_settings:q} --slices @{input.train} {params.val} {params.folds} > {log} 2>&1"

@@ -24,6 +24,7 @@ import yaml
 from ct2mr.cohort.patients import load_patients
 from ct2mr.cohort.schema import CONFIG_SCHEMA, load_yaml, validate
 from ct2mr.errors import InputError
+from ct2mr.training.folds import assign_folds
 from ct2mr.training.roles import VARIANT_POOLS, pool_roles
 
 
@@ -94,6 +95,8 @@ def check_cross_fields(
 
     * ``window.mr_percentiles``: low < high (the window job needs it);
     * ``skull_mask.ct_head_threshold_hu`` < ``ct_skull_threshold_hu`` (else no brain between them);
+    * ``evaluation.folds``: at least as many paired patients (paired_train + paired_test) as folds;
+    * ``evaluation.primary``: a variant compared with another one;
     * every variant in ``training.variants`` has slices for each pool it trains on
       (paired: ``paired_train`` patients; unpaired CT/MR: ``ct_only`` / ``mr_only``, or
       ``paired_train`` with ``unpaired_includes_paired``), else its train job fails.
@@ -106,6 +109,17 @@ def check_cross_fields(
         raise InputError(source, "skull_mask.ct_head_threshold_hu",
                          f"must be below ct_skull_threshold_hu ({sk['ct_skull_threshold_hu']}), "
                          f"got {sk['ct_head_threshold_hu']}")
+    folds = config["evaluation"]["folds"]
+    if folds:
+        cv = [p.patient for p in patients if p.role in ("paired_train", "paired_test")]
+        try:
+            assign_folds(cv, folds, config["evaluation"]["fold_seed"])
+        except InputError as exc:
+            raise InputError(source, exc.field, exc.problem) from None
+    primary = config["evaluation"]["primary"]
+    if primary["variant"] == primary["baseline"]:
+        raise InputError(source, "evaluation.primary.baseline",
+                         f"must differ from evaluation.primary.variant ({primary['variant']})")
     roles = {p.role for p in patients}
     include = bool(training.get("unpaired_includes_paired"))
     needed = pool_roles(include)

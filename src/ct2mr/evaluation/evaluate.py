@@ -1,4 +1,4 @@
-"""Per-patient evaluation of synthesized MR, the paper's Table 1, Wilcoxon tests.
+"""Per-patient evaluation of synthesized MR and the paper's Table 1.
 
 For each test patient (slice file ``results/slices/{patient}.npz`` with ``mr``,
 ``head_mask``, ``brain_mask``), each variant and each training seed, the
@@ -23,8 +23,10 @@ Outputs (TSV, tab separated, written atomically; floats with 6 significant
 digits, ``inf`` for identical images, empty cell for not available):
 
 ``--per-patient``: one row per patient x variant x seed:
-    ``patient, variant, seed, n_slices, mae, psnr, ssim, psnr_paper_convention,
-    mae_head, psnr_head, ssim_head, mae_brain, psnr_brain, ssim_brain``.
+    ``patient, variant, seed, fold, n_slices, mae, psnr, ssim, psnr_paper_convention,
+    mae_head, psnr_head, ssim_head, mae_brain, psnr_brain, ssim_brain``. ``fold``: the
+    patient's cross-validation fold (``--folds results/metrics/folds.tsv``: its model never saw
+    it), empty without cross-validation.
 
 ``--summary`` (Table 1 summary, transposed to one row per metric and seed):
     ``metric, seed`` then, for each variant V in the order given: ``V`` (the text
@@ -36,15 +38,8 @@ digits, ``inf`` for identical images, empty cell for not available):
     metric and seed follows (mean ± sd over patients for that seed). Metrics in the
     per-patient column order.
 
-``--stats``: paired two-sided Wilcoxon signed-rank test
-(``scipy.stats.wilcoxon``, zero differences dropped: ``zero_method="wilcox"``,
-exact distribution for small n) of the reference variant (``mrgan``) against
-each other variant, per metric, over the patients where both are finite; seed
-``all`` (first) tests the per-patient values averaged over the seeds (the patient
-is the unit), then, with several seeds, one test per seed:
-    ``metric, seed, variant, baseline, n, median_difference (variant - baseline),
-    statistic, p_value, note``. With n <= 5 patients the smallest possible
-    two-sided p is 2/2^n >= 0.0625, so p cannot reach 0.05: the ``note`` says so.
+Whether one variant beats another is decided in one place, with the patient as the
+unit: ``ct2mr compare`` (:mod:`ct2mr.evaluation.comparisons`), from ``--per-patient``.
 
 ``--table1`` (optional): the paper's Table 1 layout: one row per patient (values
 averaged over the seeds) plus a final ``mean ± sd`` (over patients) row; columns ``patient``, ``mae_{V}`` for each variant, then
@@ -55,8 +50,8 @@ CLI::
     ct2mr evaluate --slices results/slices/P05.npz results/slices/P06.npz \\
         --synth-dir results/synth --variants paired unpaired mrgan --seeds 0 1 2 \\
         --per-patient results/metrics/per_patient.tsv \\
-        --summary results/metrics/summary.tsv --stats results/metrics/wilcoxon.tsv \\
-        [--table1 results/metrics/table1.tsv] [--reference-variant mrgan] [--data-range 255]
+        --summary results/metrics/summary.tsv \\
+        [--table1 results/metrics/table1.tsv] [--folds results/metrics/folds.tsv] [--data-range 255]
 
 The patient id is the slice file's name without ``.npz`` (the Snakemake
 ``{patient}`` wildcard). A patient without an MR cannot be evaluated: InputError.
@@ -70,7 +65,7 @@ import logging
 import math
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +75,7 @@ import pandas as pd
 from ct2mr.errors import InputError
 from ct2mr.evaluation.metrics import patient_metrics
 from ct2mr.io.atomic import write_text
+from ct2mr.training.folds import read_folds
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +84,7 @@ METRIC_COLUMNS = [
     "mae_head", "psnr_head", "ssim_head",
     "mae_brain", "psnr_brain", "ssim_brain",
 ]
-PER_PATIENT_COLUMNS = ["patient", "variant", "seed", "n_slices", *METRIC_COLUMNS]
-STATS_COLUMNS = ["metric", "seed", "variant", "baseline", "n", "median_difference", "statistic", "p_value", "note"]
+PER_PATIENT_COLUMNS = ["patient", "variant", "seed", "fold", "n_slices", *METRIC_COLUMNS]
 #: the ``seed`` value of summary / test rows over all seeds (per-patient values averaged over seeds)
 ALL_SEEDS = "all"
 
@@ -164,16 +159,22 @@ def evaluate_all(
     variants: Sequence[str],
     data_range: float = 255.0,
     seeds: Sequence[int] | None = None,
+    folds: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Per-patient x variant x seed metrics table (columns :data:`PER_PATIENT_COLUMNS`).
 
     ``seeds`` None: the flat layout ``{synth_dir}/{variant}/{patient}_slices.npz``, seed 0.
+    ``folds``: patient -> cross-validation fold (:func:`ct2mr.training.folds.read_folds`); a test
+    patient missing from it is an error (its model could have seen it).
     """
     rows = []
     for sf in slice_files:
         sf = Path(sf)
         slices = _load_slice_file(sf)
         patient = sf.name.removesuffix(".npz")
+        if folds is not None and patient not in folds:
+            raise InputError(sf, "fold", f"patient {patient} is in no cross-validation fold of the folds table")
+        fold = folds[patient] if folds is not None else None
         if "mr" not in slices:  # fail before reading any synthesis
             evaluate_patient(slices, {"mr_syn": None}, source=sf)
         for variant in variants:
@@ -181,7 +182,8 @@ def evaluate_all(
                 sp = synth_path(synth_dir, variant, patient, seed)
                 synth = load_npz(sp)
                 m = evaluate_patient(slices, synth, data_range=data_range, source=sf, synth_source=sp)
-                rows.append({"patient": patient, "variant": variant, "seed": 0 if seed is None else int(seed), **m})
+                rows.append({"patient": patient, "variant": variant, "seed": 0 if seed is None else int(seed),
+                             "fold": fold, **m})
     df = pd.DataFrame(rows, columns=PER_PATIENT_COLUMNS)
     return df
 
@@ -277,58 +279,6 @@ def summary_table(per_patient: pd.DataFrame, variants: Sequence[str]) -> pd.Data
     return pd.DataFrame(rows, columns=cols)
 
 
-def _wilcoxon_rows(values: pd.DataFrame, variants: Sequence[str], reference: str, seed: Any) -> list[dict[str, Any]]:
-    from scipy.stats import wilcoxon
-
-    rows = []
-    wide = values.pivot(index="patient", columns="variant")
-    for metric in METRIC_COLUMNS:
-        for base in variants:
-            if base == reference:
-                continue
-            a = wide[(metric, reference)].astype(float)
-            b = wide[(metric, base)].astype(float)
-            ok = np.isfinite(a) & np.isfinite(b)
-            d = (a[ok] - b[ok]).to_numpy()
-            n = int(len(d))
-            row: dict[str, Any] = {"metric": metric, "seed": seed, "variant": reference, "baseline": base, "n": n,
-                                   "median_difference": float(np.median(d)) if n else math.nan,
-                                   "statistic": math.nan, "p_value": math.nan}
-            notes = []
-            nz = int(np.count_nonzero(d))
-            if n == 0:
-                notes.append("no patient with both values finite")
-            elif nz == 0:
-                notes.append("all differences are zero: test undefined")
-            else:
-                res = wilcoxon(a[ok].to_numpy(), b[ok].to_numpy(), zero_method="wilcox", alternative="two-sided")
-                row["statistic"], row["p_value"] = float(res.statistic), float(res.pvalue)
-                if nz < n:
-                    notes.append(f"{n - nz} zero differences dropped")
-            if 0 < nz <= 5 and not row["p_value"] < 0.05:
-                notes.append(f"only {nz} non-zero pairs: the smallest possible two-sided p is "
-                             f"{2 / 2**nz:.4g} > 0.05, so significance at 0.05 cannot be reached")
-            row["note"] = "; ".join(notes)
-            rows.append(row)
-    return rows
-
-
-def wilcoxon_table(per_patient: pd.DataFrame, variants: Sequence[str], reference: str = "mrgan") -> pd.DataFrame:
-    """Paired Wilcoxon signed-rank tests of ``reference`` against every other variant, per metric:
-    seed ``all`` on the per-patient values averaged over seeds, then one test per seed (several seeds)."""
-    if reference not in variants:
-        log.warning("reference variant %s not evaluated: no Wilcoxon tests", reference)
-        return pd.DataFrame([], columns=STATS_COLUMNS)
-    if "seed" not in per_patient.columns:
-        per_patient = per_patient.assign(seed=0)
-    seeds = _seeds(per_patient)
-    rows = _wilcoxon_rows(seed_mean(per_patient), variants, reference, ALL_SEEDS)
-    if len(seeds) > 1:
-        for seed in seeds:
-            rows += _wilcoxon_rows(per_patient[per_patient["seed"] == seed], variants, reference, seed)
-    return pd.DataFrame(rows, columns=STATS_COLUMNS)
-
-
 def table1(per_patient: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
     """The paper's Table 1 layout: patients x (MAE, PSNR, paper-convention PSNR per variant) + mean ± sd.
 
@@ -362,9 +312,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training seeds: read {synth-dir}/{variant}/seed{seed}/ (default: no seed folders, seed 0)")
     parser.add_argument("--per-patient", required=True, help="output TSV: one row per patient x variant")
     parser.add_argument("--summary", required=True, help="output TSV: rows = metrics, columns = variants (mean ± sd, mean, sd, n)")
-    parser.add_argument("--stats", required=True, help="output TSV: paired Wilcoxon signed-rank tests, reference variant vs each other")
     parser.add_argument("--table1", default=None, help="optional output TSV in the paper's Table 1 layout")
-    parser.add_argument("--reference-variant", default="mrgan", help="variant tested against the others (default mrgan)")
+    parser.add_argument("--folds", default=None,
+                        help="results/metrics/folds.tsv under k-fold cross-validation: each patient's fold in a column")
     parser.add_argument("--data-range", type=float, default=255.0, help="grey-level range for PSNR/SSIM and clipping (default 255)")
 
 
@@ -373,12 +323,11 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(None, "--data-range", f"must be > 0 (255 for 8-bit grey levels), got {args.data_range}")
     variants = list(dict.fromkeys(args.variants))
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else None
-    per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range, seeds=seeds)
+    folds = read_folds(args.folds) if args.folds else None
+    per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range, seeds=seeds, folds=folds)
     summ = summary_table(per, variants)
-    stats = wilcoxon_table(per, variants, reference=args.reference_variant)
     write_text(args.per_patient, to_tsv(per))
     write_text(args.summary, to_tsv(summ))
-    write_text(args.stats, to_tsv(stats))
     if args.table1:
         write_text(args.table1, to_tsv(table1(per, variants)))
     for _, r in summ[summ["seed"] == ALL_SEEDS].iterrows():

@@ -302,10 +302,13 @@ def figure_metrics(per_patient: str | Path, output: str | Path, dpi: int = 120) 
 
 
 def model_label(losses_path: str | Path) -> tuple[str, str]:
-    """(variant, seed folder) of ``.../{variant}/seed{seed}/losses.tsv``; ``(folder, "")``
+    """(variant, seed folder) of ``.../{variant}/seed{seed}/losses.tsv``; (variant, ``fold{f} seed{s}``)
+    of a cross-validation model ``.../{variant}/fold{f}/seed{s}/losses.tsv``; ``(folder, "")``
     for ``.../{variant}/losses.tsv``."""
     parent = Path(losses_path).parent
     if re.fullmatch(r"seed\d+", parent.name):
+        if re.fullmatch(r"fold\d+", parent.parent.name):
+            return parent.parent.parent.name, f"{parent.parent.name} {parent.name}"
         return parent.parent.name, parent.name
     return parent.name, ""
 

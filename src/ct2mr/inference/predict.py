@@ -26,10 +26,13 @@ read.
 
 CLI::
 
-    ct2mr predict --model results/models/mrgan/seed0 --ct <DICOM folder or image> --out sMR.nii.gz
+    ct2mr predict --model results/models/mrgan/seed0 [more model folders] --ct <DICOM folder or image> --out sMR.nii.gz
         [--series SEL] [--device auto] [--config config/config.yaml] [--batch-size 16] [--tta]
 
-``--model`` is the folder of one trained model (one variant, one seed). Given a
+``--model`` is the folder of one trained model (one variant, one seed), or several
+folders of one variant: their **ensemble** (the mean of their Syn_MR before rounding),
+e.g. a variant's cross-validation fold models ``results/models/mrgan/fold*/seed0``
+(bench/results/realdata_cv/ says what an ensemble gained on the real data). Given a
 variant folder that holds ``seed*/`` folders (``results/models/mrgan``), predict
 refuses with a one-line error listing them: which seed to use is the user's choice.
 ``--tta`` (or ``synthesis.tta: true`` in the config): horizontal-flip test-time
@@ -129,12 +132,13 @@ def predict_image(
 ) -> sitk.Image:
     """Synthesized MR (uint8, 0..255) on the grid of ``ct_path`` as read by ``read_image``.
 
-    ``model``: a :class:`ct2mr.models.model_folder.LoadedModel`. See the module
+    ``model``: a :class:`ct2mr.models.model_folder.LoadedModel`, or a list of them (an ensemble). See the module
     docstring for the steps. ``series``: the DICOM series to use when ``ct_path``
     is a DICOM folder (see :func:`ct2mr.preprocess.ingest.ingest`; ``None`` = automatic rule).
     """
     from ct2mr.io.imageio import read_image
     from ct2mr.models.apply import synthesize_slices
+    from ct2mr.models.model_folder import LoadedModel
     from ct2mr.preprocess.ingest import ingest
     from ct2mr.preprocess.resample import resample_isotropic
     from ct2mr.preprocess.skull_mask import ct_masks
@@ -165,14 +169,16 @@ def predict_image(
     img = sitk.GetImageFromArray(arr)
     img.CopyInformation(ref)
     log.info("%s: %d slices; preprocessing %.1f s, synthesis %.2f s (%s), back to the input grid %.1f s",
-             ct_path, len(synth["mr_slices"]), t1 - t0, t2 - t1, model.device, time.perf_counter() - t2)
+             ct_path, len(synth["mr_slices"]), t1 - t0, t2 - t1,
+             (model if isinstance(model, LoadedModel) else model[0]).device, time.perf_counter() - t2)
     return img
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", required=True, nargs="+",
                         help="model folder of one training seed, results/models/{variant}/seed{seed}/ (model.json, syn_mr.pt); "
-                             "a variant folder holding seed*/ folders is refused with the list of its seeds")
+                             "a variant folder holding seed*/ folders is refused with the list of its seeds; "
+                             "several folders of one variant: their ensemble (mean Syn_MR)")
     parser.add_argument("--ct", required=True, help="raw head CT in HU: DICOM series folder, .nii/.nii.gz, .mha/.mhd, .nrrd")
     parser.add_argument("--out", required=True, help="synthesized MR on the CT's original grid (.nii.gz, .nii, .mha, .nrrd)")
     parser.add_argument("--series", default=None,
@@ -188,7 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ct2mr.io.imageio import WRITE_SUFFIXES, write_image
-    from ct2mr.models.model_folder import load_generators
+    from ct2mr.models.model_folder import load_ensemble
 
     out = Path(args.out)
     if not any(out.name.lower().endswith(sfx) for sfx in WRITE_SUFFIXES):
@@ -202,7 +208,8 @@ def run(args: argparse.Namespace) -> None:
         settings = dataclasses.replace(settings, batch_size=args.batch_size)
     if args.tta:
         settings = dataclasses.replace(settings, tta=True)
-    model = load_generators(args.model, device=args.device)  # fail fast, before preprocessing
-    img = predict_image(model, args.ct, settings, args.series)
+    models = load_ensemble(args.model, device=args.device)  # fail fast, before preprocessing
+    img = predict_image(models if len(models) > 1 else models[0], args.ct, settings, args.series)
     write_image(img, out)
-    log.info("wrote %s (%s, size %s)", out, model.variant, img.GetSize())
+    log.info("wrote %s (%s%s, size %s)", out, models[0].variant,
+             f", ensemble of {len(models)} models" if len(models) > 1 else "", img.GetSize())

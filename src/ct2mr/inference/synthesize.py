@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,18 @@ import numpy as np
 from ct2mr.errors import InputError
 from ct2mr.io.atomic import write_npz
 from ct2mr.models.apply import synthesize_slices
-from ct2mr.models.model_folder import LoadedModel, load_generators
+from ct2mr.models.model_folder import LoadedModel, load_ensemble
 
 log = logging.getLogger(__name__)
 
 
 
 def synthesize_patient(
-    model: LoadedModel, slices: dict[str, Any], batch_size: int = 16, source: str | Path | None = None,
-    tta: bool = False,
+    model: LoadedModel | Sequence[LoadedModel], slices: dict[str, Any], batch_size: int = 16,
+    source: str | Path | None = None, tta: bool = False,
 ) -> dict[str, np.ndarray | None]:
-    """Synthesize MR slices for one patient's slice dict (from ``ct2mr.preprocess.slices.load_slices``).
+    """Synthesize MR slices for one patient's slice dict (from ``ct2mr.preprocess.slices.load_slices``);
+    several models: their ensemble (:func:`ct2mr.models.apply.synthesize_slices`).
 
     Raises InputError (naming ``source``) when the slices hold no CT.
     """
@@ -124,8 +126,9 @@ def write_synthesis(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="model folder results/models/{variant}/seed{seed}/ (model.json, syn_mr.pt[, syn_ct.pt])")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="model folder results/models/{variant}/seed{seed}/ (model.json, syn_mr.pt[, syn_ct.pt]); "
+                             "several: their ensemble (mean Syn_MR; e.g. a variant's seed or fold models)")
     parser.add_argument("--slices", required=True, help="patient slice file results/slices/{patient}.npz")
     parser.add_argument("--out-mr", required=True, help="synthesized MR volume (.nii.gz), uint8, on the CT's 1 mm grid")
     parser.add_argument("--out-slices", required=True, help="synthesized slices (.npz: mr_syn[, ct_recon], z_index)")
@@ -141,12 +144,16 @@ def run(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
-    model = load_generators(args.model, device=args.device)
+    models = load_ensemble(args.model, device=args.device)
+    if len(models) > 1 and args.out_recon_ct:
+        raise InputError(args.out_recon_ct, None, "a reconstructed CT belongs to one model's cycle: give one --model")
     slices = load_slices(args.slices)
     t0 = time.perf_counter()
-    synth = synthesize_patient(model, slices, batch_size=args.batch_size, source=args.slices, tta=args.tta)
+    synth = synthesize_patient(models, slices, batch_size=args.batch_size, source=args.slices, tta=args.tta)
     dt = time.perf_counter() - t0
     n = len(synth["mr_slices"])
-    log.info("%s %s: %d slices in %.2f s (%.1f ms/slice, %s%s)", model.variant, slices.get("patient", ""), n, dt,
-             1000 * dt / max(n, 1), model.device, ", flip TTA" if args.tta else "")
-    write_synthesis(slices, synth, model.variant, args.out_mr, args.out_slices, args.out_recon_ct)
+    variant = models[0].variant
+    log.info("%s %s: %d slices in %.2f s (%.1f ms/slice, %s%s%s)", variant, slices.get("patient", ""), n, dt,
+             1000 * dt / max(n, 1), models[0].device, ", flip TTA" if args.tta else "",
+             f", ensemble of {len(models)} models" if len(models) > 1 else "")
+    write_synthesis(slices, synth, variant, args.out_mr, args.out_slices, args.out_recon_ct)

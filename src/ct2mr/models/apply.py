@@ -13,6 +13,8 @@ the last axis (the image's columns, the patient's left-right axis).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -81,7 +83,8 @@ def translate_tta(net: nn.Module, x: torch.Tensor, device: torch.device) -> torc
 
 
 def synthesize_slices(
-    model: LoadedModel, ct: np.ndarray, batch_size: int = 16, cycle: bool = True, tta: bool = False
+    model: LoadedModel | Sequence[LoadedModel], ct: np.ndarray, batch_size: int = 16, cycle: bool = True,
+    tta: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """Syn_MR (and Syn_CT(Syn_MR) when ``cycle`` and the model has Syn_CT) on uint8 CT slices.
 
@@ -91,7 +94,14 @@ def synthesize_slices(
     the outputs back to 256 bilinearly. Returns ``mr_slices`` uint8
     (N, 256, 256) and ``recon_ct_slices`` uint8 (N, 256, 256) or None. ``tta``:
     Syn_MR through :func:`translate_tta` (horizontal-flip averaging).
+
+    ``model`` a sequence of several models: an **ensemble** (e.g. a variant's fold and seed
+    models): each model's Syn_MR, back at the slices' size in [-1, 1], is averaged before the
+    one rounding to uint8; no reconstructed CT (it belongs to one model's cycle).
     """
+    models = [model] if isinstance(model, LoadedModel) else list(model)
+    if not models:
+        raise ValueError("no model given")
     ct = np.asarray(ct)
     if ct.ndim != 3 or ct.dtype != np.uint8:
         raise ValueError(f"expected uint8 CT slices (N, H, W), got {ct.dtype} {ct.shape}")
@@ -99,13 +109,23 @@ def synthesize_slices(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n, side = ct.shape[0], ct.shape[-1]
     mr_out = np.zeros(ct.shape, np.uint8)
-    do_cycle = cycle and model.syn_ct is not None
+    first = models[0]
+    do_cycle = cycle and len(models) == 1 and first.syn_ct is not None
     rec_out = np.zeros(ct.shape, np.uint8) if do_cycle else None
+    step = translate_tta if tta else translate
     for start in range(0, n, batch_size):
-        x = to_unit(resize_uint8(ct[start : start + batch_size], model.image_size))
-        y = (translate_tta if tta else translate)(model.syn_mr, x, model.device)
-        mr_out[start : start + len(x)] = to_uint8(_resize(y, side))
-        if do_cycle:
-            r = translate(model.syn_ct, y, model.device)
-            rec_out[start : start + len(x)] = to_uint8(_resize(r, side))
+        batch = ct[start : start + batch_size]
+        if len(models) == 1:
+            x = to_unit(resize_uint8(batch, first.image_size))
+            y = step(first.syn_mr, x, first.device)
+            mr_out[start : start + len(x)] = to_uint8(_resize(y, side))
+            if do_cycle:
+                r = translate(first.syn_ct, y, first.device)
+                rec_out[start : start + len(x)] = to_uint8(_resize(r, side))
+            continue
+        total = None
+        for m in models:
+            y = _resize(step(m.syn_mr, to_unit(resize_uint8(batch, m.image_size)), m.device), side).cpu()
+            total = y if total is None else total + y
+        mr_out[start : start + len(batch)] = to_uint8(total / len(models))
     return {"mr_slices": mr_out, "recon_ct_slices": rec_out}

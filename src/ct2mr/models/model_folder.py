@@ -23,6 +23,7 @@ weights that do not fit the declared architecture) raises
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,22 @@ def make_untrained_model(
         nets.append(net)
     return save_model_folder(model_dir, nets[0], arch, variant, syn_ct=nets[1] if len(nets) > 1 else None,
                              extra={"untrained": True})
+
+
+def load_ensemble(model_dirs: Sequence[str | Path], device: str | torch.device = "auto") -> list[LoadedModel]:
+    """Several model folders for an ensemble (:func:`ct2mr.models.apply.synthesize_slices`).
+
+    They must be of one variant: averaging a paired and a cycle model would be a new method,
+    not an ensemble; a folder given twice is refused (it would weigh double).
+    """
+    dirs = [Path(d) for d in model_dirs]
+    seen: set[Path] = set()
+    for d in dirs:
+        if d.resolve() in seen:
+            raise InputError(d, None, "model folder given twice (an ensemble member would weigh double)")
+        seen.add(d.resolve())
+    models = [load_generators(d, device=device) for d in dirs]
+    variants = sorted({m.variant for m in models})
+    if len(variants) > 1:
+        raise InputError(dirs[0], "variant", f"an ensemble's models must be of one variant, got {', '.join(variants)}")
+    return models

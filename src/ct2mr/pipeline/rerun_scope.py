@@ -114,6 +114,24 @@ RERUN_SCOPE: dict[str, Scope] = {
     ),
     "synthesis.tta": _s({"synthesize", "synthesize_cycle"}, "param `tta` (horizontal-flip test-time augmentation)"),
     "evaluation.data_range": _s({"evaluate"}, "param `data_range`"),
+    "evaluation.folds": _s(
+        {"folds", "file_list", "evaluate"},
+        "k-fold cross-validation (0: the table's split): the split is the `folds` rule's params, every fold "
+        "has its own training list (`file_list`) and models (results/models/{variant}/fold{fold}/seed{seed}/: "
+        "new `train` jobs), the test patients change (the `evaluate` inputs); changing k rewrites the split and "
+        "retrains every fold; preprocessing is untouched",
+    ),
+    "evaluation.fold_seed": _s(
+        set(),
+        "nothing while evaluation.folds is 0 (the default, which the test checks); under cross-validation it "
+        "is the `folds` rule's param `seed`: a new split, so every fold retrains",
+    ),
+    "evaluation.primary.metric": _s({"compare"}, "param `primary` (the comparison tested at 0.05)"),
+    "evaluation.primary.variant": _s(
+        {"compare", "fig_difference"},
+        "param `primary` of `compare` (and its `variant`); the difference maps are drawn for this variant",
+    ),
+    "evaluation.primary.baseline": _s({"compare"}, "param `primary`"),
 }
 
 

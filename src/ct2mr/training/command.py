@@ -7,6 +7,7 @@ CLI (``python -m ct2mr train``)::
         --settings '{"image_size": 64, ...}'   # JSON object, or a .json/.yaml file
         --slices results/slices/p01.npz results/slices/p02.npz ...
         [--val-slices results/slices/v01.npz ...]
+        [--folds results/metrics/folds.tsv --fold F]
         [--device auto|cpu|cuda|cuda:N] [--no-resume] [--max-iterations-this-run N]
 
 ``--settings``: the resolved training settings (``ct2mr.training.settings.
@@ -17,6 +18,9 @@ resolve_training_settings(config["training"])`` dumped as JSON), or a path to a
 ``--val-slices``: the ``paired_val`` patients' slice files, scored every
 ``val_every`` iterations (:mod:`ct2mr.training.validation`; never trained on, never used
 to pick the weights; a patient both here and in ``--slices`` is an error).
+``--folds``/``--fold`` (k-fold cross-validation, :mod:`ct2mr.training.folds`): fold F's
+patients are test patients of this model (a file of one is refused as a leak), every
+other fold's paired patients train as ``paired_train`` whatever their table role.
 ``--device`` overrides ``settings.device``. ``--no-resume`` refuses to start when
 a checkpoint exists (instead of continuing it). ``--max-iterations-this-run N``
 stops after N iterations in this call, writing a checkpoint (for time-limited
@@ -34,6 +38,7 @@ import sys
 from pathlib import Path
 
 from ct2mr.errors import InputError
+from ct2mr.training.folds import fold_roles, read_folds
 from ct2mr.training.losses import VARIANTS
 from ct2mr.training.settings import load_settings_arg, settings_from_dict
 from ct2mr.training.train import train
@@ -50,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="slice files results/slices/{patient}.npz (or @FILE: a file naming them, one per line)")
     parser.add_argument("--val-slices", nargs="+", type=Path, default=[],
                         help="paired_val patients' slice files: validation MAE every val_every iterations in losses.tsv")
+    parser.add_argument("--folds", type=Path, default=None,
+                        help="k-fold cross-validation: results/metrics/folds.tsv (ct2mr.training.folds); with --fold")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="the fold this model is tested on: its patients are never trained on, the other "
+                             "folds' paired patients are paired_train whatever their role in the table")
     parser.add_argument("--device", default="auto", help="auto (= settings.device) | cpu | cuda | cuda:N")
     parser.add_argument("--no-resume", action="store_true", help="error out instead of continuing an existing checkpoint")
     parser.add_argument(
@@ -64,9 +74,13 @@ def run(args: argparse.Namespace) -> None:
         settings = settings_from_dict({**settings.to_dict(), "device": args.device})
     if args.max_iterations_this_run is not None and args.max_iterations_this_run < 1:
         raise InputError(None, "--max-iterations-this-run", "must be >= 1")
+    if (args.folds is None) != (args.fold is None):
+        raise InputError(None, "--fold" if args.fold is None else "--folds", "--folds and --fold go together")
+    roles = fold_roles(read_folds(args.folds), args.fold) if args.folds is not None else None
     if not logging.getLogger().handlers:  # called outside ct2mr.cli: log to stderr too
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     train(
         settings, args.slices, args.out_dir, args.variant, device=settings.device,
         resume=not args.no_resume, max_iterations_this_run=args.max_iterations_this_run, val_files=args.val_slices,
+        roles=roles,
     )

@@ -17,7 +17,7 @@ sampler turns a drawn slice into float ``x / 127.5 - 1`` in [-1, 1].
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,14 +95,31 @@ class SlicePools:
         )
 
 
-def build_pools(slice_files: Sequence[Path], image_size: int, unpaired_includes_paired: bool = False) -> SlicePools:
-    """Read the slice files and fill the three pools (see module docstring)."""
+def build_pools(
+    slice_files: Sequence[Path],
+    image_size: int,
+    unpaired_includes_paired: bool = False,
+    roles: Mapping[str, str] | None = None,
+) -> SlicePools:
+    """Read the slice files and fill the three pools (see module docstring).
+
+    ``roles``: patient id -> the role its file takes in this training job, overriding the
+    role stored in the file (k-fold cross-validation: :func:`ct2mr.training.folds.fold_roles`
+    makes the other folds' paired patients ``paired_train``). A file of a patient whose
+    role here is ``paired_test`` is refused: the workflow never lists a fold's own test
+    patients in its training job, so one given is a leak, not something to skip.
+    """
     empty = torch.zeros((0, image_size, image_size), dtype=torch.uint8)
     parts: dict[str, list[torch.Tensor]] = {"paired_ct": [], "paired_mr": [], "ct_unpaired": [], "mr_unpaired": []}
     patients: dict[str, list[str]] = {"paired": [], "ct_unpaired": [], "mr_unpaired": []}
     for path in slice_files:
         d = read_slice_file(Path(path))
         role, patient = d["role"], d["patient"]
+        if roles is not None and patient in roles:
+            if roles[patient] == "paired_test":
+                raise InputError(path, "role", f"patient {patient} is a test patient of this fold: it must not be "
+                                               "trained on (train/test leak)")
+            role = roles[patient]
         if role not in TRAIN_ROLES:
             log.info("%s: role %s is not used for training; skipped", path, role)
             continue

@@ -41,7 +41,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -461,6 +461,7 @@ def train(
     max_iterations_this_run: int | None = None,
     _fail_after: int | None = None,
     val_files: Sequence[Path] = (),
+    roles: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train ``variant`` on ``slice_files``; write the model folder ``out_dir``.
 
@@ -474,7 +475,8 @@ def train(
     test hook raising RuntimeError after that many iterations in this call,
     without a checkpoint (a simulated kill). ``val_files``: validation slice files
     (``paired_val``), scored every ``settings.val_every`` iterations into
-    losses.tsv (:mod:`ct2mr.training.validation`).
+    losses.tsv (:mod:`ct2mr.training.validation`). ``roles``: patient id -> role in this
+    job, overriding the files' own (a cross-validation fold: :func:`ct2mr.training.folds.fold_roles`).
 
     Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
     Raises :class:`InputError` for an unknown variant, missing data, or a
@@ -486,7 +488,7 @@ def train(
     slice_files = [Path(p) for p in slice_files]
     dev = resolve_device(device if device != "auto" else settings.device)
     ckpt_path = out_dir / "checkpoint.pt"
-    pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired)
+    pools = build_pools(slice_files, settings.image_size, settings.unpaired_includes_paired, roles)
     needs = data_for(variant)
     check_pools(pools, variant, needs, slice_files, settings.unpaired_includes_paired)
     data = data_hash(slice_files)
