@@ -190,3 +190,16 @@ def test_one_patient_one_seed() -> None:
     r = _row(compare(_table(effect=-1.0, n_patients=1, n_seeds=1)), "mae")
     assert r["p_value"] == 1.0 and np.isnan(r["ci_low"]) and r["n_patients"] == 1
     assert r["decision"].startswith("undecided: with 1 test patient ")
+
+
+def test_crossed_interval_only_where_simulation_showed_it_holds() -> None:
+    """3+ seeds, 4+ patients, every patient every seed: the crossed patient x seed interval (target: new
+    patients and new seeds) is given; with 2 seeds, 3 patients or a missing cell it is left empty."""
+    full = compare(_table(effect=-1.0, n_patients=6, n_seeds=3), metrics=["mae"])
+    r = _row(full, "mae")
+    assert r["crossed_ci_low"] < r["mean_difference"] < r["crossed_ci_high"] and 0 <= r["crossed_p"] <= 1
+    for table in (_table(effect=-1.0, n_patients=6, n_seeds=2), _table(effect=-1.0, n_patients=3, n_seeds=3)):
+        assert np.isnan(_row(compare(table, metrics=["mae"]), "mae")["crossed_ci_low"])
+    gap = _table(effect=-1.0, n_patients=6, n_seeds=3)
+    gap = gap[~((gap["patient"] == "P0") & (gap["seed"] == 2))]
+    assert np.isnan(_row(compare(gap, metrics=["mae"]), "mae")["crossed_p"])

@@ -63,7 +63,7 @@ def test_three_folds_on_the_tiny_cohort(tiny_run: Path, tmp_path: Path) -> None:
 
     # changing k: the split, the lists and every fold's training, nothing upstream
     write_config(work, evaluation={"folds": 2})
-    out = snakemake(work, "-n", "--quiet", "rules", "results/metrics/comparisons.tsv").stdout
+    out = snakemake(work, "results/metrics/comparisons.tsv", "-n", "--quiet", "rules").stdout
     planned = set(re.findall(r"^(\w+)\s+\d+$", out.split("Job stats:")[1].split("total")[0], re.M))
     assert {"folds", "file_list", "train"} <= planned
     assert not planned & {"prepare_ct", "prepare_mr", "register", "slices", "slices_ct", "slices_mr"}

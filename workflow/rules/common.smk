@@ -38,10 +38,15 @@ try:  # the same checks as `ct2mr check-config` (ct2mr.cohort.config.validate_al
     #: k-fold cross-validation over the paired patients (evaluation.folds; 0 = the table's own split)
     FOLDS = int(config["evaluation"]["folds"])
     #: the cross-validated patients (paired_train and paired_test rows together) -> their fold
-    FOLD_OF = assign_folds(
-        [p for p, r in PATIENTS.items() if r.role in ("paired_train", "paired_test")], FOLDS,
-        int(config["evaluation"]["fold_seed"]),
-    ) if FOLDS else {}
+    FOLD_OF = (
+        assign_folds(
+            [p for p, r in PATIENTS.items() if r.role in ("paired_train", "paired_test")],
+            FOLDS,
+            int(config["evaluation"]["fold_seed"]),
+        )
+        if FOLDS
+        else {}
+    )
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
 FOLD_IDS = list(range(FOLDS))
@@ -377,8 +382,11 @@ def folds_flag(wildcards, input):
 FILE_LISTS = {
     "registration_qa": lambda: expand("results/preprocessed/{patient}/registration_qa.json", patient=PAIRED_3D),
     "test_slices": lambda: expand("results/slices/{patient}.npz", patient=TEST),
-    **({f"train_{v}_fold{f}": functools.partial(training_slices, v, f) for v in VARIANTS for f in FOLD_IDS}
-       if FOLDS else {f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS}),
+    **(
+        {f"train_{v}_fold{f}": functools.partial(training_slices, v, f) for v in VARIANTS for f in FOLD_IDS}
+        if FOLDS
+        else {f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS}
+    ),
     **{f"synth_{v}": functools.partial(synth_slices, v) for v in VARIANTS},
     **({"val_slices": lambda: expand("results/slices/{patient}.npz", patient=VAL)} if VAL else {}),
 }

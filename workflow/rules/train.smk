@@ -40,8 +40,7 @@ rule folds:
         seed=config["evaluation"]["fold_seed"],
         patients=sorted(FOLD_OF),
     run:
-        write_folds(output[0], params.patients, params.k, params.seed)
-        Path(log[0]).write_text(f"{len(params.patients)} paired patients in {params.k} folds (seed {params.seed})\n")
+        write_folds(output[0], params.patients, params.k, params.seed, log=log[0])
 
 
 rule train:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ct2mr.evaluation.comparisons import ALPHA, CONFIDENCE, sign_flip_p_values, t_intervals
+from ct2mr.evaluation.comparisons import ALPHA, CONFIDENCE, crossed_interval, sign_flip_p_values, t_intervals
 
 
 @dataclass(frozen=True)
@@ -95,32 +95,6 @@ def patient_bootstrap_covers(d: NDArray[np.float64], target: NDArray[np.float64]
     a = (1 - CONFIDENCE) / 2
     lo, hi = np.quantile(stats, [a, 1 - a], axis=1)
     return (lo <= target) & (target <= hi)
-
-
-def crossed_interval(d: NDArray[np.float64], confidence: float = CONFIDENCE) -> tuple[NDArray[np.float64], ...]:
-    """Two-way random-effects ANOVA interval of the grand mean (balanced P x S, P and S >= 2).
-
-    Var(mean) = (MS_p + MS_s - MS_e) / (P S), floored at MS_e / (P S); Satterthwaite df.
-    Returns (low, high, p) per replicate; p of H0: marginal mean 0.
-    """
-    from scipy.stats import t as student_t  # noqa: PLC0415
-
-    reps, n_p, n_s = d.shape
-    grand = d.mean(axis=(1, 2))
-    pm = d.mean(axis=2)
-    sm = d.mean(axis=1)
-    ms_p = n_s * ((pm - grand[:, None]) ** 2).sum(axis=1) / (n_p - 1)
-    ms_s = n_p * ((sm - grand[:, None]) ** 2).sum(axis=1) / (n_s - 1)
-    resid = d - pm[:, :, None] - sm[:, None, :] + grand[:, None, None]
-    df_e = (n_p - 1) * (n_s - 1)
-    ms_e = (resid ** 2).sum(axis=(1, 2)) / df_e
-    num = np.maximum(ms_p + ms_s - ms_e, ms_e)
-    den = ms_p ** 2 / (n_p - 1) + ms_s ** 2 / (n_s - 1) + ms_e ** 2 / df_e
-    df = np.clip(num ** 2 / np.maximum(den, 1e-300), 1.0, None)
-    se = np.sqrt(num / (n_p * n_s))
-    half = student_t.ppf(0.5 + confidence / 2, df) * se
-    p = 2 * student_t.sf(np.abs(grand) / np.maximum(se, 1e-300), df)
-    return grand - half, grand + half, p
 
 
 def error_rates(n_patients: int, n_seeds: int, scenario: Scenario, reps: int = 1000, seed: int = 0,

@@ -115,11 +115,14 @@ RERUN_SCOPE: dict[str, Scope] = {
     "synthesis.tta": _s({"synthesize", "synthesize_cycle"}, "param `tta` (horizontal-flip test-time augmentation)"),
     "evaluation.data_range": _s({"evaluate"}, "param `data_range`"),
     "evaluation.folds": _s(
-        {"folds", "file_list", "evaluate"},
-        "k-fold cross-validation (0: the table's split): the split is the `folds` rule's params, every fold "
-        "has its own training list (`file_list`) and models (results/models/{variant}/fold{fold}/seed{seed}/: "
-        "new `train` jobs), the test patients change (the `evaluate` inputs); changing k rewrites the split and "
-        "retrains every fold; preprocessing is untouched",
+        {"folds", "file_list", "train", "synthesize", "synthesize_cycle", "fig_patient", "fig_losses"},
+        "k-fold cross-validation (0: the table's split). Checked: 0 -> 3 on the tiny cohort plans the split "
+        "(`folds`), one training list and model per fold (`file_list`, `train`: "
+        "results/models/{variant}/fold{fold}/seed{seed}/), synthesis of every paired patient by its own fold's "
+        "models (`synthesize`, `synthesize_cycle`: the former test patient's model changed, the others are new), "
+        "Figures 5-7 of the new test patients (`fig_patient`) and the loss figure's inputs (`fig_losses`); "
+        "preprocessing is untouched. Changing k rewrites the split and retrains every fold "
+        "(tests/test_cross_validation.py)",
     ),
     "evaluation.fold_seed": _s(
         set(),

@@ -66,10 +66,17 @@ def folds_tsv(assignment: Mapping[str, int], k: int, seed: int) -> str:
     return "\t".join(COLUMNS) + "\n" + "".join(f"{p}\t{f}\t{k}\t{seed}\n" for p, f in rows)
 
 
-def write_folds(dest: str | os.PathLike[str], patients: Sequence[str], k: int, seed: int = 0) -> dict[str, int]:
-    """Assign the folds (:func:`assign_folds`) and write them to ``dest`` atomically; returns the assignment."""
+def write_folds(dest: str | os.PathLike[str], patients: Sequence[str], k: int, seed: int = 0,
+                log: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Assign the folds (:func:`assign_folds`) and write them to ``dest`` atomically; returns the assignment.
+
+    ``log``: also write one line saying how many patients went into how many folds (the rule's log).
+    """
     assignment = assign_folds(patients, k, seed)
     write_text(dest, folds_tsv(assignment, k, seed))
+    if log is not None:
+        sizes = [sum(1 for f in assignment.values() if f == i) for i in range(k)]
+        write_text(log, f"{len(assignment)} paired patients in {k} folds of {sizes} patients (seed {seed})\n")
     return assignment
 
 

@@ -17,7 +17,7 @@ Run the workflow first, beside ../shared (the table's paths are relative to it):
 
     mkdir -p ../cvrun/config && cp config/harvard_patients.tsv ../cvrun/config/
     .venv/bin/snakemake --cores 2 --directory ../cvrun --configfile config/config.yaml config/harvard_cv.yaml
-    .venv/bin/python bench/bench_realdata_cv.py --workdir ../cvrun
+    .venv/bin/python bench/record_realdata_cv.py --workdir ../cvrun
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def ensemble_gain(work: Path, per_patient: pd.DataFrame, folds: dict[str, int]) 
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# Harvard pairs, 6-fold cross-validation, the patient as the unit (issue 20)", "",
              commit_line(result["commit"]), "",
-             f"Recorded {result['recorded']} by `bench/bench_realdata_cv.py` from the run in `{result['workdir']}` "
+             f"Recorded {result['recorded']} by `bench/record_realdata_cv.py` from the run in `{result['workdir']}` "
              f"(`config/harvard_cv.yaml`, seeds {result['seeds']}). Test patients: all {result['n_patients']} pairs, "
              "each synthesised by the models of its own fold (trained on the other 5 pairs and both pools). "
              "MAE in grey levels 0-255 (negative: mrgan better).", "",
