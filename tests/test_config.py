@@ -99,6 +99,11 @@ BAD_CONFIGS: list[tuple[str, dict, str]] = [
      "skull_mask.ct_head_threshold_hu: must be below"),
     ("variant without its data", {"patients": "paired_only.tsv", "training": {"variants": ["unpaired"]}},
      "training.variants: variant unpaired trains on ct unpaired slices"),
+    ("more folds than paired patients", {"evaluation": {"folds": 4}},
+     "evaluation.folds: 4 folds need at least 4 paired patients (paired_train + paired_test), the patient table has 3"),
+    ("one fold", {"evaluation": {"folds": 1}}, "evaluation.folds"),
+    ("primary compares a variant with itself", {"evaluation": {"primary": {"variant": "paired"}}},
+     "evaluation.primary.baseline: must differ from evaluation.primary.variant (paired)"),
     ("schema: unknown key", {"window": {"ct_widht_hu": 80}}, "window: unknown key(s) 'ct_widht_hu'"),
     ("patient table: ragged row", {"patients": "ragged.tsv"}, "line 2 (patient 'T1'): 6 cells"),
 ]
