@@ -269,3 +269,13 @@ def test_ensemble_is_the_mean_of_its_models_before_rounding(tmp_path: Path) -> N
     other = make_untrained_model(tmp_path / "u", "unpaired", image_size=32, ngf=4, n_blocks=1)
     with pytest.raises(InputError, match="one variant"):
         load_ensemble([dirs[0], other])
+
+
+def test_a_folder_of_folds_names_them_and_the_ensemble(tmp_path: Path) -> None:
+    from ct2mr.errors import InputError
+    from ct2mr.models.model_folder import load_generators, make_untrained_model
+
+    for f in range(2):
+        make_untrained_model(tmp_path / "mrgan" / f"fold{f}" / "seed0", "mrgan", image_size=32, ngf=4, n_blocks=1)
+    with pytest.raises(InputError, match=r"cross-validation folds \(fold0, fold1\).*fold\*/seed0"):
+        load_generators(tmp_path / "mrgan")

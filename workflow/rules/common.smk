@@ -372,6 +372,13 @@ def folds_input(wildcards):
     return [FOLDS_TSV] if FOLDS else []
 
 
+def folds_input_training(wildcards):
+    """The folds table as a training job's input, by content, not time (``ancient``): the split
+    reaches a model through its slice list, which is rewritten when the fold's patients change,
+    so a rewritten but identical table (the `folds` job rerun for a code change) retrains nothing."""
+    return [ancient(FOLDS_TSV)] if FOLDS else []
+
+
 def folds_flag(wildcards, input):
     """`--folds FILE --fold F` of a training job under cross-validation, else ''."""
     return f"--folds {input.folds} --fold {wildcards.fold}" if FOLDS else ""

@@ -47,7 +47,7 @@ rule train:
     input:
         train=train_list,
         val=validation_slices,
-        folds=folds_input,
+        folds=folds_input_training,
     output:
         weights=f"{MODEL}/syn_mr.pt",
         model=f"{MODEL}/model.json",

@@ -126,6 +126,13 @@ def read_model_json(model_dir: str | Path) -> dict[str, Any]:
                 f"a variant folder with one model per training seed ({', '.join(p.name for p in seeds)}), "
                 f"not a model folder: give one seed's folder, e.g. {seeds[0]}",
             )
+        folds = sorted(p.name for p in model_dir.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
+        if folds:
+            raise InputError(
+                model_dir, None,
+                f"a variant folder of cross-validation folds ({', '.join(folds)}), not a model folder: give one "
+                f"fold's seed folder, or several for their ensemble, e.g. {model_dir}/fold*/seed0",
+            )
         raise InputError(path, None, f"model folder {model_dir} is missing its model.json")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
