@@ -48,10 +48,10 @@ from ct2mr.io.atomic import write_json, write_text
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench/: provenance (also when imported as bench.*)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_brain_mask import load_head  # noqa: E402
 from provenance import commit_line, provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-VOLUMES = REPO.parent / "shared" / "data" / "volumes"
 CASES = ("mne,seg3d,stroke_t1,stroke_t2,stroke_flair,phantom:P01,phantom:P02,phantom:P03,phantom-native:P01,"
          "tiny:T1,tiny:T2,tiny:T3,tiny:T5")
 PERTURBATIONS = ("none", "offset", "scale", "bias_xz", "bias_xy", "bias_z", "bias_radial", "vessels")
@@ -68,7 +68,6 @@ def _grid(img: sitk.Image, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 def load_case(name: str) -> dict[str, Any] | None:
     """The MR on the pipeline's grid, its truth brain mask (or None), a contrast and a note; None if absent."""
     from ct2mr.phantom.patient import PhantomParams, make_mr, mr_labels
-    from ct2mr.preprocess.morphology import fill_holes
 
     kind, _, pid = name.partition(":")
     if kind in ("phantom", "phantom-native", "tiny"):
@@ -82,21 +81,7 @@ def load_case(name: str) -> dict[str, Any] | None:
         truth = sitk.GetArrayFromImage(mr_labels(pid, seed, mr, params)) >= 3
         return {"mr": mr, "truth": truth, "contrast": "T2-like (phantom)",
                 "note": f"phantom T2-like MR, seed {seed}, grid {'x'.join(f'{s:g}' for s in mr.GetSpacing())} mm"}
-    files = {"mne": "mr_head_t1_mne.nii.gz", "seg3d": "mr_head_t1_seg3d.nii.gz",
-             "stroke_t1": "mr_brain_t1_stroke.nii.gz", "stroke_t2": "mr_brain_t2_stroke.nii.gz",
-             "stroke_flair": "mr_brain_flair_stroke.nii.gz"}
-    path = VOLUMES / files[name]
-    if not path.is_file():
-        return None
-    mr = _grid(sitk.ReadImage(str(path), sitk.sitkFloat32))
-    if name == "mne":
-        t = sitk.ReadImage(str(VOLUMES / "mr_head_t1_mne_brainmask.nii.gz"))
-        truth = sitk.GetArrayFromImage(sitk.Resample(t, mr, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
-        return {"mr": mr, "truth": truth, "contrast": "T1", "note": "real T1 head, truth = FreeSurfer brainmask"}
-    if name == "seg3d":
-        return {"mr": mr, "truth": None, "contrast": "T1", "note": "real T1 head, no truth"}
-    return {"mr": mr, "truth": fill_holes(sitk.GetArrayFromImage(mr) > 0), "contrast": name.split("_")[1].upper(),
-            "note": "real brain-extracted MR, truth = non-zero region"}
+    return load_head(name)  # the real heads exactly as bench_brain_mask.py loads them
 
 
 def bias_field(shape: tuple[int, ...], kind: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from ct2mr.pipeline.cluster_resources import RULE_RESOURCES
 from ct2mr.pipeline.file_lists import write_file_list
 from ct2mr.pipeline.jobenv import export_job_environment
 from ct2mr.pipeline.snakemake_patches import cache_function_params, fix_list_changes_params
-from ct2mr.training.folds import TRAIN_ROLE, assign_folds, write_folds
+from ct2mr.training.folds import fold_roles, write_folds
 from ct2mr.training.settings import NON_RESULT_FIELDS, seeds_of
 
 export_job_environment(
@@ -34,21 +34,13 @@ try:  # the same checks as `ct2mr check-config` (ct2mr.cohort.config.validate_al
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     #: every variant is trained once per seed: results/models/{variant}/seed{seed}/
     SEEDS = seeds_of(config["training"], source="config")
-    PATIENTS = {p.patient: p for p in VALID.patients}
-    #: k-fold cross-validation over the paired patients (evaluation.folds; 0 = the table's own split)
-    FOLDS = int(config["evaluation"]["folds"])
-    #: the cross-validated patients (paired_train and paired_test rows together) -> their fold
-    FOLD_OF = (
-        assign_folds(
-            [p for p, r in PATIENTS.items() if r.role in ("paired_train", "paired_test")],
-            FOLDS,
-            int(config["evaluation"]["fold_seed"]),
-        )
-        if FOLDS
-        else {}
-    )
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
+PATIENTS = {p.patient: p for p in VALID.patients}
+#: k-fold cross-validation over the paired patients (evaluation.folds; 0 = the table's own split)
+FOLDS = int(config["evaluation"]["folds"])
+#: the cross-validated patients (paired_train and paired_test rows together) -> their fold
+FOLD_OF = VALID.folds
 FOLD_IDS = list(range(FOLDS))
 #: where the folds are recorded; the training jobs read it to know their test patients
 FOLDS_TSV = "results/metrics/folds.tsv"
@@ -344,21 +336,15 @@ def png_flags(wildcards):
 
 
 # --- used by train.smk ---
-def training_role(patient, fold):
-    """The role of a patient in fold ``fold``'s training job: a cross-validated patient of
-    another fold is paired_train, one of this fold paired_test (never trained on)."""
-    if fold is not None and patient in FOLD_OF:
-        return TRAIN_ROLE if FOLD_OF[patient] != fold else "paired_test"
-    return PATIENTS[patient].role
-
-
 def training_slices(variant, fold=None):
     """The slice files of the patients whose roles the variant learns from (ct2mr.training.roles),
-    in fold ``fold``'s job under cross-validation."""
+    in fold ``fold``'s job under cross-validation (the roles the job itself gives them:
+    ct2mr.training.folds.fold_roles)."""
     roles = variant_roles(variant, config["training"]["unpaired_includes_paired"])
+    in_fold = fold_roles(FOLD_OF, fold) if fold is not None else {}
     return expand(
         "results/slices/{patient}.npz",
-        patient=[p for p in TRAIN if training_role(p, fold) in roles],
+        patient=[p for p in TRAIN if in_fold.get(p, PATIENTS[p].role) in roles],
     )
 
 

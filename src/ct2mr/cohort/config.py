@@ -24,7 +24,7 @@ import yaml
 from ct2mr.cohort.patients import load_patients
 from ct2mr.cohort.schema import CONFIG_SCHEMA, load_yaml, validate
 from ct2mr.errors import InputError
-from ct2mr.training.folds import assign_folds
+from ct2mr.training.folds import CV_ROLES, assign_folds
 from ct2mr.training.roles import VARIANT_POOLS, pool_roles
 
 
@@ -55,6 +55,8 @@ class ValidConfig:
     config: dict[str, Any]
     patients: list[Any]  # list[ct2mr.cohort.patients.Patient]
     training: dict[str, Any]
+    #: patient -> cross-validation fold (``evaluation.folds``; empty when it is 0)
+    folds: dict[str, int]
 
 
 def validate_all(config: dict[str, Any], source: str | Path | None = "config") -> ValidConfig:
@@ -64,7 +66,8 @@ def validate_all(config: dict[str, Any], source: str | Path | None = "config") -
     2. the patient table (:func:`ct2mr.cohort.patients.load_patients`: columns, roles, files);
     3. the training settings (:func:`ct2mr.training.settings.resolve_training_settings`:
        unknown ``training.overrides`` keys, ranges such as ``lr > 0``);
-    4. cross-field rules that would otherwise fail a job later (:func:`check_cross_fields`).
+    4. cross-field rules that would otherwise fail a job later (:func:`check_cross_fields`);
+    5. the cross-validation split (:func:`cross_validation_folds`), made once here.
 
     "Valid" therefore means the workflow starts and no job fails on a config value.
     Raises :class:`InputError` naming ``source`` (or the patient table), the key and the problem.
@@ -76,7 +79,20 @@ def validate_all(config: dict[str, Any], source: str | Path | None = "config") -
     check_overrides(config, source)
     training = resolve_training_settings(config["training"], source=None if source is None else str(source))
     check_cross_fields(config, patients, training, source)
-    return ValidConfig(config, patients, training)
+    return ValidConfig(config, patients, training, cross_validation_folds(config, patients, source))
+
+
+def cross_validation_folds(config: Mapping[str, Any], patients: list[Any], source: str | Path | None) -> dict[str, int]:
+    """Patient -> fold of the ``paired_train`` and ``paired_test`` rows under ``evaluation.folds`` (k >= 2;
+    {} when it is 0), by :func:`ct2mr.training.folds.assign_folds`; InputError naming ``source`` when
+    there are fewer such patients than folds."""
+    k = config["evaluation"]["folds"]
+    if not k:
+        return {}
+    try:
+        return assign_folds([p.patient for p in patients if p.role in CV_ROLES], k, config["evaluation"]["fold_seed"])
+    except InputError as exc:
+        raise InputError(source, exc.field, exc.problem) from None
 
 
 def check_overrides(config: Mapping[str, Any], source: str | Path | None) -> None:
@@ -95,7 +111,6 @@ def check_cross_fields(
 
     * ``window.mr_percentiles``: low < high (the window job needs it);
     * ``skull_mask.ct_head_threshold_hu`` < ``ct_skull_threshold_hu`` (else no brain between them);
-    * ``evaluation.folds``: at least as many paired patients (paired_train + paired_test) as folds;
     * ``evaluation.primary``: a variant compared with another one;
     * every variant in ``training.variants`` has slices for each pool it trains on
       (paired: ``paired_train`` patients; unpaired CT/MR: ``ct_only`` / ``mr_only``, or
@@ -109,13 +124,6 @@ def check_cross_fields(
         raise InputError(source, "skull_mask.ct_head_threshold_hu",
                          f"must be below ct_skull_threshold_hu ({sk['ct_skull_threshold_hu']}), "
                          f"got {sk['ct_head_threshold_hu']}")
-    folds = config["evaluation"]["folds"]
-    if folds:
-        cv = [p.patient for p in patients if p.role in ("paired_train", "paired_test")]
-        try:
-            assign_folds(cv, folds, config["evaluation"]["fold_seed"])
-        except InputError as exc:
-            raise InputError(source, exc.field, exc.problem) from None
     primary = config["evaluation"]["primary"]
     if primary["variant"] == primary["baseline"]:
         raise InputError(source, "evaluation.primary.baseline",

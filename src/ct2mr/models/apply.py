@@ -115,17 +115,12 @@ def synthesize_slices(
     step = translate_tta if tta else translate
     for start in range(0, n, batch_size):
         batch = ct[start : start + batch_size]
-        if len(models) == 1:
-            x = to_unit(resize_uint8(batch, first.image_size))
-            y = step(first.syn_mr, x, first.device)
-            mr_out[start : start + len(x)] = to_uint8(_resize(y, side))
-            if do_cycle:
-                r = translate(first.syn_ct, y, first.device)
-                rec_out[start : start + len(x)] = to_uint8(_resize(r, side))
-            continue
         total = None
         for m in models:
-            y = _resize(step(m.syn_mr, to_unit(resize_uint8(batch, m.image_size)), m.device), side).cpu()
+            y = step(m.syn_mr, to_unit(resize_uint8(batch, m.image_size)), m.device)
+            if do_cycle:  # one model: its Syn_CT of its own Syn_MR, at the model's size
+                rec_out[start : start + len(batch)] = to_uint8(_resize(translate(m.syn_ct, y, m.device), side))
+            y = _resize(y, side)
             total = y if total is None else total + y
-        mr_out[start : start + len(batch)] = to_uint8(total / len(models))
+        mr_out[start : start + len(batch)] = to_uint8(total / len(models))  # / 1 is exact: one model unchanged
     return {"mr_slices": mr_out, "recon_ct_slices": rec_out}

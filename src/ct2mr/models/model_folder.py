@@ -106,10 +106,16 @@ def architecture_of(info: dict[str, Any], path: Path) -> dict[str, Any]:
     return out
 
 
+def numbered_folders(parent: str | Path, prefix: str) -> list[Path]:
+    """The ``{prefix}{N}`` subfolders of ``parent`` (``seed``: a variant's seeds, ``fold``: its
+    cross-validation folds), by number (empty when none)."""
+    found = [p for p in Path(parent).glob(f"{prefix}*") if p.is_dir() and p.name[len(prefix):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(prefix):]))
+
+
 def seed_folders(variant_dir: str | Path) -> list[Path]:
     """The ``seed{N}`` subfolders of a variant folder, by seed number (empty when none)."""
-    found = [p for p in Path(variant_dir).glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[4:]))
+    return numbered_folders(variant_dir, "seed")
 
 
 def read_model_json(model_dir: str | Path) -> dict[str, Any]:
@@ -126,11 +132,12 @@ def read_model_json(model_dir: str | Path) -> dict[str, Any]:
                 f"a variant folder with one model per training seed ({', '.join(p.name for p in seeds)}), "
                 f"not a model folder: give one seed's folder, e.g. {seeds[0]}",
             )
-        folds = sorted(p.name for p in model_dir.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
+        folds = numbered_folders(model_dir, "fold")
         if folds:
             raise InputError(
                 model_dir, None,
-                f"a variant folder of cross-validation folds ({', '.join(folds)}), not a model folder: give one "
+                f"a variant folder of cross-validation folds ({', '.join(p.name for p in folds)}), not a model "
+                f"folder: give one "
                 f"fold's seed folder, or several for their ensemble, e.g. {model_dir}/fold*/seed0",
             )
         raise InputError(path, None, f"model folder {model_dir} is missing its model.json")

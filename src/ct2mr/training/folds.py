@@ -37,6 +37,8 @@ COLUMNS = ("patient", "fold", "k", "seed")
 TEST_ROLE = "paired_test"
 #: the role the other folds' paired patients get (trained on)
 TRAIN_ROLE = "paired_train"
+#: the table roles whose patients are split into folds
+CV_ROLES = ("paired_train", "paired_test")
 
 
 def assign_folds(patients: Sequence[str], k: int, seed: int = 0) -> dict[str, int]:
