@@ -26,9 +26,12 @@ demo: $(STAMP)
 	$(SNAKEMAKE) --report results/report.html
 	@echo "Report: results/report.html"
 
+# TEST_WORKERS: pytest-xdist workers (2 by default, the CI's cores; 0 runs in one process).
+# Each test file stays on one worker; the workflow-level test files share one (tests/conftest.py).
 # PYTEST_ARGS: extra pytest options, e.g. make test PYTEST_ARGS="--durations=15 -x"
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # the rule files' format (snakefmt, pinned in pyproject.toml; settings in [tool.snakefmt])
 # and Snakemake's own best-practice checks

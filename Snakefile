@@ -51,3 +51,12 @@ rule all:
 rule preprocess:
     input:
         preprocess_outputs(),
+
+
+# Large cohorts (5,000 patients and more): preprocess in shards with Snakemake's own
+# `--batch`, one patient's slice file (and so its whole chain) per input of this rule:
+#   snakemake --batch patient_slices=1/4 patient_slices ... --batch patient_slices=4/4 patient_slices
+# then `snakemake` as usual (bench/results/dag_scale.md: each shard's planning time).
+rule patient_slices:
+    input:
+        expand("results/slices/{patient}.npz", patient=sorted(PATIENTS)),

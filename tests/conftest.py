@@ -15,6 +15,31 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# `make test` runs the suite on two pytest-xdist workers (`-n 2`). Each test file stays on one
+# worker (its module fixtures are built once), and the files of the workflow-level tests, which
+# read the finished tiny run (`tiny_run`, session scope: made once per worker that uses it) or
+# need the single-node SLURM cluster (one per machine), all go to one worker together.
+# (xdist's own `--dist loadgroup` marks do nothing under pytest 9, whose node ids xdist can no
+# longer suffix: hence a scheduler of our own.) tests/test_package_layout.py checks the list.
+WORKFLOW_FILES = frozenset({
+    "test_cross_validation", "test_docs", "test_quoted_paths", "test_report", "test_rerun",
+    "test_rerun_scope", "test_retrain", "test_slurm", "test_workflow",
+})
+WORKFLOW_GROUP = "workflow-level tests"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Schedule whole test files, the workflow-level files as one unit (see WORKFLOW_FILES)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkflowFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return WORKFLOW_GROUP if Path(path).stem in WORKFLOW_FILES else path
+
+    return WorkflowFilesTogether(config, log)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

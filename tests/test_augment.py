@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ct2mr.training.augment import AugmentConfig, AugmentParams, apply, default_pad_to, rotate, sample_params
-from ct2mr.training.train import Sampler
 from ct2mr.training.data import SlicePools
+from ct2mr.training.train import Sampler
 
 
 def test_default_pad_to_scales_the_paper_286() -> None:

@@ -16,6 +16,7 @@ from ct2mr.cli import main
 from ct2mr.evaluation.comparisons import (
     COLUMNS,
     compare,
+    decision,
     headline,
     holm,
     min_attainable_p,
@@ -203,3 +204,33 @@ def test_crossed_interval_only_where_simulation_showed_it_holds() -> None:
     gap = _table(effect=-1.0, n_patients=6, n_seeds=3)
     gap = gap[~((gap["patient"] == "P0") & (gap["seed"] == 2))]
     assert np.isnan(_row(compare(gap, metrics=["mae"]), "mae")["crossed_p"])
+
+
+def test_volume_columns_leave_out_patients_without_values() -> None:
+    """The 3D / tissue columns are compared too; patients without them (2D PNG pairs: empty cells) are left
+    out of those rows and n_patients says how many were used; lower-is-better follows each metric."""
+    t = _table(effect=-1.0)
+    vol = ~t["patient"].isin(["P6", "P7"])  # P6, P7: 2D pairs, no volume
+    t["mae_3d_head"] = np.where(vol, t["mae"], np.nan)
+    t["dice_gm"] = np.where(vol, 0.8 - 0.1 * (t["variant"] == "mrgan"), np.nan)
+    t["hd95_gm"] = np.where(vol, 2.0 + (t["variant"] == "mrgan"), np.nan)
+    out = compare(t)
+    assert _row(out, "mae_3d_head")["n_patients"] == 6 and _row(out, "mae")["n_patients"] == 8
+    assert _row(out, "dice_gm")["mean_difference"] == pytest.approx(-0.1)
+    assert _row(out, "hd95_gm")["mean_difference"] == pytest.approx(1.0)
+    # mrgan worse in both: lower Dice, larger HD95 (the rows here are Holm-adjusted over 30: undecided)
+    assert decision("dice_gm", "mrgan", "paired", -0.1, 0.01, 8).startswith("paired better")
+    assert decision("hd95_gm", "mrgan", "paired", 1.0, 0.01, 8).startswith("paired better")
+    assert decision("slice_jump_brain", "mrgan", "paired", -1.0, 0.01, 8).startswith("mrgan better")
+    assert "dice_csf" not in set(out["metric"])  # a column the table lacks: no row
+
+
+def test_primary_metric_choices_are_the_compared_metrics() -> None:
+    """`evaluation.primary.metric` may name any metric `ct2mr compare` tests, 3D and Dice included."""
+    import yaml
+
+    from ct2mr.evaluation.comparisons import METRICS
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    primary = schema["properties"]["evaluation"]["properties"]["primary"]["properties"]["metric"]
+    assert primary["enum"] == METRICS

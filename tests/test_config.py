@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,12 @@ BAD_CONFIGS: list[tuple[str, dict, str]] = [
      "evaluation.primary.baseline: must differ from evaluation.primary.variant (paired)"),
     ("schema: unknown key", {"window": {"ct_widht_hu": 80}}, "window: unknown key(s) 'ct_widht_hu'"),
     ("patient table: ragged row", {"patients": "ragged.tsv"}, "line 2 (patient 'T1'): 6 cells"),
+    # issue 22: a folder as the table; one scan as training and test data (leakage), also under k folds
+    ("patient table: a folder", {"patients": "."}, ".: is a folder; the patient table is a TSV file"),
+    ("train/test leakage", {"patients": "leak.tsv"},
+     "line 8 (patient 'X2'), column ct: the same file as line 7 (patient 'X1'), column ct"),
+    ("k-fold leakage", {"patients": "leak_cv.tsv", "evaluation": {"folds": 2}},
+     "line 8 (patient 'X2'), column ct: the same content as line 7 (patient 'X1'), column ct"),
 ]
 
 
@@ -117,6 +125,12 @@ def _bad_workdir(tmp_path: Path, patch: dict) -> Path:
     rows = (tmp_path / "patients.tsv").read_text().splitlines()
     (tmp_path / "paired_only.tsv").write_text("\n".join(r for r in rows if "_only" not in r) + "\n")
     (tmp_path / "ragged.tsv").write_text("\n".join([rows[0], rows[1] + "\textra", *rows[2:]]) + "\n")
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz", "a copy.nii.gz"):
+        (tmp_path / name).write_text(name.replace(" copy", ""))
+    leak = ["X1\tpaired_train\ta.nii.gz\tb.nii.gz\t", "X2\tpaired_test\ta.nii.gz\tc.nii.gz\t"]
+    (tmp_path / "leak.tsv").write_text("\n".join([*rows, *leak]) + "\n")
+    leak_cv = [leak[0], leak[1].replace("paired_test\ta.nii.gz", "paired_train\ta copy.nii.gz")]
+    (tmp_path / "leak_cv.tsv").write_text("\n".join([*rows, *leak_cv]) + "\n")
     path = tmp_path / "config.yaml"
     config = yaml.safe_load(path.read_text())
     for section, value in patch.items():
@@ -161,7 +175,84 @@ def test_the_tiny_config_is_valid_for_both(tmp_path: Path, monkeypatch: pytest.M
 
 def test_variant_pools_agree_with_the_loss_table() -> None:
     """roles.VARIANT_POOLS is a torch-free copy of losses.data_for (workflow start must not import torch)."""
-    from ct2mr.training.roles import VARIANT_POOLS
     from ct2mr.training.losses import VARIANT_TERMS, data_for
+    from ct2mr.training.roles import VARIANT_POOLS
 
     assert {v: set(VARIANT_POOLS[v]) for v in VARIANT_TERMS} == {v: set(data_for(v)) for v in VARIANT_TERMS}
+
+
+# --- issue 22 item 8: one line, not a traceback, for a results/ that cannot be written and for a
+# target read as a config file
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path: Path) -> Path:
+    """A folder this process cannot write in: chmod 555 for a user; for root (chmod does not stop
+    root) a read-only system folder, else the test is skipped."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    for candidate in (Path("/sys/kernel"), Path("/proc/self")):
+        try:
+            fd, name = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            yield candidate
+            return
+        os.close(fd)
+        os.unlink(name)
+    pytest.skip("no read-only folder to test with")
+
+
+def test_results_folder_not_writable_is_one_line(tmp_path: Path, read_only_dir: Path) -> None:
+    from ct2mr.cohort.config import check_results_writable
+
+    check_results_writable(tmp_path / "results")  # absent in a writable folder: made by the first job
+    results = tmp_path / "project" / "results"
+    results.parent.mkdir()
+    results.symlink_to(read_only_dir)
+    with pytest.raises(InputError, match=r"results: cannot write here \(.*\); every output of the workflow goes "
+                                         r"under results/: make it writable"):
+        check_results_writable(results)
+    with pytest.raises(InputError, match=r"cannot create results/ in .* \(.*\)"):
+        check_results_writable(read_only_dir / "results")
+
+
+def test_workflow_start_explains_a_read_only_results(tmp_path: Path, read_only_dir: Path) -> None:
+    """It ended with "WorkflowError: Failed to create output directory ... PermissionError" from the first job."""
+    from tests.workflow_helpers import make_tiny_workdir, snakemake
+
+    make_tiny_workdir(tmp_path)
+    (tmp_path / "results").symlink_to(read_only_dir)
+    proc = snakemake(tmp_path, "--cores", "1", "results/phantom/T1/truth.json", check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ct2mr: results: cannot write here" in out and "Failed to create output directory" not in out, out[-3000:]
+
+
+def test_a_target_read_as_a_config_file(tmp_path: Path) -> None:
+    """`--configfile my.yaml TARGET` reads TARGET as a second config file; an existing JSON output there
+    gave "unknown key(s)" for the run's own results."""
+    from ct2mr.cohort.config import check_config_files
+    from tests.workflow_helpers import SNAKEFILE, SNAKEMAKE, make_tiny_workdir
+
+    config = make_tiny_workdir(tmp_path)
+    target = tmp_path / "results" / "phantom" / "T1" / "truth.json"
+    target.parent.mkdir(parents=True)
+    target.write_text('{"matrix": [1, 0, 0]}')
+    check_config_files([config], tmp_path)
+    message = (r"results/phantom/T1/truth\.json: --configfile: read as a config file; --configfile takes every "
+               r"word after it: put the targets before it \(snakemake TARGET --configfile FILE\) or end its list with --")
+    with pytest.raises(InputError, match=message):
+        check_config_files([config, target], tmp_path)
+    # as a user types it in the project folder (the helper would add its own --configfile last)
+    proc = subprocess.run([*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "-n", "--configfile", "config.yaml",
+                           "results/phantom/T1/truth.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "SNAKEMAKE_PROFILE"})
+    assert proc.returncode != 0
+    assert "read as a config file" in proc.stdout + proc.stderr, proc.stderr[-3000:]

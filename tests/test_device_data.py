@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ct2mr.training.augment import AugmentConfig
+from ct2mr.training.data import SlicePools
 from ct2mr.training.device_data import BatchedSampler
 from ct2mr.training.train import Sampler
-from ct2mr.training.data import SlicePools
 
 NEEDS = ("ct_unpaired", "mr_unpaired", "paired")
 

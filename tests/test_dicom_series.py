@@ -19,11 +19,11 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mr import cli
-from ct2mr.io.dicom_series import choose_series, find_series, match_series
 from ct2mr.errors import InputError
+from ct2mr.io.dicom_series import choose_series, find_series, match_series
 from ct2mr.io.imageio import detect_format, read_image
-from ct2mr.preprocess.ingest import ingest, orientation_code
 from ct2mr.phantom.export import EXPECTED_AUTO_SERIES, MATRIX, PIXEL_MM, TILT_DEG, truth_on_grid
+from ct2mr.preprocess.ingest import ingest, orientation_code
 
 PATIENT, SEED = "EXP1", 7
 
@@ -320,3 +320,150 @@ def test_real_export_gives_series_3(shared_data: Path, tmp_path: Path, sub: str,
     assert a.min() == -1024 and 1500 < a.max() <= 3071  # -3024 outside the field of view -> -1024 air
     assert np.percentile(a, 1) <= -900 and (a > 300).sum() > 100000
     assert _sha(export) == before
+
+
+# ------------------------------------------------------------------ headers that mislead (issue 22: items 3, 11)
+# Each test copies a handful of files of the real GE export to tmp_path and edits the copies with pydicom
+# (tags only: the JPEG-lossless pixel data is kept as it is).
+
+#: consecutive files of the real export: series 2 (5 mm) and series 3 (2.5 mm), mid-brain
+REAL_S2, REAL_S3 = [f"I{i}" for i in range(19, 23)], [f"I{i}" for i in range(70, 76)]
+
+
+def _real_copy(shared_data: Path, dest: Path, names: list[str], **tags: object) -> list[Path]:
+    """Copy ``names`` of the real export into ``dest``, setting ``tags`` (None deletes a tag)."""
+    import pydicom
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        ds = pydicom.dcmread(shared_data / "head_ct_dicom_export" / "DICOM" / name)
+        for tag, value in tags.items():
+            if value is None:
+                if tag in ds:
+                    delattr(ds, tag)
+            else:
+                setattr(ds, tag, value)
+        ds.save_as(dest / name)
+        out.append(dest / name)
+    return out
+
+
+@pytest.mark.realdata
+def test_two_patients_in_one_folder_are_refused_unless_a_series_is_chosen(shared_data: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    from ct2mr.io.dicom_series import choose_series_from_headers
+
+    folder = tmp_path / "export"
+    _real_copy(shared_data, folder, REAL_S3)
+    _real_copy(shared_data, folder, REAL_S2, PatientID="OTHER7")
+    out = tmp_path / "o.nii.gz"
+    assert cli.main(["ingest", "--modality", "ct", "--input", str(folder), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert (f"{folder}: PatientID: 2 patients in one DICOM folder: 'NOID' (e.g. I70, series 3) and 'OTHER7' "
+            "(e.g. I19, series 2); choose the series to read with --series or the patient table's series column "
+            "(mr_series for the MR)") in err
+    # a series chosen explicitly: read (each series is one patient's)
+    assert choose_series_from_headers(folder, "3", "ct").n == 6
+    assert choose_series_from_headers(folder, "2", "ct").patients.keys() == {"OTHER7"}
+    # one series whose own files carry two PatientIDs: refused even when chosen, and when given as one file
+    _real_copy(shared_data, folder, REAL_S3[-2:], PatientID="OTHER7")
+    for path, selector in ((folder, "3"), (folder / "I70", None)):
+        with pytest.raises(InputError, match=r"PatientID: 2 patients in one series: 'NOID' \(e\.g\. .*I70, series 3\) "
+                                             r"and 'OTHER7' \(e\.g\. .*I74, series 3\); the files of series 3"):
+            choose_series_from_headers(path, selector, "ct")
+
+
+@pytest.mark.realdata
+def test_soft_tissue_kernel_is_preferred_over_a_thinner_bone_kernel(shared_data: Path, tmp_path: Path,
+                                                                    caplog) -> None:
+    """Series 3 (2.5 mm) made a BONE reconstruction: the rule takes series 2 (5 mm, STANDARD) and says why."""
+    from ct2mr.io.dicom_series import choose_series_from_headers
+
+    folder = tmp_path / "export"
+    _real_copy(shared_data, folder, REAL_S2)
+    _real_copy(shared_data, folder, REAL_S3)
+    assert choose_series_from_headers(folder, None, "ct").number == 3  # unedited: the thinnest
+    _real_copy(shared_data, folder, REAL_S3, ConvolutionKernel="BONE")
+    with caplog.at_level(logging.INFO, logger="ct2mr.io.dicom_series"):
+        img = ingest(folder, "ct")
+    assert img.GetSize() == (512, 512, 4) and img.GetSpacing()[2] == pytest.approx(5.0)
+    assert ("passed over series 3 (6 files, ORIGINAL\\PRIMARY\\AXIAL, axial, 2.5 mm): bone/lung reconstruction "
+            "kernel (ConvolutionKernel BONE; series 2 has soft-tissue kernel STANDARD)") in caplog.text
+    assert choose_series_from_headers(folder, "3", "ct").kernel == "BONE"  # still reachable by choice
+
+
+@pytest.mark.parametrize("kernel, group, expected", [
+    ("STANDARD", None, "soft-tissue"), ("SOFT", None, "soft-tissue"), ("BONE", None, "bone/lung"),
+    ("BONEPLUS", None, "bone/lung"), ("LUNG", None, "bone/lung"), ("DETAIL", None, "bone/lung"),  # GE
+    ("H30s", None, "soft-tissue"), ("H31s", None, "soft-tissue"), ("Hr38", None, "soft-tissue"),
+    ("B40f", None, "soft-tissue"), ("H60s", None, "bone/lung"), ("H70h", None, "bone/lung"),
+    ("Br64", None, "bone/lung"), ("Ur77", None, "bone/lung"), ("H48s", None, "unknown"),  # Siemens
+    ("UB", None, "soft-tissue"), ("B", None, "soft-tissue"), ("YC", None, "bone/lung"),
+    ("L", None, "bone/lung"), ("D", None, "bone/lung"),  # Philips
+    ("FC21", None, "soft-tissue"), ("FC26", None, "soft-tissue"), ("FC30", None, "bone/lung"),
+    ("FC51", None, "bone/lung"),  # Canon / Toshiba
+    ("XYZ", None, "unknown"), ("", None, "unknown"), (None, None, "unknown"),
+    ("HEAD BONE", None, "bone/lung"), ("XYZ", "BRAIN", "soft-tissue"), ("STANDARD", "SKELETON", "bone/lung"),
+])
+def test_kernel_class(kernel: str | None, group: str | None, expected: str) -> None:
+    from ct2mr.io.dicom_series import kernel_class
+
+    assert kernel_class(kernel, group) == expected
+
+
+MR_TAGS = {"Modality": "MR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4", "ConvolutionKernel": None,
+           "ScanningSequence": "SE", "RescaleSlope": None, "RescaleIntercept": None}
+
+
+@pytest.mark.realdata
+def test_mr_export_with_two_contrasts_needs_mr_series(shared_data: Path, tmp_path: Path, capsys) -> None:
+    """An MR export with a T2 and a FLAIR series: no silent thinnest choice; the error lists the contrasts."""
+    from ct2mr.io.dicom_series import choose_series_from_headers
+
+    folder = tmp_path / "mr_export"
+    _real_copy(shared_data, folder, REAL_S2, **MR_TAGS, SeriesDescription="AX T2 FSE", RepetitionTime=4000,
+               EchoTime=100)
+    _real_copy(shared_data, folder, REAL_S3, **MR_TAGS, SeriesDescription="AX FLAIR", RepetitionTime=9000,
+               EchoTime=120, InversionTime=2500)
+    with pytest.raises(InputError) as err:
+        choose_series_from_headers(folder, None, "mr")
+    assert str(err.value) == (
+        f"{folder}: mr_series: the MR export holds 2 contrasts, choose one with --series or the patient table's "
+        "mr_series column: T2 (TR 4000 ms, TE 100 ms, ScanningSequence SE): series 2 'AX T2 FSE' (4 files, "
+        "ORIGINAL\\PRIMARY\\AXIAL, axial, 5 mm); FLAIR (TR 9000 ms, TE 120 ms, TI 2500 ms, ScanningSequence SE): "
+        "series 3 'AX FLAIR' (6 files, ORIGINAL\\PRIMARY\\AXIAL, axial, 2.5 mm)")
+    assert choose_series_from_headers(folder, "T2", "mr").number == 2
+    assert choose_series_from_headers(folder, "FLAIR", "mr").number == 3
+    # the same contrast at two thicknesses (times only, no names): one contrast, the rule takes the thinner
+    _real_copy(shared_data, folder, REAL_S2, **MR_TAGS, SeriesDescription="axial 5", RepetitionTime=4000,
+               EchoTime=100)
+    _real_copy(shared_data, folder, REAL_S3, **MR_TAGS, SeriesDescription="axial 2.5", RepetitionTime=3800,
+               EchoTime=95)
+    assert choose_series_from_headers(folder, None, "mr").number == 3
+    # via the workflow's command: one line, nothing written
+    _real_copy(shared_data, folder, REAL_S3, **MR_TAGS, SeriesDescription="axial 2.5", RepetitionTime=500,
+               EchoTime=12)
+    out = tmp_path / "mr.nii.gz"
+    assert cli.main(["ingest", "--modality", "mr", "--input", str(folder), "--output", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and not out.exists()
+    assert "the MR export holds 2 contrasts" in lines[0] and "T2 (TR 4000 ms, TE 100 ms" in lines[0] \
+        and "T1 (TR 500 ms, TE 12 ms" in lines[0]
+
+
+@pytest.mark.parametrize("fields, label", [
+    ({"SeriesDescription": "Ax T2 FLAIR", "RepetitionTime": 9000.0, "EchoTime": 120.0}, "FLAIR"),
+    ({"SeriesDescription": "sag MPRAGE", "ContrastBolusAgent": "Gadovist"}, "T1 + contrast agent"),
+    ({"SeriesDescription": "t1_se_tra", "RepetitionTime": 550.0, "EchoTime": 10.0}, "T1"),
+    ({"SeriesDescription": "UPDATE", "RepetitionTime": 3000.0, "EchoTime": 20.0}, "PD"),  # no 'PD' inside words
+    ({"RepetitionTime": 8000.0, "EchoTime": 90.0, "InversionTime": 2400.0}, "FLAIR"),
+    ({"RepetitionTime": 20.0, "EchoTime": 5.0}, "T1"),
+    ({"RepetitionTime": 4000.0, "EchoTime": 90.0}, "T2"),
+    ({"SeriesDescription": "survey"}, "?"),
+])
+def test_mr_contrast_labels(fields: dict, label: str) -> None:
+    from ct2mr.io.dicom_series import mr_contrast
+
+    assert mr_contrast(fields).split(" (")[0] == label

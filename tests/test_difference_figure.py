@@ -11,8 +11,8 @@ import pytest
 from ct2mr import cli
 from ct2mr.errors import InputError
 from ct2mr.evaluation.figures import figure_difference, mean_error_map
-from ct2mr.preprocess.slices import save_slices
 from ct2mr.inference.synthesize import write_slices_npz
+from ct2mr.preprocess.slices import save_slices
 from tests.test_figures import _slices
 
 

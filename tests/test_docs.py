@@ -48,7 +48,7 @@ README = REPO / "README.md"
 #: (regex matched against a whole README command, exercise name)
 EXERCISES: list[tuple[str, str]] = [
     (r"snakemake(?: .*)?", "snakemake"),
-    (r"\.venv/bin/ct2mr check-config --config config/config\.yaml", "check_config"),
+    (r"\.venv/bin/ct2mr check-config --config config/config\.yaml(?: --data)?", "check_config"),
     (r"\.venv/bin/ct2mr predict --model results/models/\S+ --ct path/to/ct_dicom_folder --out \S+\.nii\.gz", "predict"),
     (r"make (?:demo|test)", "make_dry_run"),
     (r"python3 -m venv \.venv", "venv_module"),

@@ -12,8 +12,8 @@ import pytest
 from ct2mr import cli
 from ct2mr.errors import InputError
 from ct2mr.evaluation.evaluate import evaluate_patient
-from ct2mr.preprocess.slices import save_slices
 from ct2mr.inference.synthesize import write_slices_npz
+from ct2mr.preprocess.slices import save_slices
 
 N = 3
 
@@ -247,3 +247,144 @@ def test_folds_column_and_a_patient_outside_the_folds(tmp_path: Path) -> None:
     write_folds(folds, ["P01", "P02"], 2)
     assert cli.main([*args[:-2], "--per-patient", str(out / "pp2.tsv"), "--folds", str(folds)]) == 2
     assert not (out / "pp2.tsv").exists()
+
+
+# --------------------------------------------------------------------------- 3D metrics, tissue Dice, QC
+
+
+def _volume_case(tmp: Path, offset: float = 0.0) -> dict[str, Path]:
+    """A small head on a 1 mm grid (z, y, x) = (24, 40, 40): CSF / GM / WM shells (T2-like grey levels),
+    head mask, brain mask, slice file with z_index 4..19; the synthetic = real + ``offset`` on those slices."""
+    import SimpleITK as sitk
+
+    zz, yy, xx = np.meshgrid(*(np.linspace(-1, 1, n) for n in (24, 40, 40)), indexing="ij")
+    r = np.sqrt(zz**2 + yy**2 + xx**2)
+    real = np.select([r <= 0.5, r <= 0.7, r <= 0.85, r <= 1.0], [90, 140, 220, 60], 0).astype(np.float64)
+    real = np.clip(real + np.random.default_rng(0).normal(0, 8, real.shape), 0, 255).round()
+    z_index = np.arange(4, 20)
+    syn = np.zeros_like(real)
+    syn[z_index] = np.clip(real[z_index] + offset, 0, 255)
+    paths = {}
+    for name, arr in {"real": real, "synth": syn, "head": r <= 1.0, "brain": r <= 0.85}.items():
+        paths[name] = tmp / f"{name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(arr.astype(np.uint8)), str(paths[name]))
+    paths["slices"] = tmp / "P01.npz"
+    np.savez(paths["slices"], z_index=z_index)
+    return paths
+
+
+def _volume_args(p: dict[str, Path], out: Path) -> list[str]:
+    return ["evaluate-volume", "--patient", "P01", "--variant", "mrgan", "--seed", "0", "--real", str(p["real"]),
+            "--synth", str(p["synth"]), "--head-mask", str(p["head"]), "--brain-mask", str(p["brain"]),
+            "--slices", str(p["slices"]), "--output", str(out)]
+
+
+def test_evaluate_volume_known_answers_and_the_join(tmp_path: Path) -> None:
+    """evaluate-volume on the synthesized slices only: a constant offset is the 3D MAE, no slice jump, and the
+    same tissues; its row joins per_patient.tsv, a patient without a volume keeps empty cells."""
+    import pandas as pd
+
+    from ct2mr.evaluation.volume_metrics import VOLUME_COLUMNS, join_volume_metrics
+
+    p = _volume_case(tmp_path, offset=5.0)
+    real_t = tmp_path / "real_tissues.nii.gz"
+    settings = ["--contrast", "t2", "--mrf-smoothing", "0"]
+    assert cli.main(["segment-tissues", "--mr", str(p["real"]), "--brain-mask", str(p["brain"]), "--slices",
+                     str(p["slices"]), "--output", str(real_t), *settings]) == 0
+    out = tmp_path / "vol.tsv"
+    assert cli.main([*_volume_args(p, out), "--real-tissues", str(real_t), "--output-tissues",
+                     str(tmp_path / "syn_t.nii.gz"), *settings]) == 0
+    row = _read_tsv(out)[0]
+    assert list(row)[:3] == ["patient", "variant", "seed"] and list(row)[3:] == VOLUME_COLUMNS
+    # real + 5 everywhere on the kept slices (the real MR is <= 250 there): MAE 5, PSNR 10 log10(255^2/25)
+    assert float(row["mae_3d_head"]) == pytest.approx(5.0, abs=0.05)
+    assert float(row["psnr_3d_head"]) == pytest.approx(10 * math.log10(255**2 / 25), abs=0.1)
+    assert 0.9 < float(row["ms_ssim_3d_head"]) <= 1.0
+    assert float(row["slice_jump_brain"]) == pytest.approx(0.0, abs=0.05)  # the offset is the same on every slice
+    assert min(float(row[c]) for c in ("dice_csf", "dice_gm", "dice_wm")) > 0.95  # an offset keeps the classes
+    assert float(row["hd95_gm"]) <= 1.0 and float(row["hd95_wm"]) <= 1.0
+    assert (tmp_path / "syn_t.nii.gz").is_file()
+
+    # segmentation off: the image metrics only, the Dice / HD95 cells empty
+    off = tmp_path / "off.tsv"
+    assert cli.main(_volume_args(p, off)) == 0
+    row_off = _read_tsv(off)[0]
+    assert row_off["dice_gm"] == "" and row_off["hd95_wm"] == "" and row_off["mae_3d_head"] == row["mae_3d_head"]
+
+    per = pd.DataFrame({"patient": ["P01", "P01", "PNG1"], "variant": ["mrgan", "paired", "mrgan"], "seed": [0, 0, 0]})
+    joined = join_volume_metrics(per, [out])
+    assert joined.loc[0, "mae_3d_head"] == pytest.approx(float(row["mae_3d_head"]))
+    assert joined.loc[[1, 2], VOLUME_COLUMNS].isna().all().all()  # no table: empty, not zero
+    stray = tmp_path / "stray.tsv"
+    stray.write_text(out.read_text().replace("P01", "P09"))
+    with pytest.raises(InputError, match="P09.*not a row"):
+        join_volume_metrics(per, [stray])
+
+
+def test_volume_columns_reach_per_patient_and_summary(tmp_path: Path) -> None:
+    files = _write_case(tmp_path, ["P01", "P02"], {"mrgan": [10, 12]})
+    vol = tmp_path / "v.tsv"
+    vol.write_text("patient\tvariant\tseed\tmae_3d_head\tpsnr_3d_head\tms_ssim_3d_head\tslice_jump_brain\tdice_csf"
+                   "\tdice_gm\tdice_wm\thd95_gm\thd95_wm\nP01\tmrgan\t0\t11\t25\t0.9\t2\t0.8\t0.7\t0.9\t3\t2\n")
+    out = tmp_path / "m"
+    assert cli.main(["evaluate", "--slices", *map(str, files), "--synth-dir", str(tmp_path / "synth"),
+                     "--variants", "mrgan", "--per-patient", str(out / "pp.tsv"), "--summary", str(out / "s.tsv"),
+                     "--volume-metrics", str(vol)]) == 0
+    per = {r["patient"]: r for r in _read_tsv(out / "pp.tsv")}
+    assert per["P01"]["dice_gm"] == "0.7" and per["P02"]["dice_gm"] == ""  # P02 has no volume: empty
+    summ = {r["metric"]: r for r in _read_tsv(out / "s.tsv")}
+    assert summ["dice_gm"]["mrgan"] == "0.7000" and summ["dice_gm"]["mrgan_n"] == "1"
+
+
+def test_qc_flags_and_dice_correlation(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    from ct2mr.evaluation.qc import dice_correlation, qc_table
+
+    n = 12
+    mae = [10.0] * (n - 1) + [40.0]  # one outlier among 13 (PNG1 too): z = 12/sqrt(13) = 3.33 > 3
+    dice = [0.8] * (n - 2) + [0.65, 0.8]  # P11: 0.15 below the median 0.8
+    rows = [{"patient": f"P{i:02d}", "variant": "mrgan", "seed": 0, "mae_head": mae[i], "mae_3d_head": mae[i],
+             "dice_csf": dice[i], "dice_gm": dice[i], "dice_wm": dice[i]} for i in range(n)]
+    rows.append({"patient": "PNG1", "variant": "mrgan", "seed": 0, "mae_head": 10.0})
+    per = pd.DataFrame(rows)
+    qc = qc_table(per, {"P00": "morphology"}).set_index("patient")
+    assert qc.loc["P11", "flags"] == "MAE z > 3"
+    assert qc.loc["P11", "mae_head_z"] == pytest.approx(12 / math.sqrt(13))  # (n-1)/sqrt(n), 13 with PNG1
+    assert qc.loc["P10", "flags"] == "Dice drop > 0.1" and qc.loc["P10", "dice_drop"] == pytest.approx(0.15)
+    assert qc.loc["P05", "flags"] == "" and qc.loc["P00", "mr_mask_method"] == "morphology"
+    assert qc.loc["P05", "mr_mask_method"] == "-"
+    assert qc.loc["PNG1", "note"].startswith("no volume")
+    corr = dice_correlation(per).set_index("metric")
+    assert corr.loc["mae_3d_head", "n"] == n and corr.loc["mae_head", "n"] == n
+    assert math.isnan(corr.loc["slice_jump_brain", "spearman_rho"])  # no values
+    mono = pd.DataFrame({"patient": list("abcd"), "variant": "v", "seed": 0, "mae_head": [1.0, 2, 3, 4],
+                         "dice_csf": [0.9, 0.8, 0.7, 0.6], "dice_gm": 0.5, "dice_wm": 0.5})
+    assert dice_correlation(mono).set_index("metric").loc["mae_head", "spearman_rho"] == pytest.approx(-1.0)
+
+    qa = tmp_path / "P00" / "masking_qa_mr.json"
+    qa.parent.mkdir()
+    qa.write_text(json.dumps({"method_used": "deepbet"}))
+    pp = tmp_path / "pp.tsv"
+    per.to_csv(pp, sep="\t", index=False)
+    assert cli.main(["qc", "--per-patient", str(pp), "--mask-qa", str(qa), "--qc", str(tmp_path / "qc.tsv"),
+                     "--correlation", str(tmp_path / "c.tsv")]) == 0
+    assert _read_tsv(tmp_path / "qc.tsv")[0]["mr_mask_method"] == "deepbet"
+
+
+def test_a_flat_synthetic_mr_scores_dice_0_instead_of_failing(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    p = _volume_case(tmp_path)
+    flat = sitk.ReadImage(str(p["synth"])) * 0 + 100  # an untrained model's constant output
+    sitk.WriteImage(flat, str(p["synth"]))
+    real_t = tmp_path / "real_tissues.nii.gz"
+    settings = ["--contrast", "t2", "--mrf-smoothing", "0"]
+    assert cli.main(["segment-tissues", "--mr", str(p["real"]), "--brain-mask", str(p["brain"]), "--slices",
+                     str(p["slices"]), "--output", str(real_t), *settings]) == 0
+    out = tmp_path / "vol.tsv"
+    assert cli.main([*_volume_args(p, out), "--real-tissues", str(real_t), *settings]) == 0
+    row = _read_tsv(out)[0]
+    assert row["dice_gm"] == "0" and row["hd95_gm"] == "" and float(row["mae_3d_head"]) > 0

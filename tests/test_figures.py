@@ -11,8 +11,8 @@ import pytest
 from ct2mr import cli
 from ct2mr.errors import InputError
 from ct2mr.evaluation.figures import figure_synthesis, pick_slices
-from ct2mr.preprocess.slices import save_slices
 from ct2mr.inference.synthesize import write_slices_npz
+from ct2mr.preprocess.slices import save_slices
 
 N = 6
 
@@ -159,3 +159,34 @@ def test_seed_layout_in_metrics_and_loss_figures(tmp_path: Path) -> None:
             lf.write_text("\n".join(rows) + "\n")
             files.append(lf)
     _png_ok(figure_losses(files, tmp_path / "losses.png"), 800)
+
+
+def test_tissues_figure_real_and_each_variant(tmp_path: Path) -> None:
+    """Real MR + tissue map, then each variant's (its name from results/tissues/{variant}/seed{seed}/);
+    labels on a coarser grid (--downsample 2) are shown on the MR's grid."""
+    import SimpleITK as sitk
+
+    from ct2mr.cli import main
+
+    lab = np.zeros((8, 16, 16), np.uint8)
+    lab[2:6, 4:12, 4:12] = 3
+    lab[2:6, 4:12, 4:6] = 2
+    lab[3:5, 6:9, 6:9] = 1
+    mr = sitk.GetImageFromArray((lab * 60).astype(np.uint8))
+    paths = {"vol": [], "tis": []}
+    for name in ("real", "mrgan/seed0"):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        sitk.WriteImage(mr, str(d / "P01_mr.nii.gz"))
+        tis = sitk.GetImageFromArray(lab)
+        if name != "real":
+            tis = sitk.BinShrink(tis, [2, 2, 2])  # a coarser grid, like --downsample 2
+        sitk.WriteImage(tis, str(d / "P01.nii.gz"))
+        paths["vol"].append(str(d / "P01_mr.nii.gz"))
+        paths["tis"].append(str(d / "P01.nii.gz"))
+    out = tmp_path / "tissues.png"
+    assert main(["figures", "--kind", "tissues", "--volumes", *paths["vol"], "--tissues", *paths["tis"],
+                 "--output", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["figures", "--kind", "tissues", "--volumes", paths["vol"][0], "--tissues", *paths["tis"],
+                 "--output", str(out)]) == 2

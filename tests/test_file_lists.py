@@ -43,6 +43,25 @@ def test_empty_list_and_bad_paths(tmp_path: Path) -> None:
         assert not (tmp_path / "bad.txt").exists()  # nothing half-written
 
 
+def test_paths_with_spaces_and_any_letter_survive_the_list(tmp_path: Path) -> None:
+    """Issue 22 item 1: one path per line, read back as one argument each (spaces, quotes, non-ASCII kept)."""
+    paths = ["proj ü/results/slices/P1.npz", " lead and trail ", "O'Brien \"scan\" #1.npz", "tab\there.npz", "ünï/çødé.npz"]
+    listed = tmp_path / "lists ü" / "train.txt"
+    write_file_list(paths, listed)
+    args = build_parser("train").parse_args(
+        ["train", "--variant", "mrgan", "--out-dir", "m", "--settings", "{}", "--slices", f"@{listed}"]
+    )
+    assert [str(p) for p in args.slices] == [str(Path(p)) for p in paths]
+
+
+@pytest.mark.parametrize("bad", ["a\x0bb", "a\x0cb", "a\x1cb", "a\x85b", "a\u2028b", "-rf.npz"])
+def test_paths_the_reader_would_split_or_take_as_an_option_are_refused(tmp_path: Path, bad: str) -> None:
+    """The reader splits lines as str.splitlines does (more breaks than \\n and \\r), and a line starting
+    with '-' would be read as an option: such a path is refused when the list is written."""
+    with pytest.raises(InputError, match="cannot list the path"):
+        write_file_list(["ok.npz", bad], tmp_path / "bad.txt")
+
+
 def test_missing_list_file_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser("train").parse_args(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +11,9 @@ import pytest
 from PIL import Image
 
 from ct2mr.cli import main
+from ct2mr.cohort.patients import load_patients
 from ct2mr.errors import InputError
 from ct2mr.preprocess.image_pools import list_pool_images, place_on_canvas, pool_head_mask, slices_from_pool
-from ct2mr.cohort.patients import load_patients
 from ct2mr.preprocess.slices import load_slices
 
 
@@ -200,3 +202,143 @@ def test_workflow_plans_a_pool_row(tmp_path: Path) -> None:
     variants = cfg["training"]["variants"]
     baselines = [v for v in variants if v != "mrgan"]  # one difference map per baseline of mrgan
     assert jobs["compare"] == 1 and jobs["fig_difference"] == len(baselines) and jobs["comparison_table"] == 1
+
+
+# --------------------------------------------------------------------------- images that are no head slice
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width x height`` 8-bit grey pixels (no pixel data: a bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def _bad_images(folder: Path) -> dict[str, str]:
+    """An all-black image, a 2000x40 strip and an image of isolated dots (empty head mask) -> file -> why."""
+    Image.fromarray(np.zeros((300, 240), np.uint8)).save(folder / "black.png")
+    strip = np.zeros((40, 2000), np.uint8)
+    strip[5:35, 100:1900] = 180
+    Image.fromarray(strip).save(folder / "strip.png")
+    dots = np.zeros((256, 256), np.uint8)
+    dots[::8, ::8] = 255  # bright single pixels: no region survives the mask's opening
+    Image.fromarray(dots).save(folder / "dots.png")
+    return {"black.png": r"blank.*every pixel is 0", "strip.png": r"2000x40.*strip",
+            "dots.png": r"no head found.*head mask is empty"}
+
+
+def _check_dropped(caplog: pytest.LogCaptureFixture, why: dict[str, str], patient: str) -> None:
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for name, reason in why.items():
+        hits = [w for w in warnings if name in w]
+        assert len(hits) == 1, (name, warnings)
+        assert re.search(reason, hits[0]) and "dropped" in hits[0] and patient in hits[0], hits[0]
+        assert "\n" not in hits[0]
+
+
+def test_non_head_images_are_dropped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    good = _head(200, 160)
+    Image.fromarray(good).save(pool / "a_head.png")
+    Image.fromarray(_head(120, 120)).save(pool / "z_head.png")
+    why = _bad_images(pool)
+    caplog.set_level("INFO")
+    d = slices_from_pool(pool, patient="POOL", role="ct_only", size=64)
+    assert d["ct"].shape == (2, 64, 64) and d["z_index"].tolist() == [0, 1]  # only the two heads
+    assert d["head_mask"].any(axis=(1, 2)).all()
+    np.testing.assert_array_equal(d["ct"][0], place_on_canvas(good, 64)[0])  # the first kept image is a_head
+    _check_dropped(caplog, why, "POOL")
+
+
+@pytest.mark.realdata
+def test_real_pool_with_non_head_images(shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for name in ("000.png", "107.png", "150.png"):  # RGB / RGBA web images; 107 is the 274x408 one
+        shutil.copy(shared_data / "head_ct_2d" / name, pool / name)
+    why = _bad_images(pool)
+    caplog.set_level("INFO")
+    d = slices_from_pool(pool, patient="HCT", role="ct_only")
+    assert d["ct"].shape == (3, 256, 256)
+    assert (d["head_mask"].mean(axis=(1, 2)) > 0.2).all()
+    _check_dropped(caplog, why, "HCT")
+
+
+def test_every_image_dropped_is_one_line_error(tmp_path: Path) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _bad_images(pool)
+    with pytest.raises(InputError, match=r"pool.*every image.*dropped \(3 of 3\).*black\.png.*blank") as err:
+        slices_from_pool(pool, patient="P", role="ct_only", size=64)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("width", "height"), [(30000, 30000), (10000, 10000)], ids=["bomb-error", "bomb-warning"])
+def test_decompression_bomb_is_refused(tmp_path: Path, width: int, height: int) -> None:
+    """PIL raises over 2x its pixel limit and only warns between 1x and 2x: both are refused, naming the count."""
+    import warnings
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    Image.fromarray(_head(64, 64)).save(pool / "a.png")
+    _png_header_only(pool / "huge.png", width, height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escapes would fail here
+        with pytest.raises(InputError, match=rf"huge\.png.*{width * height} pixels.*decompression") as err:
+            slices_from_pool(pool, patient="P", role="ct_only", size=64)
+    assert "\n" not in str(err.value)
+
+
+def test_pool_image_info_reads_the_header_only(tmp_path: Path) -> None:
+    from ct2mr.preprocess.image_pools import pool_image_info
+
+    Image.fromarray(np.stack([_head(40, 90)] * 3, -1)).save(tmp_path / "rgb.png")
+    info = pool_image_info(tmp_path / "rgb.png")
+    assert (info.width, info.height, info.mode, info.format) == (90, 40, "RGB", "PNG")
+    assert info.drop_reason is None
+    _png_header_only(tmp_path / "strip.png", 2000, 40)  # no pixel data: the header is enough
+    assert "strip" in pool_image_info(tmp_path / "strip.png").drop_reason
+    _png_header_only(tmp_path / "huge.png", 30000, 30000)
+    with pytest.raises(InputError, match="900000000 pixels"):
+        pool_image_info(tmp_path / "huge.png")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--size", "16"], r"--size: 16.*at least 32"),
+        (["--patient", "../evil"], r"--patient: '\.\./evil'.*patient id"),
+        (["--patient", "my pool"], r"--patient: 'my pool'.*patient id"),
+        (["--patient", "_pool"], r"--patient: '_pool'.*patient id"),
+    ],
+    ids=["size-16", "dotdot", "space", "leading-underscore"],
+)
+def test_slices_pool_enforces_workflow_limits(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                              match: str) -> None:
+    Image.fromarray(_head(64, 64)).save(tmp_path / "a.png")
+    base = {"--patient": "POOL", "--role": "ct_only", "--images": str(tmp_path), "--size": "64",
+            "--output": str(tmp_path / "out.npz")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    assert main(["slices-pool", *[x for kv in base.items() for x in kv]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_limits_are_the_schemas() -> None:
+    """The limits slices-pool enforces are the workflow's: config.schema slices.size and patients.schema patient."""
+    import jsonschema
+
+    from ct2mr.cohort.schema import CONFIG_SCHEMA, PATIENTS_SCHEMA, load_yaml
+    from ct2mr.preprocess.image_pools import MIN_SLICE_SIZE, is_patient_id
+
+    assert MIN_SLICE_SIZE == load_yaml(CONFIG_SCHEMA)["properties"]["slices"]["properties"]["size"]["minimum"]
+    rule = jsonschema.Draft202012Validator(load_yaml(PATIENTS_SCHEMA)["properties"]["patient"])
+    for pid in ["P01", "HCT_POOL", "a.b-c", "9", "../x", "a..b", "_x", "-x", ".x", "a b", "a/b", "", "é"]:
+        assert is_patient_id(pid) == rule.is_valid(pid), pid

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from ct2mr.io import imageio
 from ct2mr.errors import InputError, OutputError
+from ct2mr.io import imageio
 from ct2mr.io.imageio import detect_format, read_image, write_dicom_series, write_image
 
 

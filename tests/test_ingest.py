@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from ct2mr.cli import main
 from ct2mr.errors import InputError
 from ct2mr.io.imageio import read_image, write_dicom_series, write_image
-from ct2mr.preprocess.ingest import ingest, orientation_code
 from ct2mr.phantom.patient import PhantomParams, make_patient
+from ct2mr.preprocess.ingest import ingest, orientation_code
 
 SMALL = PhantomParams(ct_spacing_mm=(3.0, 3.0, 4.0), mr_spacing_mm=(3.5, 3.5, 4.5))
 
@@ -235,3 +235,92 @@ def test_real_mr(shared_data: Path, name: str) -> None:
     np.testing.assert_allclose(va, vb)
     with pytest.raises(InputError, match="not in Hounsfield units"):
         ingest(path, "ct")
+
+
+# ------------------------------------------------------------------ HU judged on the head (issue 22, item 2)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("edit, field", [
+    ({"RescaleSlope": None, "RescaleIntercept": None}, "RescaleSlope/RescaleIntercept"),  # tags lost
+    ({"RescaleIntercept": 0}, "voxel values"),  # tags present but wrong
+])
+def test_real_dicom_ct_in_stored_values_is_refused_in_ingest_and_predict(shared_data: Path, tmp_path: Path, capsys,
+                                                                        edit: dict, field: str) -> None:
+    """Six slices of the real GE series 3 whose values are the stored ones (air ~0, brain ~1050, padding -2000).
+
+    The padding made the old air check pass (1st percentile -2000); the landmarks are measured
+    without it and the refusal gives them with the expected values, in ingest and in predict."""
+    import re
+
+    import pydicom
+
+    from ct2mr.models.model_folder import make_untrained_model
+
+    folder, good = tmp_path / "ct_dicom", tmp_path / "ct_good"
+    folder.mkdir()
+    good.mkdir()
+    for i in range(70, 76):
+        ds = pydicom.dcmread(shared_data / "head_ct_dicom_export" / "DICOM" / f"I{i}")
+        ds.save_as(good / f"I{i}")
+        for tag, value in edit.items():
+            if value is None:
+                delattr(ds, tag)
+            else:
+                setattr(ds, tag, value)
+        ds.save_as(folder / f"I{i}")
+    assert ingest(good, "ct").GetSize() == (512, 512, 6)  # the unedited copy is fine
+    model = make_untrained_model(tmp_path / "model", "paired", image_size=32, ngf=4, n_blocks=1)
+    for command in (["ingest", "--modality", "ct", "--input", str(folder), "--output", str(tmp_path / "o.nii.gz")],
+                    ["predict", "--model", str(model), "--ct", str(folder), "--out", str(tmp_path / "p.nii.gz"),
+                     "--device", "cpu"]):
+        assert main(command) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        m = re.search(rf"{re.escape(str(folder))}: {field}: CT not in Hounsfield units: air around the head at "
+                      r"(-?\d+) \(expected near -1000 HU, at most -900\), head soft tissue at (-?\d+) \(expected "
+                      r"-150\.\.150 HU, brain 20\.\.50\), padding below -1100 \((\d+\.\d) % of voxels\) left out",
+                      lines[0])
+        assert m, lines[0]
+        air, tissue, padding = int(m[1]), int(m[2]), float(m[3])
+        assert 0 <= air <= 100 and 1000 <= tissue <= 1100 and 15 < padding < 30
+    assert not (tmp_path / "o.nii.gz").exists() and not (tmp_path / "p.nii.gz").exists()
+
+
+@pytest.mark.realdata
+def test_ct_landmarks_of_real_and_phantom_heads(shared_data: Path, phantom) -> None:
+    """Air near -1000 and the soft-tissue peak at brain values (HU), with and without padding."""
+    from ct2mr.preprocess.ingest import ct_landmarks
+
+    real = _arr(read_image(shared_data / "volumes" / "ct_head_invesalius.nii.gz"))
+    for arr in (real, _arr(phantom.ct)):
+        lm = ct_landmarks(arr)
+        assert -1010 <= lm["air"] <= -990 and 15 <= lm["tissue"] <= 50 and lm["padding"] == 0
+        padded = np.pad(arr, ((0, 0), (40, 40), (0, 0)), constant_values=-3024)  # outside the field of view
+        lm_p = ct_landmarks(padded)
+        assert abs(lm_p["air"] - lm["air"]) <= 5 and abs(lm_p["tissue"] - lm["tissue"]) <= 5 and lm_p["padding"] > 0.1
+        shifted = ct_landmarks(np.where(padded < -1100, -2000, padded + 1024))  # stored values, padding -2000
+        assert abs(shifted["air"] - lm["air"] - 1024) <= 5 and abs(shifted["tissue"] - lm["tissue"] - 1024) <= 5
+
+
+@pytest.mark.realdata
+def test_real_dicom_ct_in_unsigned_stored_values_names_the_missing_tags(shared_data: Path, tmp_path: Path) -> None:
+    """The same slices stored unsigned 0..4095 (padding 0, air ~24: Siemens-like) without rescale tags."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder = tmp_path / "ct_dicom"
+    folder.mkdir()
+    for i in range(70, 73):
+        src = shared_data / "head_ct_dicom_export" / "DICOM" / f"I{i}"
+        hu = _arr(sitk.ReadImage(str(src)))[0]  # GDCM decodes the JPEG-lossless pixels (pydicom has no decoder here)
+        ds = pydicom.dcmread(src)
+        del ds.RescaleSlope, ds.RescaleIntercept, ds.PixelPaddingValue
+        ds.PixelData = np.clip(hu + 1024, 0, 4095).astype(np.uint16).tobytes()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
+        ds.save_as(folder / f"I{i}", enforce_file_format=True)
+    with pytest.raises(InputError) as err:
+        ingest(folder, "ct")
+    assert str(err.value).startswith(f"{folder}: RescaleSlope/RescaleIntercept: CT not in Hounsfield units: "
+                                     "observed range 0..")

@@ -20,8 +20,8 @@ from ct2mr.training.losses import (
     nll_gan_loss,
     total_generator_loss,
 )
-from ct2mr.training.train import Trainer
 from ct2mr.training.settings import preset_settings, settings_from_dict
+from ct2mr.training.train import Trainer
 
 TINY = settings_from_dict({**preset_settings("tiny").to_dict(), "image_size": 32, "ngf": 4, "ndf": 4})
 

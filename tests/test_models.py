@@ -105,3 +105,119 @@ def test_rebuild_from_architecture_dict(tmp_path) -> None:
     assert n_params(build_discriminator(arch)) == 2848 * 16 + 249 * 4 + 2
     with pytest.raises(ValueError):
         build_generator({**arch, "norm": "batch"})
+
+
+# --------------------------------------------------------------------------- model.json checks (issue 22, item 5)
+
+
+def _folder(tmp_path, name: str = "m", variant: str = "paired"):
+    from ct2mr.models.model_folder import make_untrained_model
+
+    return make_untrained_model(tmp_path / name, variant, image_size=32, ngf=4, n_blocks=1)
+
+
+def _edit(folder, **changes) -> None:
+    import json
+
+    path = folder / "model.json"
+    info = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = info
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is None:
+            node.pop(key, None)
+        else:
+            node[key] = value
+    path.write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"variant": "cyclegan"}, "variant",
+         "unknown variant 'cyclegan'; expected one of paired, unpaired, mrgan, regression"),
+        ({"variant": None}, "variant", "missing; expected one of paired, unpaired, mrgan, regression"),
+        # an edited top-level size (train writes both) and an edited architecture size: never run silently
+        ({"image_size": 33}, "image_size",
+         "33 disagrees with architecture.image_size 32 (the slice size the network runs at)"),
+        ({"architecture__image_size": 64, "settings__image_size": 32}, "architecture.image_size",
+         "64 disagrees with settings.image_size 32, the value the model was trained with"),
+        ({"architecture__ngf": 8}, "architecture.ngf",
+         "8 does not fit the weights: syn_mr.pt holds a generator with ngf 4"),
+        ({"architecture__n_blocks": 3}, "architecture.n_blocks",
+         "3 does not fit the weights: syn_mr.pt holds a generator with n_blocks 1"),
+        ({"preprocessing": {"resample": {"spacing_mm": [1, 1, 1]}}}, "preprocessing.skull_mask", "missing"),
+    ],
+)
+def test_model_json_is_checked_against_the_weights_and_the_known_variants(tmp_path, changes, field, problem) -> None:
+    """Each problem: one line naming model.json, the field and what is wrong."""
+    from ct2mr.errors import InputError
+    from ct2mr.models.model_folder import load_generators
+
+    folder = _folder(tmp_path)
+    _edit(folder, **changes)
+    with pytest.raises(InputError) as exc:
+        load_generators(folder, device="cpu")
+    assert str(exc.value) == f"{folder / 'model.json'}: {field}: {problem}"
+
+
+def test_syn_ct_weights_must_match_the_variant(tmp_path) -> None:
+    import shutil
+
+    from ct2mr.errors import InputError
+    from ct2mr.models.model_folder import load_generators
+
+    paired, cycle = _folder(tmp_path, "p", "paired"), _folder(tmp_path, "c", "mrgan")
+    shutil.copy(cycle / "syn_ct.pt", paired / "syn_ct.pt")
+    with pytest.raises(InputError, match=r"p/model\.json: variant: 'paired' trains no Syn_CT, but the folder holds "
+                                         r"syn_ct\.pt"):
+        load_generators(paired, device="cpu")
+    _edit(cycle, weights={"syn_mr": "syn_mr.pt", "syn_ct": "syn_ct.pt"})
+    (cycle / "syn_ct.pt").unlink()
+    with pytest.raises(InputError, match=r"c/syn_ct\.pt: model folder .* is missing its weights syn_ct\.pt"):
+        load_generators(cycle, device="cpu")
+
+
+def test_known_variants_are_the_trainers_and_the_preprocessing_keys_the_configs() -> None:
+    """model_folder's lists are the trainer's variants and the config schema's preprocessing sections, whole:
+    the workflow's train job passes those sections as they are (workflow/rules/train.smk)."""
+    import yaml
+
+    from ct2mr.cohort.config import validate_config
+    from ct2mr.cohort.schema import CONFIG_SCHEMA
+    from ct2mr.models.model_folder import KNOWN_VARIANTS, PREPROCESSING_KEYS, VARIANTS_WITH_SYN_CT, check_preprocessing
+    from ct2mr.training.losses import VARIANTS
+
+    assert KNOWN_VARIANTS == VARIANTS and set(VARIANTS_WITH_SYN_CT) <= set(VARIANTS)
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())["properties"]
+    assert {s: tuple(schema[s]["properties"]) for s in PREPROCESSING_KEYS} == PREPROCESSING_KEYS
+    config = validate_config({})
+    record = {s: config[s] for s in PREPROCESSING_KEYS}  # what train.smk passes
+    assert check_preprocessing(record, None)["resample"]["spacing_mm"] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("window", "ct_width", 80, "preprocessing.window.ct_width: unknown key; expected ct_width_hu, ct_level_hu, "
+                                   "mr_percentiles"),
+        ("resample", "spacing_mm", [1, 0, 1], "preprocessing.resample.spacing_mm: expected a list of 3 numbers > 0, "
+                                              "got [1, 0, 1]"),
+        ("slices", "size", 25.5, "preprocessing.slices.size: expected an integer >= 1, got 25.5"),
+        ("skull_mask", "ct_head_threshold_hu", "low", "preprocessing.skull_mask.ct_head_threshold_hu: expected a "
+                                                      "number, got 'low'"),
+    ],
+)
+def test_check_preprocessing_names_the_key(section, key, value, message) -> None:
+    from ct2mr.cohort.config import validate_config
+    from ct2mr.errors import InputError
+    from ct2mr.models.model_folder import PREPROCESSING_KEYS, check_preprocessing
+
+    config = validate_config({})
+    record = {s: dict(config[s]) for s in PREPROCESSING_KEYS}
+    record[section][key] = value
+    with pytest.raises(InputError) as exc:
+        check_preprocessing(record, "model.json")
+    assert str(exc.value) == f"model.json: {message}"

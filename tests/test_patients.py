@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ct2mr.errors import InputError
 from ct2mr.cohort.patients import load_patients
+from ct2mr.errors import InputError
 
 HEADER = "patient\trole\tct\tmr\n"
 
@@ -154,3 +154,150 @@ def test_ragged_first_row_is_not_read_as_an_index_column(tmp_path: Path, scans: 
     path = table(tmp_path, [f"P01\tpaired_train\t{ct}\t{mr}\t{mr}"])
     with pytest.raises(InputError, match=r"line 2 \(patient 'P01'\): 5 cells .* extra cell"):
         load_patients(path)
+
+
+# --- issue 22 item 10a: `patients:` naming a folder
+
+
+def test_a_folder_given_as_the_table_is_named_a_folder(tmp_path: Path) -> None:
+    """It said "patient table not found" for a folder that plainly exists."""
+    with pytest.raises(InputError, match=r"is a folder; the patient table is a TSV file"):
+        load_patients(tmp_path)
+
+
+# --- issue 22 item 9: only the phantom cohort's own rows are generated
+
+
+@pytest.mark.parametrize(
+    ("cells", "column"),
+    [
+        ("results/phantom/B/ct.nii.gz\t", "ct"),  # another patient's folder (a typo'd id)
+        ("results/phantom/A/mr.nii.gz\t", "ct"),  # the MR's name in the CT column
+        ("results/phantom/A/ct.nii.gzz\t", "ct"),  # no phantom format
+        ("results/phantom/A/CT_dicom\t", "ct"),
+        ("results/phantm/A/ct.nii.gz\t", "ct"),  # not the phantom folder at all
+        ("results/preprocessed/A/ct.nii.gz\t", "ct"),
+    ],
+)
+def test_a_typo_under_results_is_not_found_not_generated(tmp_path: Path, cells: str, column: str) -> None:
+    """A path under results/ used to skip the existence check, and the phantom rule then made a phantom
+    for any results/phantom/{id}/{ct,mr}.{ext} it was asked for: a typo became a training scan."""
+    path = table(tmp_path, [f"A\tct_only\t{cells}"])
+    with pytest.raises(InputError, match=rf"line 2 \(patient 'A'\), column {column}: file not found: .*"
+                                         r"only a phantom row's own scans are generated \(results/phantom/A/ct"):
+        load_patients(path)
+
+
+def test_the_phantom_cohort_rows_are_generated(tmp_path: Path) -> None:
+    rows = [f"A\tpaired_train\tresults/phantom/A/ct{ext}\tresults/phantom/A/mr_dicom\tresults/phantom/A/truth.json"
+            for ext in (".nii.gz",)]
+    rows += ["B\tct_only\tresults/phantom/B/ct.mha\t\t", "C\tmr_only\t\tresults/phantom/C/mr.nrrd\t",
+             "D\tct_only\tresults/phantom/D/ct.nii\t\t"]
+    patients = load_patients(table(tmp_path, rows, header="patient\trole\tct\tmr\ttruth\n"))
+    assert [p.is_phantom for p in patients] == [True, True, True, True]
+    with pytest.raises(InputError, match=r"column truth: file not found: results/phantom/A/truth\.jsn"):
+        load_patients(table(tmp_path, [rows[0].replace("truth.json", "truth.jsn")],
+                            header="patient\trole\tct\tmr\ttruth\n"))
+
+
+# --- issue 22 item 4: a scan under a training role and a test role (leakage)
+
+
+def _leak(tmp_path: Path, rows: list[str], folds: bool = False) -> None:
+    from ct2mr.cohort.patients import check_leakage
+
+    path = table(tmp_path, rows)
+    check_leakage(load_patients(path), path, cross_validated=folds)
+
+
+@pytest.fixture()
+def real_volume(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A real CT and MR volume, and a copy of the CT under a folder whose name holds a space."""
+    ct = shared_data / "volumes" / "ct_head_invesalius.nii.gz"
+    copy = tmp_path / "copied scans ü" / "ct copy.nii.gz"
+    copy.parent.mkdir()
+    copy.write_bytes(ct.read_bytes())
+    return ct, copy
+
+
+def test_the_same_file_as_train_and_test_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    vol = shared_data / "volumes"
+    ct, mr, mr2 = vol / "ct_head_invesalius.nii.gz", vol / "mr_head_t1_mne.nii.gz", vol / "mr_brain_t1_stroke.nii.gz"
+    rows = [f"A\tpaired_train\t{ct}\t{mr}", f"B\tpaired_test\t{ct.parent}/../volumes/{ct.name}\t{mr2}"]
+    with pytest.raises(InputError) as err:
+        _leak(tmp_path, rows)
+    text = str(err.value)
+    assert "line 3 (patient 'B'), column ct: the same file as line 2 (patient 'A'), column ct" in text, text
+    assert "paired_test" in text and "paired_train" in text and "\n" not in text
+
+
+def test_a_copy_of_a_training_scan_as_test_is_refused(tmp_path: Path, real_volume: tuple[Path, Path],
+                                                     shared_data: Path) -> None:
+    ct, copy = real_volume
+    mr = shared_data / "volumes" / "mr_head_t1_mne.nii.gz"
+    mr2 = shared_data / "volumes" / "mr_brain_t1_stroke.nii.gz"
+    with pytest.raises(InputError, match=r"line 3 \(patient 'V'\), column ct: the same content as line 2 "
+                                         r"\(patient 'T'\), column ct"):
+        _leak(tmp_path, [f"T\tct_only\t{ct}\t", f"V\tpaired_val\t{copy}\t{mr}"])
+    # held-out data may repeat among held-out rows, training data among training rows
+    _leak(tmp_path, [f"A\tpaired_test\t{ct}\t{mr}", f"B\tpaired_test\t{copy}\t{mr2}"])
+    _leak(tmp_path, [f"A\tpaired_train\t{ct}\t{mr}", f"B\tct_only\t{copy}\t"])
+
+
+def test_k_fold_pools_train_and_test(tmp_path: Path, real_volume: tuple[Path, Path], shared_data: Path) -> None:
+    """Under evaluation.folds every paired row is tested in one fold and trains the others: a duplicate
+    between two paired_train rows lands in two folds."""
+    ct, copy = real_volume
+    mr = shared_data / "volumes" / "mr_head_t1_mne.nii.gz"
+    mr2 = shared_data / "volumes" / "mr_brain_t1_stroke.nii.gz"
+    rows = [f"A\tpaired_train\t{ct}\t{mr}", f"B\tpaired_train\t{copy}\t{mr2}"]
+    _leak(tmp_path, rows)
+    with pytest.raises(InputError, match=r"cross-validated \(evaluation.folds\)"):
+        _leak(tmp_path, rows, folds=True)
+    # an unpaired pool trains every fold: a pooled patient's scan in it is leakage too
+    with pytest.raises(InputError, match=r"line 3 \(patient 'P'\), column ct: the same content"):
+        _leak(tmp_path, [f"A\tpaired_train\t{ct}\t{mr}", f"P\tct_only\t{copy}\t"], folds=True)
+
+
+def test_dicom_folders_by_file_and_by_content(tmp_path: Path, shared_data: Path) -> None:
+    """A DICOM folder inside another row's folder shares its files; a copied folder shares its content.
+    Different series of one export (other files) pass."""
+    export = shared_data / "head_ct_dicom_export"
+    vol = shared_data / "volumes"
+    mr, mr2 = vol / "mr_head_t1_mne.nii.gz", vol / "mr_brain_t1_stroke.nii.gz"
+    with pytest.raises(InputError, match=r"line 3 \(patient 'B'\), column ct: the same file as line 2 \(patient 'A'\)"):
+        _leak(tmp_path, [f"A\tpaired_train\t{export}\t{mr}", f"B\tpaired_test\t{export}/DICOM\t{mr2}"])
+    first, second, copy = tmp_path / "s1", tmp_path / "s2", tmp_path / "copy of s1"
+    for folder, names in ((first, ("I10", "I11", "I12")), (second, ("I20", "I21", "I22")), (copy, ("I10", "I11", "I12"))):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes((export / "DICOM" / name).read_bytes())
+    _leak(tmp_path, [f"A\tpaired_train\t{first}\t{mr}", f"B\tpaired_test\t{second}\t{mr2}"])
+    with pytest.raises(InputError, match=r"line 3 \(patient 'B'\), column ct: the same content as line 2"):
+        _leak(tmp_path, [f"A\tpaired_train\t{first}\t{mr}", f"B\tpaired_test\t{copy}\t{mr2}"])
+
+
+def test_a_test_slice_among_a_pool_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    """2D sources compare image by image: one test slice copied into an unpaired pool is leakage."""
+    harvard = shared_data / "harvard_ctmr"
+    pool = tmp_path / "my pool"
+    pool.mkdir()
+    for name in ("000.png", "001.png"):
+        (pool / name).write_bytes((shared_data / "head_ct_2d" / name).read_bytes())
+    rows = [f"H21\tpaired_test\t{harvard}/CT/21???.png\t{harvard}/MR/21???.png", f"POOL\tct_only\t{pool}\t"]
+    _leak(tmp_path, rows)
+    (pool / "slice.png").write_bytes((harvard / "CT" / "21010.png").read_bytes())
+    with pytest.raises(InputError, match=r"line 3 \(patient 'POOL'\), column ct: the same content as line 2 "
+                                         r"\(patient 'H21'\), column ct .*slice\.png"):
+        _leak(tmp_path, rows)
+
+
+def test_the_real_cohorts_pass_the_leakage_check(repo_root: Path, shared_data: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No false alarm on the project's own real table, under its split and under 6 folds."""
+    from ct2mr.cohort.patients import check_leakage
+
+    monkeypatch.chdir(repo_root)
+    patients = load_patients("config/harvard_patients.tsv")
+    check_leakage(patients, "config/harvard_patients.tsv", cross_validated=False)
+    check_leakage(patients, "config/harvard_patients.tsv", cross_validated=True)

@@ -11,9 +11,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ct2mr.io.atomic import write_json
 from ct2mr.cli import main
 from ct2mr.errors import InputError
+from ct2mr.io.atomic import write_json
 from ct2mr.io.imageio import read_image
 from ct2mr.phantom.anatomy import LABELS
 from ct2mr.phantom.patient import (

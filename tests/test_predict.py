@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -11,15 +12,26 @@ import SimpleITK as sitk
 import torch
 
 from ct2mr import cli
+from ct2mr.cohort.config import validate_config
+from ct2mr.errors import InputError
+from ct2mr.inference.predict import PredictSettings, load_settings, model_settings, predict_image
 from ct2mr.io.imageio import read_image
-from ct2mr.preprocess.ingest import ingest
-from ct2mr.models.model_folder import LoadedModel, make_untrained_model
+from ct2mr.models import model_folder
+from ct2mr.models.model_folder import LoadedModel, load_ensemble, preprocessing_from_config
 from ct2mr.phantom.patient import PhantomParams, make_patient
-from ct2mr.inference.predict import PredictSettings, load_settings, predict_image
+from ct2mr.preprocess.ingest import ingest
 from ct2mr.preprocess.resample import resample_isotropic
 from ct2mr.preprocess.window import window_ct
 
 PARAMS = PhantomParams(ct_spacing_mm=(1.6, 1.6, 3.0), fov_mm=(200.0, 230.0, 100.0))
+#: the preprocessing record of the default config (what `ct2mr train` records for it)
+DEFAULT_PREPROCESSING = preprocessing_from_config(validate_config({}))
+
+
+def make_untrained_model(model_dir: Path, variant: str, preprocessing: dict | None = None, **kw) -> Path:
+    """A tiny untrained model folder that records ``preprocessing`` (default: the default config's)."""
+    return model_folder.make_untrained_model(model_dir, variant, preprocessing=preprocessing or DEFAULT_PREPROCESSING,
+                                             **kw)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +211,127 @@ def test_dicom_export_series_flag(tmp_path: Path, capsys: pytest.CaptureFixture[
                      "--device", "cpu", "--series", "77"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'77' matches no series; series found: 1 'Scout'" in err[0]
+
+
+# --------------------------------------------------------------------------- the model's own preprocessing
+
+
+def _coarse_preprocessing() -> dict:
+    """A model trained at 2 mm on 32 px slices with a W100/L30 window (not the default config's 1 mm / 256 px)."""
+    prep = copy.deepcopy(DEFAULT_PREPROCESSING)
+    prep["resample"]["spacing_mm"] = [2.0, 2.0, 2.0]
+    prep["slices"].update(size=32, min_brain_voxels=100)
+    prep["window"].update(ct_width_hu=100.0, ct_level_hu=30.0)
+    return prep
+
+
+@pytest.fixture(scope="module")
+def real_ct(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """The real head CT (InVesalius, 256 x 256 x 108 at 0.957 x 0.957 x 1.5 mm, HU), every second voxel in plane:
+    128 x 128 x 108 at 1.91 x 1.91 x 1.5 mm, to keep a run to a second or two."""
+    img = read_image(shared_data / "volumes" / "ct_head_invesalius.nii.gz")
+    path = tmp_path_factory.mktemp("real") / "ct_head_small.nii.gz"
+    sitk.WriteImage(sitk.Shrink(img, [2, 2, 1]), str(path))
+    return path
+
+
+def _slice_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ct2mr.preprocess.slices"]
+
+
+@pytest.mark.realdata
+def test_predict_applies_the_preprocessing_the_model_was_trained_with(
+    tmp_path: Path, real_ct: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model trained at 2 mm / 32 px is run at 2 mm / 32 px, not at the default 1 mm / 256 px (issue 22, item 5)."""
+    monkeypatch.chdir(tmp_path)  # no config/config.yaml here: the model alone decides
+    model = make_untrained_model(tmp_path / "m", "paired", _coarse_preprocessing(), image_size=32, ngf=4, n_blocks=1)
+    loaded = load_ensemble([model], device="cpu")
+    s = model_settings(loaded, None)
+    assert (s.spacing_mm, s.slice_size, s.window_width_hu, s.window_level_hu, s.min_brain_voxels) == (
+        (2.0, 2.0, 2.0), 32, 100.0, 30.0, 100)
+    out = tmp_path / "synth_mr.nii.gz"
+    caplog.set_level("INFO")
+    assert cli.main(["predict", "--model", str(model), "--ct", str(real_ct), "--out", str(out), "--device", "cpu"]) == 0
+    (line,) = _slice_logs(caplog)
+    # the 2 mm grid of a 162 mm tall head has 81 axial slices (the default 1 mm grid: 162), cut to 32 px
+    z_last = int(line.split("z ")[1].split("..")[1].split(")")[0])
+    assert z_last < 81 and line.endswith("-> 32"), line
+    img = read_image(out)
+    _same_grid(img, read_image(real_ct))
+    assert sitk.GetArrayViewFromImage(img).any()
+
+
+def test_a_contradicting_config_is_refused_in_one_line(
+    tmp_path: Path, phantom_ct: Path, repo_root: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """--config setting a preprocessing key otherwise: one line naming the key, the config's and the model's value,
+    before any work; the default config/config.yaml only warns and the model's value is used."""
+    model = make_untrained_model(tmp_path / "m", "paired", _coarse_preprocessing(), image_size=32, ngf=4, n_blocks=1)
+    out = tmp_path / "o.nii.gz"
+    cfg = repo_root / "config" / "config.yaml"
+    assert cli.main(["predict", "--model", str(model), "--ct", str(phantom_ct), "--out", str(out),
+                     "--device", "cpu", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"ct2mr predict: error: {cfg}: resample.spacing_mm: [1.0, 1.0, 1.0] here, but model "
+                             f"{model} was trained with [2.0, 2.0, 2.0]"), err
+    assert "(its model.json preprocessing; 4 more keys differ)" in err[0] and "leave out --config" in err[0]
+    assert not out.exists()
+    # the same config as the default config/config.yaml of the working folder: a warning per key, the model's values
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(cfg.read_text())
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("WARNING")
+    s = model_settings(load_ensemble([model], device="cpu"), None)
+    assert s.spacing_mm == (2.0, 2.0, 2.0) and s.slice_size == 32
+    records = [r.getMessage() for r in caplog.records if r.name == "ct2mr.inference.predict"]
+    assert len(records) == 5, records
+    assert "resample.spacing_mm: [1.0, 1.0, 1.0] here, but model" in records[0] and "using the model's" in records[0]
+
+
+def test_a_model_folder_without_preprocessing(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A folder from before the record: the config it names (or the default config file) with a warning; no config
+    at all is refused, never the built-in defaults. An ensemble mixing both is refused."""
+    old = model_folder.make_untrained_model(tmp_path / "old", "paired", image_size=32, ngf=4, n_blocks=1)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_ensemble([old], device="cpu")
+    assert loaded[0].preprocessing is None
+    with pytest.raises(InputError, match=r"old/model\.json: preprocessing: missing \(a model trained before ct2mr "
+                                         r"recorded its preprocessing\) and no config to take it from: give the config "
+                                         r"it was trained with, --config FILE$"):
+        model_settings(loaded, None)
+    caplog.set_level("WARNING")
+    assert model_settings(loaded, repo_root / "config" / "config.yaml") == PredictSettings.default()
+    assert "records no preprocessing" in caplog.text
+    new = make_untrained_model(tmp_path / "new", "paired", image_size=32, ngf=4, n_blocks=1)
+    with pytest.raises(InputError, match=r"old/model\.json: preprocessing: missing, but .*new records it"):
+        load_ensemble([new, old], device="cpu")
+    other = make_untrained_model(tmp_path / "other", "paired", _coarse_preprocessing(), image_size=32, ngf=4,
+                                 n_blocks=1)
+    with pytest.raises(InputError, match=r"other/model\.json: preprocessing\.resample\.spacing_mm: \[2\.0, 2\.0, "
+                                         r"2\.0\], but .*new was trained with \[1\.0, 1\.0, 1\.0\]"):
+        load_ensemble([new, other], device="cpu")
+
+
+def test_out_under_a_file_is_refused_before_the_work(tmp_path: Path, phantom_ct: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--out below a path whose parent is a file: one line, before the models are even loaded (issue 22, item 10)."""
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+
+    def no_work(*a: object, **k: object) -> None:
+        raise AssertionError("the models were loaded before the output was checked")
+
+    monkeypatch.setattr(model_folder, "load_ensemble", no_work)
+    for out in (blocker / "sMR.nii.gz", blocker / "deeper" / "sMR.nii.gz"):
+        assert cli.main(["predict", "--model", str(tmp_path / "m"), "--ct", str(phantom_ct), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"ct2mr predict: error: {out}: cannot be written: {blocker} is a file, not a folder"], err
+    (tmp_path / "dir.nii.gz").mkdir()
+    assert cli.main(["predict", "--model", str(tmp_path / "m"), "--ct", str(phantom_ct), "--out",
+                     str(tmp_path / "dir.nii.gz")]) == 2
+    assert "is a folder" in capsys.readouterr().err

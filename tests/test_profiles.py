@@ -71,6 +71,9 @@ def test_slurm_profile_settings() -> None:
     assert cfg["slurm-status-command"] in {"squeue", "sacct"}
     assert cfg["slurm-status-command"] == "squeue"
     assert cfg["slurm-keep-successful-logs"] is True
+    # a large cohort's job selection considers 1000 ready jobs per round, not all of them
+    # (bench/results/dag_scale.md, "One round of job selection")
+    assert cfg["scheduler-subsample"] == 1000 and "scheduler" not in cfg
     assert cfg["latency-wait"] >= 30
     assert int(cfg["default-resources"]["runtime"]) > 0
     assert int(cfg["default-resources"]["mem_mb"]) > 0

@@ -30,8 +30,22 @@ def report(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_report_holds_every_category_and_table(report: Path) -> None:
+def test_report_holds_every_category_and_table(report: Path, tiny_run: Path) -> None:
     text = report.read_text(encoding="utf-8")
+    # the 3D evaluation of the volume test patient (T3): every column filled, Dice in [0, 1]
+    from ct2mr.evaluation.comparisons import read_per_patient
+    from ct2mr.evaluation.volume_metrics import VOLUME_COLUMNS
+
+    per = read_per_patient(tiny_run / "results/metrics/per_patient.tsv")
+    assert list(per.columns[-len(VOLUME_COLUMNS):]) == VOLUME_COLUMNS
+    t3 = per[per["patient"] == "T3"]
+    assert len(t3) == 4 and t3[VOLUME_COLUMNS].notna().all().all(), t3[VOLUME_COLUMNS]
+    assert t3[["dice_csf", "dice_gm", "dice_wm"]].stack().between(0, 1).all()
+    comparisons = (tiny_run / "results/metrics/comparisons.tsv").read_text()
+    assert "\ndice_gm\tmrgan\tpaired\t" in comparisons  # the comparisons cover the new columns
+    assert (tiny_run / "results/metrics/dice_correlation.tsv").is_file()
+    for words in ("qc.html", "dice_correlation.html", "tissues.png", "Tissue segmentation"):
+        assert words in text, f"{words!r} missing from the report"
     for words in ("1. Data and QA", "2. Registration", "3. Training", "4. Evaluation",
                   "per_patient.html", "summary.html", "table1.html", "registration.html",
                   "synthesis_T3.png", "variants_T3.png", "cycle_T3.png", "metrics.png", "losses.png",

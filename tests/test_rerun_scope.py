@@ -9,7 +9,15 @@ own validation) on a copy of the finished tiny run, and Snakemake's dry run is
 asked which rules it plans *first*: the rules listed in its "Reasons" summary
 under any reason other than "input files updated by another job" (a changed
 param, a changed set of input files, changed code). Those must equal the
-table's rules (restricted to the rules the tiny DAG has: it has no PNG patient).
+table's rules (restricted to the rules the tiny DAG has).
+
+A key that changes in several ways lists each way in the table (``Scope.changes``), and
+each is probed: the patient table (a moved CT, MR, truth file, PNG pair or pool; a changed
+role; an added pool row) on a tiny cohort extended by a PNG pair and a pool row, so that
+every kind of row is in the DAG; ``training.variants`` and ``training.seeds`` added and
+removed (the starting point of an added variant / a removed seed is made on its own copy:
+the variant's files deleted, or a second seed's made from the first's, then ``--touch``).
+The probed ways must be exactly the table's.
 
 The dry runs are independent (a dry run writes nothing but a lock, and
 ``--nolock`` skips that), so two run at a time; each passes its config with
@@ -26,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -34,7 +43,7 @@ from ct2mr.cohort.schema import CONFIG_SCHEMA
 from ct2mr.errors import InputError
 from ct2mr.pipeline.rerun_scope import RERUN_SCOPE, check_table, schema_leaf_keys
 from ct2mr.pipeline.snakemake_patches import fix_list_changes_params
-from tests.workflow_helpers import REPO, SNAKEFILE, SNAKEMAKE
+from tests.workflow_helpers import REPO, SNAKEFILE, SNAKEMAKE, snakemake
 
 #: reason headings of Snakemake's "Reasons:" summary that mean "only because upstream reran"
 DOWNSTREAM_REASONS = {"input files updated by another job"}
@@ -214,56 +223,185 @@ def dry_run(workdir: Path, configfile: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _heads(folder: Path, names: list[str], shape: tuple[int, int], seed: int) -> None:
+    """2D head-like images (an ellipse of random grey levels on black) as 8-bit PNG files."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    head = ((yy - h / 2) / (0.4 * h)) ** 2 + ((xx - w / 2) / (0.35 * w)) ** 2 <= 1
+    for name in names:
+        a = np.zeros(shape, np.uint8)
+        a[head] = rng.integers(60, 250, int(head.sum()))
+        Image.fromarray(a).save(folder / name)
+
+
+#: rows the tiny cohort lacks, added so that every kind of row is probed: a registered 2D PNG pair
+#: (rule slices_png) and an unpaired 2D pool (rule slices_pool)
+EXTRA_ROWS = "PNG1\tpaired_train\tpng/PNG1/CT\tpng/PNG1/MR\t\nPOOL1\tmr_only\t\tpool/POOL1\t\n"
+
+
 @pytest.fixture(scope="module")
 def finished(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One copy of the finished tiny run, shared by the dry runs (they change nothing in it)."""
+    """A copy of the finished tiny run whose cohort also has a PNG pair and a pool row, brought up to
+    date: their slices made for real, every job downstream marked done (``--touch``, which records
+    its metadata as a run would). Shared by the dry runs (they change nothing in it)."""
     dst = tmp_path_factory.mktemp("scope") / "run"
     shutil.copytree(tiny_run, dst, symlinks=True)
+    _heads(dst / "png/PNG1/CT", ["1.png", "2.png", "3.png"], (64, 64), 1)
+    _heads(dst / "png/PNG1/MR", ["1.png", "2.png", "3.png"], (64, 64), 2)
+    _heads(dst / "pool/POOL1", ["a.png", "b.png"], (80, 60), 3)
+    with open(dst / "patients.tsv", "a", encoding="utf-8") as fh:
+        fh.write(EXTRA_ROWS)
+    snakemake(dst, "results/slices/PNG1.npz", "results/slices/POOL1.npz", "--cores", "2")
+    snakemake(dst, "--touch", "--cores", "1")
     return dst
 
 
-def _probe_patients(workdir: Path, base: dict[str, Any]) -> dict[str, Any]:
-    """A patient table with one scan path (T4's CT) and one truth file (T1's) moved to copies."""
-    extra = workdir / "moved"
-    extra.mkdir(exist_ok=True)
-    table = (workdir / base["patients"]).read_text()
-    shutil.copy2(workdir / "results/phantom/T4/ct.nii.gz", extra / "T4_ct.nii.gz")
-    shutil.copy2(workdir / "results/phantom/T1/truth.json", extra / "T1_truth.json")
-    table = table.replace("results/phantom/T4/ct.nii.gz", "moved/T4_ct.nii.gz")
-    table = table.replace("results/phantom/T1/truth.json", "moved/T1_truth.json")
-    (workdir / "patients_moved.tsv").write_text(table)
-    return {**base, "patients": "patients_moved.tsv"}
+def _moved(workdir: Path, src: str, name: str) -> str:
+    """A copy of ``src`` (file or folder, relative to ``workdir``) under moved/; its new relative path."""
+    dst = workdir / "moved" / name
+    dst.parent.mkdir(exist_ok=True)
+    if not dst.exists():
+        (shutil.copytree if (workdir / src).is_dir() else shutil.copy2)(workdir / src, dst)
+    return f"moved/{name}"
 
 
-# Slow (~20 s): one Snakemake dry run per config key of the schema (every key is the point of the
-# test), two at a time on the finished tiny run; nothing is executed.
+def _replace(table: str, old: str, new: str) -> str:
+    assert old in table, old
+    return table.replace(old, new)
+
+
+def _set_role(table: str, patient: str, role: str) -> str:
+    rows = [r.split("\t") for r in table.splitlines()]
+    for r in rows:
+        if r[0] == patient:
+            r[1] = role
+    return "\n".join("\t".join(r) for r in rows) + "\n"
+
+
+#: every way a patient-table change reaches the workflow -> the table it makes from the finished one
+#: (the names are those of RERUN_SCOPE["patients"].changes)
+PATIENT_CHANGES = {
+    "a CT path": lambda wd, t: _replace(t, "results/phantom/T4/ct.nii.gz", _moved(wd, "results/phantom/T4/ct.nii.gz",
+                                                                                 "T4_ct.nii.gz")),
+    "an MR path": lambda wd, t: _replace(t, "results/phantom/T2/mr.nii.gz", _moved(wd, "results/phantom/T2/mr.nii.gz",
+                                                                                  "T2_mr.nii.gz")),
+    "a truth file": lambda wd, t: _replace(t, "results/phantom/T1/truth.json", _moved(wd, "results/phantom/T1/truth.json",
+                                                                                     "T1_truth.json")),
+    "a role": lambda wd, t: _set_role(t, "T1", "paired_val"),
+    "a PNG pair's path": lambda wd, t: _replace(t, "png/PNG1/CT", _moved(wd, "png/PNG1/CT", "PNG1_CT")),
+    "a pool's path": lambda wd, t: _replace(t, "pool/POOL1", _moved(wd, "pool/POOL1", "POOL1")),
+    "an added pool row": lambda wd, t: t + f"POOL2\tct_only\t{_moved(wd, 'pool/POOL1', 'POOL2')}\t\t\n",
+}
+
+
+def _mutating_probe(finished: Path, base: dict[str, Any], key: str, change: str) -> str:
+    """The dry run of a change whose starting point is not the finished run itself (a variant added,
+    a seed removed), on its own copy: the copy is first brought to the starting point (files of the
+    variant deleted / of a second seed made from the first's, then ``--touch`` under that config)."""
+    work = finished.parent / f"mutating_{key}_{change}".replace(" ", "_")
+    shutil.copytree(finished, work, symlinks=True)
+    start, probe = copy.deepcopy(base), copy.deepcopy(base)
+    if (key, change) == ("training.variants", "added"):
+        gone = base["training"]["variants"][0]  # (the last could be the main variant)
+        start["training"]["variants"] = base["training"]["variants"][1:]
+        for f in sorted((work / "results").rglob("*"), reverse=True):
+            if gone in f.relative_to(work / "results").parts[:-1] or gone in re.split(r"[_.]", f.name):
+                if f.is_dir():
+                    shutil.rmtree(f)
+                elif f.exists():
+                    f.unlink()
+    elif (key, change) == ("training.seeds", "removed"):
+        seeds = base["training"]["seeds"]
+        new = max(seeds) + 1
+        start["training"]["seeds"] = [*seeds, new]
+        for f in sorted((work / "results").rglob(f"*seed{seeds[0]}*")):
+            target = f.with_name(f.name.replace(f"seed{seeds[0]}", f"seed{new}"))
+            if f.is_dir() and not target.exists():
+                shutil.copytree(f, target)
+            elif f.is_file() and not target.exists():
+                shutil.copy2(f, target)
+    else:
+        raise AssertionError(f"no starting point known for {key}: {change}")
+    (work / "config.yaml").write_text(yaml.safe_dump(start, sort_keys=False))  # the copy's own config
+    (work / "probe.yaml").write_text(yaml.safe_dump(probe, sort_keys=False))
+    snakemake(work, "--touch", "--cores", "1")
+    return dry_run(work, work / "probe.yaml")
+
+
+#: changes probed from another starting point than the finished run (see _mutating_probe)
+MUTATING = {("training.variants", "added"), ("training.seeds", "removed")}
+
+
+def _change_config(finished: Path, base: dict[str, Any], key: str, change: str,
+                   schema: dict[str, Any]) -> dict[str, Any]:
+    """The config of a probe on the finished run: one change of ``key`` (a named kind of change)."""
+    if key == "patients":
+        table = PATIENT_CHANGES[change](finished, (finished / base["patients"]).read_text())
+        name = "patients_" + re.sub(r"\W+", "_", change) + ".tsv"
+        (finished / name).write_text(table)
+        return {**base, "patients": name}
+    if (key, change) == ("training.variants", "removed"):
+        cfg = copy.deepcopy(base)
+        cfg["training"]["variants"] = base["training"]["variants"][1:]
+        return cfg
+    if (key, change) == ("training.seeds", "added"):
+        return changed_config(base, key, schema)
+    raise AssertionError(f"no probe for {key}: {change} (tests/test_rerun_scope.py)")
+
+
+def test_every_change_of_the_table_is_probed() -> None:
+    """The kinds of change the table lists for a key are exactly the ones this test probes."""
+    listed = {(k, c.change) for k, s in RERUN_SCOPE.items() for c in s.changes}
+    probed = {("patients", c) for c in PATIENT_CHANGES} | {
+        ("training.variants", "removed"), ("training.variants", "added"),
+        ("training.seeds", "added"), ("training.seeds", "removed")}
+    assert listed == probed
+    for key, scope in RERUN_SCOPE.items():
+        if scope.changes:
+            assert scope.rules == frozenset().union(*(c.rules for c in scope.changes)), key
+
+
+# Slow (~50 s): one Snakemake dry run per config key of the schema, and per kind of change for the keys
+# that change in several ways (every key and every way is the point of the test), two at a time on the
+# finished tiny run; nothing is executed but the starting points of two changes (--touch).
 @pytest.mark.slow
 def test_each_config_key_reruns_exactly_its_rules(finished: Path) -> None:
     schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
     base = validate_config(yaml.safe_load((finished / "config.yaml").read_text()), source="tiny config")
     assert not check_table(), "\n".join(check_table())
-    probes: dict[str, Path] = {}
+    probes: dict[tuple[str, str], Path] = {}
     for key in schema_leaf_keys(schema):
-        cfg = _probe_patients(finished, base) if key == "patients" else changed_config(base, key, schema)
-        path = finished / f"probe_{key}.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        probes[key] = path
+        for change in [c.change for c in RERUN_SCOPE[key].changes] or [""]:
+            if (key, change) in MUTATING:
+                continue
+            cfg = _change_config(finished, base, key, change, schema) if change else changed_config(base, key, schema)
+            path = finished / ("probe_" + re.sub(r"\W+", "_", f"{key}_{change}") + ".yaml")
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            probes[key, change] = path
     unchanged = finished / "probe_unchanged.yaml"
     unchanged.write_text(yaml.safe_dump(base, sort_keys=False))
 
     in_dag = set(re.findall(r"^(\w+)\s+\d+$", dry_run(finished, unchanged, "--forceall"), re.M)) - {"total"}
-    assert {"train", "register", "slices"} <= in_dag, in_dag
+    assert {"train", "register", "slices", "slices_png", "slices_pool", "slices_ct", "slices_mr"} <= in_dag, in_dag
     with ThreadPoolExecutor(max_workers=2) as pool:
-        texts = dict(zip(["", *probes], pool.map(lambda p: dry_run(finished, p), [unchanged, *probes.values()])))
+        mutating = {kc: pool.submit(_mutating_probe, finished, base, *kc) for kc in sorted(MUTATING)}
+        texts = dict(zip([("", ""), *probes], pool.map(lambda p: dry_run(finished, p), [unchanged, *probes.values()])))
+        texts.update({kc: f.result() for kc, f in mutating.items()})
 
-    assert first_rules(parse_reasons(texts.pop(""))) == set(), "the unchanged config plans jobs"
+    assert first_rules(parse_reasons(texts.pop(("", "")))) == set(), "the unchanged config plans jobs"
     wrong = []
-    for key, text in texts.items():
+    for (key, change), text in texts.items():
         planned = first_rules(parse_reasons(text))
+        scope = next((c for c in RERUN_SCOPE[key].changes if c.change == change), RERUN_SCOPE[key])
         # the `folds` rule exists only under cross-validation, which the tiny run does not use
-        expected = RERUN_SCOPE[key].rules & (in_dag | ({"folds"} if key == "evaluation.folds" else set()))
+        expected = scope.rules & (in_dag | ({"folds"} if key == "evaluation.folds" else set()))
         if planned != expected:
-            wrong.append(f"{key}: planned first {sorted(planned)}, table says {sorted(expected)}")
+            wrong.append(f"{key}{': ' + change if change else ''}: planned first {sorted(planned)}, "
+                         f"table says {sorted(expected)}")
     assert not wrong, "rerun scope differs from src/ct2mr/pipeline/rerun_scope.py:\n" + "\n".join(wrong)
 
 

@@ -8,8 +8,14 @@ import SimpleITK as sitk
 
 from ct2mr.cli import main
 from ct2mr.errors import InputError
-from ct2mr.preprocess.slices import (crop_window, extract_slices, load_slices, save_slices, volume_from_slices,
-                          volume_image_from_slices)
+from ct2mr.preprocess.slices import (
+    crop_window,
+    extract_slices,
+    load_slices,
+    save_slices,
+    volume_from_slices,
+    volume_image_from_slices,
+)
 
 
 def _img(a: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:  # noqa: ANN001

@@ -12,10 +12,10 @@ import torch
 
 from ct2mr import cli
 from ct2mr.errors import InputError
-from ct2mr.models.model_folder import load_generators, make_untrained_model
-from ct2mr.preprocess.slices import load_slices, save_slices, volume_from_slices
 from ct2mr.inference.synthesize import synthesize_patient, write_synthesis
 from ct2mr.models.apply import synthesize_slices, to_uint8, to_unit
+from ct2mr.models.model_folder import load_generators, make_untrained_model
+from ct2mr.preprocess.slices import load_slices, save_slices, volume_from_slices
 
 
 def fake_slices(n: int = 5, with_mr: bool = True, seed: int = 0, crop_origin=(-20, -10), ref_shape=(12, 230, 240)):
@@ -82,12 +82,13 @@ def test_model_folder_errors(tmp_path: Path, tiny_models: dict[str, Path]) -> No
     info = json.loads((d2 / "model.json").read_text())
     info["architecture"]["ngf"] = 8
     (d2 / "model.json").write_text(json.dumps(info))
-    with pytest.raises(InputError, match=r"syn_mr\.pt: model\.1\.weight: weights do not fit.*\(8, 1, 7, 7\)"):
+    with pytest.raises(InputError, match=r"model\.json: architecture\.ngf: 8 does not fit the weights: syn_mr\.pt "
+                                         r"holds a generator with ngf 4$"):
         load_generators(d2)
     info["architecture"]["ngf"] = 4
     info["architecture"]["n_blocks"] = 2
     (d2 / "model.json").write_text(json.dumps(info))
-    with pytest.raises(InputError, match="missing key"):
+    with pytest.raises(InputError, match="model.json: architecture.n_blocks: 2 does not fit the weights"):
         load_generators(d2)
     (d2 / "model.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
@@ -180,8 +181,8 @@ def test_cli_reports_missing_weights(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_model_folder_written_by_train(tmp_path: Path) -> None:
     """The real trainer's model folder (tiny preset, 2 iterations) loads and synthesizes; losses plot."""
     from ct2mr.evaluation.figures import figure_losses
-    from ct2mr.training.train import train
     from ct2mr.training.settings import PRESETS, settings_from_dict
+    from ct2mr.training.train import train
 
     files = []
     for k, role in enumerate(("paired_train", "ct_only", "mr_only")):
@@ -279,3 +280,25 @@ def test_a_folder_of_folds_names_them_and_the_ensemble(tmp_path: Path) -> None:
         make_untrained_model(tmp_path / "mrgan" / f"fold{f}" / "seed0", "mrgan", image_size=32, ngf=4, n_blocks=1)
     with pytest.raises(InputError, match=r"cross-validation folds \(fold0, fold1\).*fold\*/seed0"):
         load_generators(tmp_path / "mrgan")
+
+
+def test_slices_that_are_not_a_slice_file_never_suggest_an_unsafe_load(
+    tmp_path: Path, tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--slices` on a text file, a .npy and an .npz of Python objects: one line naming the file and saying it is
+    not a ct2mr slices .npz; numpy's advice to load with allow_pickle never reaches the user (issue 22, item 10)."""
+    text = tmp_path / "notes.npz"
+    text.write_text("patient P05, slices to come\n")
+    npy = tmp_path / "array.npz"
+    with npy.open("wb") as f:
+        np.save(f, np.zeros(3))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, ct=np.array([{"x": 1}], dtype=object))
+    for path, why in ((text, "not a zip archive of arrays"), (npy, "not a zip archive of arrays"),
+                      (objects, "it holds Python objects, which ct2mr never loads")):
+        rc = cli.main(["synthesize", "--model", str(tiny_models["paired"]), "--slices", str(path), "--device", "cpu",
+                       "--out-mr", str(tmp_path / "o.nii.gz"), "--out-slices", str(tmp_path / "o.npz")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err == [f"ct2mr synthesize: error: {path}: cannot read npz: {why}; not a ct2mr slices "
+                                   f".npz (the file `ct2mr slices` writes)"], err
+        assert "pickle" not in err[0]

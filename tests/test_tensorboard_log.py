@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ct2mr.training.train import train
 from ct2mr.training.settings import PRESETS, settings_from_dict
+from ct2mr.training.train import train
 from tests.test_train import make_slices
 
 

@@ -232,3 +232,54 @@ def test_hd95_per_class() -> None:
     out = hd95_per_class(la, lb, (1.0, 1.0, 1.0))
     assert out["wm"] == pytest.approx(2.0)
     assert math.isnan(out["csf"]) and math.isnan(out["gm"])
+
+
+# --------------------------------------------------------------------------- the workflow's segmentation
+
+
+def _image(arr: np.ndarray, spacing_zyx: tuple[float, float, float] = SPACING) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing_zyx[::-1])
+    img.SetOrigin((10.0, -5.0, 3.0))
+    return img
+
+
+def test_kept_slices_mask_and_shrink_known_answers() -> None:
+    m = np.ones((5, 2, 2), dtype=np.uint8)
+    kept = ts.kept_slices_mask(m, [1, 2])
+    assert kept[:, 0, 0].tolist() == [False, True, True, False, False]
+    with pytest.raises(ValueError, match="outside the volume"):
+        ts.kept_slices_mask(m, [5])
+    arr = np.arange(64, dtype=np.float32).reshape(4, 4, 4)
+    small = ts.shrink(_image(arr, (1.0, 1.0, 1.0)), 2)
+    assert small.GetSize() == (2, 2, 2) and small.GetSpacing() == (2.0, 2.0, 2.0)
+    assert small.GetOrigin() == pytest.approx((10.5, -4.5, 3.5))  # the block's centre
+    assert sitk.GetArrayFromImage(small)[0, 0, 0] == pytest.approx(arr[:2, :2, :2].mean())
+    mask = np.zeros((4, 4, 4), dtype=np.uint8)
+    mask[:2, :2, :2] = 1
+    mask[2, 2, 2] = 1  # 1 of 8: the coarse voxel stays outside
+    coarse = sitk.GetArrayFromImage(ts.shrink(_image(mask), 2, is_mask=True))
+    assert coarse.tolist() == [[[1, 0], [0, 0]], [[0, 0], [0, 0]]]
+
+
+def test_segment_tissues_cli_on_the_kept_slices(tmp_path, capsys) -> None:  # noqa: ANN001
+    from ct2mr import cli
+
+    truth, mask = three_tissue_head()
+    mr, brain = tmp_path / "mr.nii.gz", tmp_path / "brain.nii.gz"
+    sitk.WriteImage(_image(render(truth, T2_VALUES).astype(np.uint8)), str(mr))
+    sitk.WriteImage(_image(mask.astype(np.uint8)), str(brain))
+    z_index = np.arange(4, 32)
+    np.savez(tmp_path / "P.npz", z_index=z_index)
+    out = tmp_path / "labels.nii.gz"
+    args = ["segment-tissues", "--mr", str(mr), "--brain-mask", str(brain), "--slices", str(tmp_path / "P.npz"),
+            "--output", str(out), "--contrast", "t2", "--mrf-smoothing", "0"]
+    assert cli.main(args) == 0
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert not lab[:4].any() and not lab[32:].any()  # only the synthesized slices are segmented
+    assert min(dice_per_class(lab[4:32], truth[4:32]).values()) >= 0.85  # no MRF, noise sigma 20
+    assert cli.main([*args, "--downsample", "2"]) == 0
+    coarse = sitk.ReadImage(str(out))
+    assert coarse.GetSize() == (24, 22, 18) and coarse.GetSpacing() == pytest.approx((1.8, 2.0, 2.4))
+    assert cli.main([*args, "--iterations", "0"]) == 2
+    assert "iterations must be >= 1" in capsys.readouterr().err

@@ -13,7 +13,6 @@ import torch
 from ct2mr.cli import main as cli_main
 from ct2mr.errors import InputError
 from ct2mr.preprocess.slices import save_slices
-from ct2mr.training.train import train
 from ct2mr.training.settings import (
     PRESETS,
     TrainSettings,
@@ -23,6 +22,7 @@ from ct2mr.training.settings import (
     settings_from_dict,
     settings_hash,
 )
+from ct2mr.training.train import train
 
 
 def make_slices(path: Path, role: str, n: int = 3, size: int = 64, seed: int = 0) -> Path:
@@ -299,9 +299,9 @@ def test_cli(slice_files, tmp_path, capsys) -> None:
 def test_device_resolution_is_the_shared_helper() -> None:
     """train uses ct2mr.models.model_folder.resolve_device (no second copy): a bad device string is an
     InputError naming the field, not a raw RuntimeError from torch.device."""
+    from ct2mr.errors import InputError
     from ct2mr.models import model_folder
     from ct2mr.training import train as train_mod
-    from ct2mr.errors import InputError
 
     assert train_mod.resolve_device is model_folder.resolve_device
     assert str(train_mod.resolve_device("cpu")) == "cpu"
@@ -401,3 +401,54 @@ class _Shift(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.shift
+
+
+def test_model_json_records_the_preprocessing(slice_files, tmp_path, capsys) -> None:
+    """`train --preprocessing` (what the workflow passes: the config's preprocessing sections) lands in model.json,
+    where `ct2mr predict` reads it; a bad record is refused before any training (issue 22, item 5)."""
+    from ct2mr.cohort.config import validate_config
+    from ct2mr.models.model_folder import PREPROCESSING_KEYS, load_generators
+
+    config = validate_config({"resample": {"spacing_mm": [2.0, 2.0, 2.0]}, "slices": {"size": 64}})
+    record = {s: config[s] for s in PREPROCESSING_KEYS}
+    out = tmp_path / "m"
+    args = ["train", "--variant", "paired", "--out-dir", str(out), "--settings",
+            json.dumps({**PRESETS["tiny"], "n_const": 1, "n_decay": 0}), "--slices", str(slice_files["paired"])]
+    assert cli_main([*args, "--preprocessing", json.dumps(record)]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["preprocessing"]["resample"]["spacing_mm"] == [2.0, 2.0, 2.0]
+    assert info["preprocessing"]["slices"] == {"size": 64, "min_brain_voxels": 500, "min_slices": 5}
+    assert load_generators(out, device="cpu").preprocessing == info["preprocessing"]
+    # a record missing a key: one line naming it, nothing trained
+    del record["window"]["ct_level_hu"]
+    bad = tmp_path / "bad"
+    assert cli_main([*args[:4], str(bad), *args[5:], "--preprocessing", json.dumps(record)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ct2mr train: error: --preprocessing.window.ct_level_hu: missing"]
+    assert not bad.exists()
+    # without it: a warning, and model.json records none
+    bare = tmp_path / "bare"
+    assert cli_main([*args[:4], str(bare), *args[5:]]) == 0
+    assert "preprocessing" not in json.loads((bare / "model.json").read_text())
+
+
+def test_the_workflow_passes_the_configs_preprocessing_to_train(tmp_path) -> None:
+    """The `train` job's command carries the config's preprocessing sections, whole, as --preprocessing (a dry run
+    of the tiny cohort, whose 2 mm / 128 px preprocessing is not the default)."""
+    import shlex
+
+    import yaml
+
+    from ct2mr.cohort.config import validate_config
+    from ct2mr.models.model_folder import check_preprocessing, preprocessing_from_config
+    from tests.workflow_helpers import make_tiny_workdir, snakemake
+
+    config_path = make_tiny_workdir(tmp_path, window={"ct_width_hu": 90.0})
+    out = snakemake(tmp_path, "-n", "-p", "results/models/paired/seed0/model.json").stdout
+    (line,) = [ln for ln in out.splitlines() if " train --variant paired " in ln]
+    argv = shlex.split(line.split("Shell command:", 1)[-1])
+    record = check_preprocessing(json.loads(argv[argv.index("--preprocessing") + 1]), None)
+    want = preprocessing_from_config(validate_config(yaml.safe_load(config_path.read_text())))
+    assert record == want
+    assert record["resample"]["spacing_mm"] == [2.0, 2.0, 2.0] and record["slices"]["size"] == 128
+    assert record["window"]["ct_width_hu"] == 90.0

@@ -16,11 +16,11 @@ import torch
 
 import ct2mr.training.train as train_mod
 from ct2mr.training.augment import AugmentConfig
+from ct2mr.training.data import SlicePools
 from ct2mr.training.device_data import BatchedSampler
 from ct2mr.training.losses import data_for
-from ct2mr.training.train import Trainer
 from ct2mr.training.settings import PRESETS, settings_from_dict
-from ct2mr.training.data import SlicePools
+from ct2mr.training.train import Trainer
 
 
 def pools(size: int) -> SlicePools:

@@ -24,8 +24,9 @@ def test_dry_run_of_default_config_plans_every_stage(repo_root: Path, tmp_path: 
     (tmp_path / "config").mkdir()
     for name in ("config.yaml", "patients.tsv"):
         (tmp_path / "config" / name).write_text((repo_root / "config" / name).read_text())
-    from tests.workflow_helpers import SNAKEMAKE
     import subprocess
+
+    from tests.workflow_helpers import SNAKEMAKE
 
     proc = subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(repo_root / "Snakefile"), "--directory", str(tmp_path),

@@ -148,7 +148,12 @@ def test_ingest_under_ulimit_exits_nonzero_and_leaves_no_file(tmp_path: Path) ->
 
     src = tmp_path / "ct.mha"
     rng = np.random.default_rng(0)
-    img = sitk.GetImageFromArray(rng.integers(-1000, 2000, (40, 128, 128)).astype(np.int16))
+    # a head-like CT (brain ~40 HU, skull 1200 HU, air -1000 HU, so it passes ingest's HU check on
+    # the head) with noise, so its compressed output is far over the 100 KB limit
+    z, y, x = np.ogrid[:40, :128, :128]
+    r = np.hypot(y - 64, x - 64)
+    arr = np.where(r < 50, 40, np.where(r < 56, 1200, -1000)) + rng.integers(-20, 21, (40, 128, 128))
+    img = sitk.GetImageFromArray(arr.astype(np.int16))
     img.SetSpacing((0.9, 0.9, 2.5))
     sitk.WriteImage(img, str(src), useCompression=False)  # 1.3 MB: readable under the limit, not writable
     out = tmp_path / "out" / "ct_ingested.nii.gz"

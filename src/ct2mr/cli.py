@@ -42,10 +42,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ct2mr.training.command", "train MR-GAN or a baseline (paired / unpaired) on slice files"),
     "synthesize": ("ct2mr.inference.synthesize", "Syn_MR on a patient's CT slices, put back into the CT's 3D grid"),
     "evaluate": ("ct2mr.evaluation.evaluate", "MAE / PSNR / SSIM per patient and variant, summary and Wilcoxon tests"),
+    "segment-tissues": ("ct2mr.evaluation.tissue_segmentation",
+                        "CSF / GM / WM of an MR inside its brain mask on the kept slices (ANTs Atropos)"),
+    "evaluate-volume": ("ct2mr.evaluation.volume_metrics",
+                        "3D MAE / PSNR / MS-SSIM, slice jump and tissue Dice / HD95 of one synthetic MR volume"),
+    "qc": ("ct2mr.evaluation.qc", "per-patient QC flags (MAE z, Dice drop, MR mask method) and image metric vs Dice correlation"),
     "compare": ("ct2mr.evaluation.comparisons", "mrgan vs each baseline: hierarchical bootstrap CI and sign-flip permutation p"),
     "figures": ("ct2mr.evaluation.figures", "the paper's figures (registration, synthesis, variants, cycle) from our data"),
     "predict": ("ct2mr.inference.predict", "synthesize an MR for a new raw CT on the CT's original grid"),
-    "check-config": ("ct2mr.cohort.config", "validate a config file and its patient table"),
+    "check-config": ("ct2mr.cohort.config",
+                     "validate a config file and its patient table (--data: also open every input's header)"),
     "report-tables": ("ct2mr.evaluation.report_tables", "result tables (TSV, registration JSON) as HTML pages for the report"),
 }
 

@@ -9,7 +9,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ct2mr.cohort.config import validate_all
+from ct2mr.cohort.config import check_config_files, check_results_writable, validate_all
 from ct2mr.cohort.patients import IMAGE_2D_SUFFIXES, VAL_ROLE
 from ct2mr.training.roles import TRAIN_ROLES, variant_roles
 from ct2mr.errors import InputError
@@ -31,12 +31,25 @@ fix_list_changes_params()
 cache_function_params()
 
 try:  # the same checks as `ct2mr check-config` (ct2mr.cohort.config.validate_all)
+    check_config_files(workflow.configfiles)  # a target after --configfile is read as a config file
     VALID = validate_all(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     #: every variant is trained once per seed: results/models/{variant}/seed{seed}/
     SEEDS = seeds_of(config["training"], source="config")
 except InputError as exc:
     raise WorkflowError(f"ct2mr: invalid input: {exc}") from None
+
+
+# Before the first job (not in a dry run): a results/ the workflow cannot write in gets one line.
+onstart:
+    try:
+        check_results_writable("results")
+    except InputError as exc:
+        raise WorkflowError(f"ct2mr: {exc}") from None
+
+
 PATIENTS = {p.patient: p for p in VALID.patients}
+#: rows naming their own phantom scans (ct2mr.cohort.patients.phantom_paths): the phantom rules make only theirs
+PHANTOM = sorted(p for p, r in PATIENTS.items() if r.is_phantom)
 #: k-fold cross-validation over the paired patients (evaluation.folds; 0 = the table's own split)
 FOLDS = int(config["evaluation"]["folds"])
 #: the cross-validated patients (paired_train and paired_test rows together) -> their fold
@@ -156,6 +169,9 @@ def all_outputs():
         out += expand(f"{SYNTH}/{{patient}}_mr.nii.gz", variant=VARIANTS, seed=SEEDS, patient=TEST)
         out += expand("results/report_tables/{table}.html", table=["per_patient", "summary", "table1"])
         out.append("results/report_tables/comparisons.html")
+        out += ["results/report_tables/qc.html", "results/report_tables/dice_correlation.html"]
+        if TEST_3D and SEGMENT:
+            out.append("results/figures/tissues.png")
         out += figure_outputs()
     return out
 
@@ -184,11 +200,36 @@ PRIMARY_ARGS = f"--primary {PRIMARY['metric']} {PRIMARY['variant']} {PRIMARY['ba
 COMPARE_VARIANT = PRIMARY["variant"]
 #: baselines of the difference figures (every other configured variant)
 COMPARE_BASELINES = [v for v in VARIANTS if v != COMPARE_VARIANT] if COMPARE_VARIANT in VARIANTS else []
+#: volume test patients: the 3D evaluation (evaluate.smk) runs for these; 2D PNG pairs have no volume
+TEST_3D = [p for p in TEST if p in PAIRED_3D]
+#: tissue segmentation of the real and synthetic MR (evaluation.segmentation; Atropos settings are
+#: tracked params of `segment_real` and `evaluate_volume`)
+SEGMENTATION = config["evaluation"]["segmentation"]
+SEGMENT = bool(SEGMENTATION["enabled"])
+SEGMENTATION_ARGS = (
+    f"--contrast {SEGMENTATION['contrast']} --iterations {SEGMENTATION['iterations']}"
+    f" --mrf-smoothing {SEGMENTATION['mrf_smoothing']} --mrf-radius {SEGMENTATION['mrf_radius']}"
+    f" --downsample {SEGMENTATION['downsample']}"
+)
+#: the patient of the tissue-map figure: the first volume test patient
+TISSUE_PATIENT = TEST_3D[0] if TEST_3D else None
 
 
 def synth_slices(variant):
     """The synthesized slice files of one variant for every test patient and seed."""
     return expand(f"{SYNTH}/{{patient}}_slices.npz", variant=variant, seed=SEEDS, patient=TEST)
+
+
+def volume_tables(variant):
+    """The one-row 3D metric tables (`evaluate_volume`) of one variant for every volume test patient and seed."""
+    return expand(
+        "results/metrics/volume/{variant}/seed{seed}/{patient}.tsv", variant=variant, seed=SEEDS, patient=TEST_3D
+    )
+
+
+def volume_flags(wildcards, input):
+    """`--volume-metrics @LIST ...` of `evaluate`: one list per variant (a removed variant changes only the input set)."""
+    return "--volume-metrics " + " ".join(f"@{shlex.quote(f)}" for f in input.volume)
 
 
 # --- used by the rules that read many files (lists.smk writes the lists) ---
@@ -227,8 +268,8 @@ PATIENT_FIGURES = {
 def patient_figures_shell():
     """One `ct2mr figures` command per figure of PATIENT_FIGURES, each with its log, run in turn."""
     return " && ".join(
-        f"python -m ct2mr figures --kind {kind} --slices {{input.slices}}"
-        f" --synth {' '.join(f'{{input.{v}}}' for v in variants)} --output {{output.{kind}}} > {{log.{kind}}} 2>&1"
+        f"python -m ct2mr figures --kind {kind} --slices {{input.slices:q}}"
+        f" --synth {' '.join(f'{{input.{v}:q}}' for v in variants)} --output {{output.{kind}:q}} > {{log.{kind}:q}} 2>&1"
         for kind, (_, _, variants) in PATIENT_FIGURES.items()
     )
 
@@ -257,8 +298,8 @@ REGISTRATION_ARGS = (
 
 
 def truth_flag(wildcards):
-    """``--truth FILE`` when the patient table gives a ground-truth affine, else ''."""
-    return " ".join(f"--truth {t}" for t in truth_file(wildcards))
+    """``--truth FILE`` (shell-quoted) when the patient table gives a ground-truth affine, else ''."""
+    return " ".join(f"--truth {shlex.quote(t)}" for t in truth_file(wildcards))
 
 
 # --- used by slices.smk ---
@@ -278,13 +319,14 @@ def volume_slice_inputs(wildcards):
 
 
 def image_flags(wildcards, input, output):
-    """--ct/--mr flags of `ct2mr normalise-slices` with the images they write (ct_window, mr_norm);
-    the MR is normalised inside the head mask of its grid (the CT's once registered)."""
+    """--ct/--mr flags of `ct2mr normalise-slices` with the images they write (ct_window, mr_norm),
+    shell-quoted; the MR is normalised inside the head mask of its grid (the CT's once registered)."""
+    q = shlex.quote
     flags = []
     if "ct" in input.keys():
-        flags.append(f"--ct {input.ct} --ct-window {output.ct_window}")
+        flags.append(f"--ct {q(input.ct)} --ct-window {q(output.ct_window)}")
     if "mr" in input.keys():
-        flags.append(f"--mr {input.mr} --mr-mask {input.head} --mr-norm {output.mr_norm}")
+        flags.append(f"--mr {q(input.mr)} --mr-mask {q(input.head)} --mr-norm {q(output.mr_norm)}")
     return " ".join(flags)
 
 
@@ -325,14 +367,15 @@ def png_files(wildcards):
 
 
 def pool_source(wildcards):
-    """The folder or glob of a pool row (quoted for the shell)."""
+    """The folder or glob of a pool row (shell-quoted: the command expands the glob itself)."""
     r = PATIENTS[wildcards.patient]
-    return "'" + (r.ct if r.ct is not None else r.mr) + "'"
+    return shlex.quote(r.ct if r.ct is not None else r.mr)
 
 
 def png_flags(wildcards):
+    """--ct/--mr flags of `ct2mr slices-png`: the row's folders or globs, shell-quoted."""
     r = PATIENTS[wildcards.patient]
-    return " ".join(f"--{m} '{getattr(r, m)}'" for m in ("ct", "mr") if getattr(r, m))
+    return " ".join(f"--{m} {shlex.quote(getattr(r, m))}" for m in ("ct", "mr") if getattr(r, m))
 
 
 # --- used by train.smk ---
@@ -367,7 +410,7 @@ def folds_input_training(wildcards):
 
 def folds_flag(wildcards, input):
     """`--folds FILE --fold F` of a training job under cross-validation, else ''."""
-    return f"--folds {input.folds} --fold {wildcards.fold}" if FOLDS else ""
+    return f"--folds {shlex.quote(str(input.folds))} --fold {wildcards.fold}" if FOLDS else ""
 
 
 # --- used by lists.smk (file_list) ---
@@ -381,6 +424,8 @@ FILE_LISTS = {
         else {f"train_{v}": functools.partial(training_slices, v) for v in VARIANTS}
     ),
     **{f"synth_{v}": functools.partial(synth_slices, v) for v in VARIANTS},
+    **{f"volume_{v}": functools.partial(volume_tables, v) for v in VARIANTS},
+    "mask_qa_mr": lambda: expand(f"{PRE}/masking_qa_mr.json", patient=TEST_3D),
     **({"val_slices": lambda: expand("results/slices/{patient}.npz", patient=VAL)} if VAL else {}),
 }
 
@@ -391,7 +436,7 @@ def validation_slices(wildcards):
 
 
 def validation_flag(wildcards, input):
-    return f"--val-slices @{input.val}" if input.val else ""
+    return f"--val-slices @{shlex.quote(str(input.val))}" if input.val else ""
 
 
 #: CPU threads of a training job: the preset's num_threads (the CPU presets use 1, so

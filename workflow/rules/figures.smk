@@ -57,7 +57,7 @@ rule fig_metrics:
     resources:
         mem_mb=2000,
     shell:
-        "python -m ct2mr figures --kind metrics --per-patient {input} --output {output} > {log} 2>&1"
+        "python -m ct2mr figures --kind metrics --per-patient {input:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule fig_losses:
@@ -81,7 +81,7 @@ rule fig_losses:
     resources:
         mem_mb=2000,
     shell:
-        "python -m ct2mr figures --kind losses --losses {input} --output {output} > {log} 2>&1"
+        "python -m ct2mr figures --kind losses --losses {input:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule fig_difference:
@@ -109,5 +109,35 @@ rule fig_difference:
     resources:
         mem_mb=2000,
     shell:
-        "python -m ct2mr figures --kind difference --test-slices @{input.slices} --synth @{input.variant}"
-        " --baseline-synth @{input.baseline} --output {output} > {log} 2>&1"
+        "python -m ct2mr figures --kind difference --test-slices @{input.slices:q} --synth @{input.variant:q}"
+        " --baseline-synth @{input.baseline:q} --output {output:q} > {log:q} 2>&1"
+
+
+# Tissue maps of one volume test patient (TISSUE_PATIENT, the first), real vs each variant's
+# synthetic MR (seed FIG_SEED): what the Dice columns of per_patient.tsv measure.
+rule fig_tissues:
+    input:
+        volumes=[f"{PRE.format(patient=TISSUE_PATIENT)}/mr_norm.nii.gz"]
+        + [f"results/synth/{v}/seed{FIG_SEED}/{TISSUE_PATIENT}_mr.nii.gz" for v in VARIANTS],
+        tissues=[f"results/tissues/real/{TISSUE_PATIENT}.nii.gz"]
+        + [f"results/tissues/{v}/seed{FIG_SEED}/{TISSUE_PATIENT}.nii.gz" for v in VARIANTS],
+    output:
+        report(
+            "results/figures/tissues.png",
+            caption="../report/fig_tissues.rst",
+            category="4. Evaluation",
+            subcategory="Tissue segmentation",
+            labels={"patient": str(TISSUE_PATIENT), "figure": "tissue maps"},
+        ),
+    log:
+        "results/logs/figures/tissues.log",
+    benchmark:
+        "results/benchmarks/figures/tissues.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "python -m ct2mr figures --kind tissues --volumes {input.volumes:q} --tissues {input.tissues:q}"
+        " --output {output:q} > {log:q} 2>&1"

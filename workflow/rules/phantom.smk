@@ -11,6 +11,7 @@ rule phantom_volume:
     benchmark:
         "results/benchmarks/phantom/{patient}_{modality}.{ext}.tsv"
     wildcard_constraints:
+        patient=one_of(PHANTOM),
         ext=r"nii\.gz|nii|mha|nrrd",
     conda:
         "../../envs/preprocess.yaml"
@@ -21,7 +22,7 @@ rule phantom_volume:
     params:
         args=phantom_args,
     shell:
-        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output:q} > {log:q} 2>&1"
 
 
 rule phantom_dicom:
@@ -31,6 +32,8 @@ rule phantom_dicom:
         "results/logs/phantom/{patient}_{modality}_dicom.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_{modality}_dicom.tsv"
+    wildcard_constraints:
+        patient=one_of(PHANTOM),
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -40,7 +43,7 @@ rule phantom_dicom:
     params:
         args=phantom_args,
     shell:
-        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} phantom {params.args} --{wildcards.modality} {output:q} > {log:q} 2>&1"
 
 
 rule phantom_truth:
@@ -50,6 +53,8 @@ rule phantom_truth:
         "results/logs/phantom/{patient}_truth.log",
     benchmark:
         "results/benchmarks/phantom/{patient}_truth.tsv"
+    wildcard_constraints:
+        patient=one_of(PHANTOM),
     conda:
         "../../envs/preprocess.yaml"
     threads: 1
@@ -59,4 +64,4 @@ rule phantom_truth:
     params:
         args=phantom_args,
     shell:
-        "python -m ct2mr --threads {threads} phantom {params.args} --truth {output} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} phantom {params.args} --truth {output:q} > {log:q} 2>&1"

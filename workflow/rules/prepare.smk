@@ -52,13 +52,13 @@ rule prepare_ct:
         skull=config["skull_mask"]["ct_skull_threshold_hu"],
         head=config["skull_mask"]["ct_head_threshold_hu"],
     shell:
-        "python -m ct2mr --threads {threads} prepare --modality ct --input {input}{params.series}"
-        " --output {output.image} --spacing {params.spacing}"
-        " --head-mask {output.head} --skull-mask {output.skull} --brain-mask {output.brain}"
-        " --stripped {output.stripped} --qa-png {output.qa}"
+        "python -m ct2mr --threads {threads} prepare --modality ct --input {input:q}{params.series}"
+        " --output {output.image:q} --spacing {params.spacing}"
+        " --head-mask {output.head:q} --skull-mask {output.skull:q} --brain-mask {output.brain:q}"
+        " --stripped {output.stripped:q} --qa-png {output.qa:q}"
         " --skull-threshold-hu {params.skull} --head-threshold-hu {params.head}"
-        " --log-ingest {log.ingest} --log-resample {log.resample} --log-skull-mask {log.skull_mask}"
-        " > {log.job} 2>&1"
+        " --log-ingest {log.ingest:q} --log-resample {log.resample:q} --log-skull-mask {log.skull_mask:q}"
+        " > {log.job:q} 2>&1"
 
 
 rule prepare_mr:
@@ -96,10 +96,10 @@ rule prepare_mr:
         erosion=config["skull_mask"]["mr_brain_erosion_mm"],
         method=config["skull_mask"]["mr_method"],
     shell:
-        "python -m ct2mr --threads {threads} prepare --modality mr --input {input}{params.series}"
-        " --output {output.image} --spacing {params.spacing}"
-        " --head-mask {output.head} --brain-mask {output.brain} --stripped {output.stripped}"
-        " --qa-png {output.qa} --qa-json {output.qa_json}"
+        "python -m ct2mr --threads {threads} prepare --modality mr --input {input:q}{params.series}"
+        " --output {output.image:q} --spacing {params.spacing}"
+        " --head-mask {output.head:q} --brain-mask {output.brain:q} --stripped {output.stripped:q}"
+        " --qa-png {output.qa:q} --qa-json {output.qa_json:q}"
         " --brain-erosion-mm {params.erosion} --method {params.method}"
-        " --log-ingest {log.ingest} --log-resample {log.resample} --log-skull-mask {log.skull_mask}"
-        " > {log.job} 2>&1"
+        " --log-ingest {log.ingest:q} --log-resample {log.resample:q} --log-skull-mask {log.skull_mask:q}"
+        " > {log.job:q} 2>&1"

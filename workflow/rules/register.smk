@@ -41,8 +41,8 @@ rule register:
         truth=truth_flag,
         numbers=lambda w, output: ReportNumbers(output.qa_json),
     shell:
-        "python -m ct2mr --threads {threads} register --fixed {input.fixed} --fixed-mask {input.fixed_mask}"
-        " --fixed-full {input.fixed_full} --moving {input.moving} --moving-mask {input.moving_mask}"
-        " --moving-full {input.moving_full}"
-        " {params.args} {params.truth} --out-image {output.image} --out-transform {output.transform}"
-        " --qa-json {output.qa_json} --qa-png {output.qa_png} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} register --fixed {input.fixed:q} --fixed-mask {input.fixed_mask:q}"
+        " --fixed-full {input.fixed_full:q} --moving {input.moving:q} --moving-mask {input.moving_mask:q}"
+        " --moving-full {input.moving_full:q}"
+        " {params.args} {params.truth} --out-image {output.image:q} --out-transform {output.transform:q}"
+        " --qa-json {output.qa_json:q} --qa-png {output.qa_png:q} > {log:q} 2>&1"

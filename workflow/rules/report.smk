@@ -43,13 +43,13 @@ rule metric_tables:
         variants=" ".join(VARIANTS),
         summary=lambda w, input: ReportNumbers(input.summary),
     shell:
-        "(python -m ct2mr report-tables --tsv {input.per_patient} --output {output.per_patient}"
+        "(python -m ct2mr report-tables --tsv {input.per_patient:q} --output {output.per_patient:q}"
         " --title 'Per-patient metrics (0-255 scale)'"
-        " && python -m ct2mr report-tables --tsv {input.summary} --output {output.summary}"
+        " && python -m ct2mr report-tables --tsv {input.summary:q} --output {output.summary:q}"
         " --columns {params.columns}"
         " --title 'Summary over test patients (Table 1 layout)'"
-        " && python -m ct2mr report-tables --table1-per-patient {input.per_patient} --output {output.table1}"
-        " --variants {params.variants} --title 'Table 1 of the paper, from our test patients') > {log} 2>&1"
+        " && python -m ct2mr report-tables --table1-per-patient {input.per_patient:q} --output {output.table1:q}"
+        " --variants {params.variants} --title 'Table 1 of the paper, from our test patients') > {log:q} 2>&1"
 
 
 rule registration_table:
@@ -76,9 +76,9 @@ rule registration_table:
     params:
         numbers=lambda w, output: ReportNumbers(output.tsv),
     shell:
-        "python -m ct2mr report-tables --registration-json @{input} --output {output.html}"
-        " --output-tsv {output.tsv} --title 'Registration (MR -> CT, affine, mutual information)'"
-        " > {log} 2>&1"
+        "python -m ct2mr report-tables --registration-json @{input:q} --output {output.html:q}"
+        " --output-tsv {output.tsv:q} --title 'Registration (MR -> CT, affine, mutual information)'"
+        " > {log:q} 2>&1"
 
 
 rule comparison_table:
@@ -104,7 +104,7 @@ rule comparison_table:
     params:
         numbers=lambda w, input: ReportNumbers(input[0]),
     shell:
-        "python -m ct2mr report-tables --tsv {input} --output {output}"
+        "python -m ct2mr report-tables --tsv {input:q} --output {output:q}"
         " --columns metric variant baseline role mean_difference ci_low ci_high p_value p_adjusted min_attainable_p"
         " n_patients n_seeds seed_sd crossed_ci_low crossed_ci_high crossed_p decision"
         " --title 'Comparisons: mean difference (variant - baseline) over patients, 95% CI, p'"
@@ -114,4 +114,48 @@ rule comparison_table:
         " Holm-adjusted (p_adjusted). seed_sd: sd over seeds of the per-seed mean difference, not part of the"
         " test; crossed_*: the interval over new patients and new seeds (two-way random effects), given with"
         " 3+ seeds and 4+ patients, where simulation showed it holds. For MAE a negative difference favours"
-        " the variant.' > {log} 2>&1"
+        " the variant.' > {log:q} 2>&1"
+
+
+rule qc_tables:
+    input:
+        qc="results/metrics/qc.tsv",
+        correlation="results/metrics/dice_correlation.tsv",
+    output:
+        qc=report(
+            "results/report_tables/qc.html",
+            caption="../report/qc.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "per-patient QC"},
+        ),
+        correlation=report(
+            "results/report_tables/dice_correlation.html",
+            caption="../report/dice_correlation.rst",
+            category="4. Evaluation",
+            subcategory="Tables",
+            labels={"table": "image metrics vs tissue Dice"},
+        ),
+    log:
+        "results/logs/report/qc_tables.log",
+    benchmark:
+        "results/benchmarks/report/qc_tables.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        correlation=lambda w, input: ReportNumbers(input.correlation),
+    shell:
+        "(python -m ct2mr report-tables --tsv {input.qc:q} --output {output.qc:q}"
+        " --title 'Per-patient QC: outliers and the MR brain-mask method'"
+        " --note 'One row per test patient and variant (seeds averaged). mae_head_z: masked MAE as a z-score"
+        " within the variant (flag MAE z > 3; with n patients |z| cannot exceed (n-1)/sqrt(n), so it needs 11+);"
+        " dice_drop: the variant median of the mean tissue Dice minus the patient (flag Dice drop > 0.1);"
+        " mr_mask_method: the MR brain-mask method of skull_mask.mr_method; note: why volume columns are empty.'"
+        " && python -m ct2mr report-tables --tsv {input.correlation:q} --output {output.correlation:q}"
+        " --title 'Image metrics vs tissue-segmentation agreement (Spearman)'"
+        " --note 'Spearman rank correlation of each image metric with the mean of the CSF, GM and WM Dice over"
+        " every test patient x variant with both (seeds averaged); n: pairs used. Lower-is-better metrics (MAE,"
+        " slice jump) track Dice with a negative rho.') > {log:q} 2>&1"

@@ -14,9 +14,9 @@
 SLICES_SHELL = (
     "python -m ct2mr --threads {threads} normalise-slices --patient {wildcards.patient} --role {params.role}"
     " {params.images} {params.window}"
-    " --head-mask {input.head} --brain-mask {input.brain} --output {output.slices}"
+    " --head-mask {input.head:q} --brain-mask {input.brain:q} --output {output.slices:q}"
     " --size {params.size} --min-brain-voxels {params.min_voxels} --min-slices {params.min_slices}"
-    " --log-window {log.window} > {log.job} 2>&1"
+    " --log-window {log.window:q} > {log.job:q} 2>&1"
 )
 
 
@@ -119,7 +119,7 @@ rule slices_png:
         size=config["slices"]["size"],
     shell:
         "python -m ct2mr --threads {threads} slices-png --patient {wildcards.patient} --role {params.role}"
-        " {params.sources} --output {output} --size {params.size} > {log} 2>&1"
+        " {params.sources} --output {output:q} --size {params.size} > {log:q} 2>&1"
 
 
 rule slices_pool:
@@ -145,4 +145,4 @@ rule slices_pool:
         size=config["slices"]["size"],
     shell:
         "python -m ct2mr --threads {threads} slices-pool --patient {wildcards.patient} --role {params.role}"
-        " --images {params.images} --output {output} --size {params.size} > {log} 2>&1"
+        " --images {params.images} --output {output:q} --size {params.size} > {log:q} 2>&1"

@@ -34,9 +34,9 @@ rule synthesize:
         device=untracked(config["synthesis"]["device"]),
         tta="--tta" if config["synthesis"]["tta"] else "",
     shell:
-        "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
-        " --out-mr {output.mr} --out-slices {output.slices}"
-        " --batch-size {params.batch} --device {params.device} {params.tta} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} synthesize --model {params.model_dir:q} --slices {input.slices:q}"
+        " --out-mr {output.mr:q} --out-slices {output.slices:q}"
+        " --batch-size {params.batch} --device {params.device} {params.tta} > {log:q} 2>&1"
 
 
 rule synthesize_cycle:
@@ -66,6 +66,6 @@ rule synthesize_cycle:
         device=untracked(config["synthesis"]["device"]),
         tta="--tta" if config["synthesis"]["tta"] else "",
     shell:
-        "python -m ct2mr --threads {threads} synthesize --model {params.model_dir} --slices {input.slices}"
-        " --out-mr {output.mr} --out-slices {output.slices} --out-recon-ct {output.recon}"
-        " --batch-size {params.batch} --device {params.device} {params.tta} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} synthesize --model {params.model_dir:q} --slices {input.slices:q}"
+        " --out-mr {output.mr:q} --out-slices {output.slices:q} --out-recon-ct {output.recon:q}"
+        " --batch-size {params.batch} --device {params.device} {params.tta} > {log:q} 2>&1"

@@ -6,6 +6,9 @@
 # job's seed; a changed setting retrains (params trigger) and everything downstream
 # follows. `settings` (the fields that change the weights) is the tracked param; the
 # full settings (with device, threads, log cadence) reach the command untracked.
+# The preprocessing the slices were made with (the resample, skull_mask, window and slices
+# sections) reaches `train` as a tracked param and is recorded in model.json, where
+# `ct2mr predict` reads it; a change of it changes the slices too, so it retrains anyway.
 # The paired_val patients' slices (if any) are scored every val_every iterations
 # (val_mae, val_mae_head in losses.tsv); they are never trained on.
 # Checkpoints (results/models/{variant}/seed{seed}/checkpoint.pt) are not declared
@@ -78,10 +81,14 @@ rule train:
         runtime=24 * 60,
     params:
         settings=training_result_settings,
+        preprocessing=json.dumps(
+            {k: config[k] for k in ("resample", "skull_mask", "window", "slices")},
+            sort_keys=True,
+        ),
         run_settings=untracked(training_run_settings),
         out_dir=lambda w, output: os.path.dirname(output.weights),
         val=validation_flag,
         folds=folds_flag,
     shell:
-        "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir}"
-        " --settings {params.run_settings:q} --slices @{input.train} {params.val} {params.folds} > {log} 2>&1"
+        "python -m ct2mr --threads {threads} train --variant {wildcards.variant} --out-dir {params.out_dir:q}"
+        " --settings {params.run_settings:q} --preprocessing {params.preprocessing:q} --slices @{input.train:q} {params.val} {params.folds} > {log:q} 2>&1"

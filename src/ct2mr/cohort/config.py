@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ct2mr.cohort.patients import load_patients
+from ct2mr.cohort.patients import check_leakage, load_patients
 from ct2mr.cohort.schema import CONFIG_SCHEMA, load_yaml, validate
 from ct2mr.errors import InputError
 from ct2mr.training.folds import CV_ROLES, assign_folds
@@ -67,7 +67,9 @@ def validate_all(config: dict[str, Any], source: str | Path | None = "config") -
     3. the training settings (:func:`ct2mr.training.settings.resolve_training_settings`:
        unknown ``training.overrides`` keys, ranges such as ``lr > 0``);
     4. cross-field rules that would otherwise fail a job later (:func:`check_cross_fields`);
-    5. the cross-validation split (:func:`cross_validation_folds`), made once here.
+    5. the cross-validation split (:func:`cross_validation_folds`), made once here;
+    6. no scan both trained on and held out (:func:`ct2mr.cohort.patients.check_leakage`; under
+       ``evaluation.folds`` the paired rows are both).
 
     "Valid" therefore means the workflow starts and no job fails on a config value.
     Raises :class:`InputError` naming ``source`` (or the patient table), the key and the problem.
@@ -79,7 +81,51 @@ def validate_all(config: dict[str, Any], source: str | Path | None = "config") -
     check_overrides(config, source)
     training = resolve_training_settings(config["training"], source=None if source is None else str(source))
     check_cross_fields(config, patients, training, source)
-    return ValidConfig(config, patients, training, cross_validation_folds(config, patients, source))
+    folds = cross_validation_folds(config, patients, source)
+    check_leakage(patients, config["patients"], cross_validated=bool(config["evaluation"]["folds"]))
+    return ValidConfig(config, patients, training, folds)
+
+
+def check_results_writable(results: str | Path) -> None:
+    """The workflow's output folder ``results`` must be writable: tried by creating (and removing) a
+    file in it, or, while it does not exist, in the folder that will hold it (a permission check
+    alone would pass for root on a read-only mount). Run at workflow start (``onstart``), so a
+    read-only ``results/`` gets one line instead of a failed first job. Raises :class:`InputError`."""
+    import tempfile  # noqa: PLC0415
+
+    results = Path(results)
+    target = results if results.exists() else results.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=target, prefix=".ct2mr-write-test-")
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        if results.exists():
+            raise InputError(results, None, f"cannot write here ({why}); every output of the workflow goes under "
+                             "results/: make it writable (chmod -R u+w results) or run from a project folder "
+                             "you can write to") from None
+        raise InputError(results, None, f"cannot create results/ in {target.resolve()} ({why}); run the workflow "
+                         "from a project folder you can write to") from None
+    import os  # noqa: PLC0415
+
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_config_files(paths: list[str | Path], workdir: str | Path = ".") -> None:
+    """Refuse a config file that is a target read as one: ``--configfile`` takes every word after it
+    up to the next option, so ``snakemake --configfile my.yaml results/x.json`` reads the target
+    ``results/x.json`` as a second config file. Refused: a config file under ``workdir``'s
+    ``results/``, or one with no key of the config schema at its top level. (A target that does not
+    exist, or is not YAML/JSON, fails in Snakemake's own loader before the workflow starts: README.)"""
+    results = (Path(workdir) / "results").resolve()
+    for path in paths:
+        resolved = Path(path).resolve()
+        data = load_yaml(path) if resolved.is_file() else None
+        known = isinstance(data, Mapping) and bool(set(data) & set(load_yaml(CONFIG_SCHEMA)["properties"]))
+        if resolved.is_relative_to(results) or (isinstance(data, Mapping) and data and not known):
+            raise InputError(path, "--configfile",
+                             "read as a config file; --configfile takes every word after it: put the targets "
+                             "before it (snakemake TARGET --configfile FILE) or end its list with --")
 
 
 def cross_validation_folds(config: Mapping[str, Any], patients: list[Any], source: str | Path | None) -> dict[str, int]:
@@ -145,6 +191,10 @@ def check_cross_fields(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="config file (YAML)")
+    parser.add_argument("--data", action="store_true",
+                        help="also open every input's header (DICOM series choice, volume headers, pool images, "
+                             "truth JSON, the registration program) and list every problem, one line each "
+                             "(seconds per patient; ct2mr.cohort.data_check)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -157,3 +207,7 @@ def run(args: argparse.Namespace) -> None:
         roles[p.role] = roles.get(p.role, 0) + 1
     print(f"# {args.config}: valid; {len(valid.patients)} patients: "
           + ", ".join(f"{n} {r}" for r, n in sorted(roles.items())))
+    if getattr(args, "data", False):
+        from ct2mr.cohort.data_check import run_data_check  # noqa: PLC0415
+
+        run_data_check(valid.config, valid.patients, args.config)

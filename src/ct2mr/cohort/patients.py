@@ -24,16 +24,25 @@ the 3D stages and joins the chain at slice extraction. A ``ct_only`` /
 **pool**: images of any size, each its own slice (:mod:`ct2mr.preprocess.image_pools`).
 Relative paths are relative to the project root (the Snakemake working directory).
 
-Files under ``results/`` are outputs of the workflow itself (the phantom
-cohort): they need not exist yet. Every other path must exist.
+The phantom cohort's scans are outputs of the workflow itself
+(``workflow/rules/phantom.smk``): a row's own phantom paths
+(:func:`phantom_paths`: ``results/phantom/{patient}/ct.nii.gz``, ``mr_dicom``, ``truth.json``, ...)
+need not exist yet. Every other path must exist, under ``results/`` too (a typo there
+would otherwise be generated as a phantom).
+
+One scan may not be both trained on and held out (:func:`check_leakage`, run at workflow
+start): the same file or the same content under a training role and a test role is refused.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +50,8 @@ import pandas as pd
 
 from ct2mr.cohort.schema import PATIENTS_SCHEMA, validate
 from ct2mr.errors import InputError
+from ct2mr.training.folds import CV_ROLES
+from ct2mr.training.roles import TRAIN_ROLES
 
 Role = Literal["paired_train", "paired_test", "paired_val", "ct_only", "mr_only"]
 ROLES: tuple[str, ...] = ("paired_train", "paired_test", "paired_val", "ct_only", "mr_only")
@@ -59,7 +70,21 @@ NEEDS: dict[str, dict[str, bool]] = {
 #: role whose slices are only scored during training (validation MAE in losses.tsv;
 #: never used for training nor to pick a checkpoint), preprocessed like paired_test
 VAL_ROLE = "paired_val"
-GENERATED_PREFIX = "results/"
+#: roles whose scans are held out from training (scored, never trained on)
+HELD_OUT_ROLES: tuple[str, ...] = ("paired_test", VAL_ROLE)
+#: where the phantom rules write the phantom cohort's raw scans (workflow/rules/phantom.smk)
+PHANTOM_DIR = "results/phantom"
+#: the raw scan formats the phantom rules write: results/phantom/{patient}/{ct,mr}{format}
+PHANTOM_FORMATS: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".nrrd", "_dicom")
+
+
+def phantom_paths(patient: str, column: str) -> tuple[str, ...]:
+    """The paths the phantom rules generate for ``patient``'s ``column`` (``"ct"``, ``"mr"`` or
+    ``"truth"``): the only paths of a table that need not exist when the workflow starts."""
+    base = f"{PHANTOM_DIR}/{patient}/"
+    if column == "truth":
+        return (base + "truth.json",)
+    return tuple(f"{base}{column}{fmt}" for fmt in PHANTOM_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,7 @@ class Patient:
     truth: str | None = None
     series: str | None = None  # DICOM series of the CT (None = automatic rule)
     mr_series: str | None = None  # DICOM series of the MR
+    line: int = field(default=0, compare=False)  # the row's line in the table file (1-based; 0 = unknown)
 
     def series_of(self, modality: str) -> str | None:
         """The user's series choice for ``modality`` (``"ct"`` / ``"mr"``), or ``None``."""
@@ -88,6 +114,12 @@ class Patient:
         """True for a ``ct_only`` / ``mr_only`` row naming 2D images: an unpaired pool
         (:mod:`ct2mr.preprocess.image_pools`: images of any size, each its own slice)."""
         return self.role in ("ct_only", "mr_only") and self.is_png
+
+    @property
+    def is_phantom(self) -> bool:
+        """True when a cell names one of this row's own phantom paths (:func:`phantom_paths`):
+        the phantom rules generate it."""
+        return any(getattr(self, c) in phantom_paths(self.patient, c) for c in ("ct", "mr", "truth"))
 
     @property
     def has_ct(self) -> bool:
@@ -177,6 +209,8 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
     and files that do not exist (outside ``results/``).
     """
     table = Path(table)
+    if table.is_dir():
+        raise InputError(table, None, "is a folder; the patient table is a TSV file (e.g. config/patients.tsv)")
     if not table.is_file():
         raise InputError(table, None, "patient table not found")
     text, file_lines = _table_lines(table)
@@ -221,13 +255,179 @@ def load_patients(table: str | Path, check_files: bool = True) -> list[Patient]:
         if check_files:
             for col in ("ct", "mr", "truth"):
                 path = row.get(col)
-                if path and not path.startswith(GENERATED_PREFIX) and not _exists(path):
-                    raise InputError(table, f"{where}, column {col}", f"file not found: {path}")
+                if path and path not in phantom_paths(pid, col) and not _exists(path):
+                    raise InputError(table, f"{where}, column {col}", f"file not found: {path}{_phantom_hint(path, pid, col)}")
             for scol, icol in SERIES_COLUMNS.items():
                 path = row.get(icol)
-                if scol in row and path and not path.startswith(GENERATED_PREFIX) and not _is_dicom(path):
+                if scol in row and path and path not in phantom_paths(pid, icol) and not _is_dicom(path):
                     raise InputError(table, f"{where}, column {scol}",
                                      f"a series choice needs a DICOM folder in column {icol}, not {path}")
         patients.append(Patient(pid, role, row.get("ct"), row.get("mr"), row.get("truth"),
-                                row.get("series"), row.get("mr_series")))
+                                row.get("series"), row.get("mr_series"), line=i))
     return patients
+
+
+def _phantom_hint(path: str, patient: str, column: str) -> str:
+    """For a missing path under results/: which phantom paths the row could have meant."""
+    if not path.startswith("results/"):
+        return ""
+    own = phantom_paths(patient, column)
+    named = own[0] if len(own) == 1 else f"{own[0]}, or {', '.join(Path(p).name for p in own[1:])}"
+    return (f" (under results/ only a phantom row's own scans are generated ({named}); "
+            "every other path must exist)")
+
+
+# --- leakage: one scan both trained on and held out
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One unit of comparison: a scan file, a (DICOM) folder, or one image of a 2D source."""
+
+    row: Patient
+    column: str
+    path: Path  # resolved
+    folder: bool
+
+
+def _scans(p: Patient) -> Iterator[_Scan]:
+    """The existing scans of a row (phantom outputs not yet generated are skipped)."""
+    for column in ("ct", "mr"):
+        src = getattr(p, column)
+        if src is None or not _exists(src):
+            continue
+        if is_png_source(src):
+            if any(ch in src for ch in "*?["):
+                files = [Path(f) for f in glob.glob(src)]
+            elif Path(src).is_dir():
+                files = [f for f in Path(src).iterdir() if f.suffix.lower() in IMAGE_2D_SUFFIXES]
+            else:
+                files = [Path(src)]
+            for f in sorted(files):
+                if f.is_file():
+                    yield _Scan(p, column, f.resolve(), False)
+        else:
+            path = Path(src).resolve()
+            yield _Scan(p, column, path, path.is_dir())
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Regular files under ``folder`` (recursive, hidden names skipped), sorted."""
+    files = []
+    for sub, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(sub) / n for n in names if not n.startswith(".")]
+    return sorted(f for f in files if f.is_file())
+
+
+def _size_key(scan: _Scan) -> tuple[int, ...]:
+    """Cheap content key: the byte size of a file, the sorted sizes of a folder's files (() when empty)."""
+    if not scan.folder:
+        size = scan.path.stat().st_size
+        return (size,) if size else ()
+    return tuple(sorted(s for s in (f.stat().st_size for f in _folder_files(scan.path)) if s))
+
+
+#: bytes read from the middle and from the end of each file for the cheap content sample
+SAMPLE_BYTES = 4096
+
+
+def _file_sample(path: Path) -> str:
+    """A few bytes from the middle and the end of a file: within a head scan's voxels, so two
+    scans of the same size (uncompressed NIfTI or DICOM of one matrix) differ here."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size // 2 - SAMPLE_BYTES // 2))
+        middle = fh.read(SAMPLE_BYTES)
+        fh.seek(max(0, size - SAMPLE_BYTES))
+        return hashlib.sha256(middle + fh.read(SAMPLE_BYTES)).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _content(scan: _Scan, of_file: Callable[[Path], str]) -> str:
+    """``of_file`` (a sample or the SHA-256 of the bytes, not decoded: header and pixel data as stored)
+    of a file; of a folder, over its files' values in sorted order (a copied DICOM series matches
+    under other file names)."""
+    if not scan.folder:
+        return of_file(scan.path)
+    return hashlib.sha256("".join(sorted(of_file(f) for f in _folder_files(scan.path))).encode()).hexdigest()
+
+
+def check_leakage(patients: Sequence[Patient], table: str | Path, cross_validated: bool) -> None:
+    """Refuse one scan both trained on and held out: the same file (resolved path; a folder inside
+    another row's folder) or the same content (size first, then a SHA-256 of the bytes; a DICOM
+    folder by its files) under a training role (:data:`ct2mr.training.roles.TRAIN_ROLES`) in one
+    row and a held-out role (:data:`HELD_OUT_ROLES`) in another. Under cross-validation
+    (``cross_validated``: ``evaluation.folds``) the pooled roles (:data:`ct2mr.training.folds.CV_ROLES`)
+    are both, so two paired rows may not share a scan either. 2D sources (PNG/JPEG folders and
+    globs) compare image by image. Empty files and phantom scans not yet generated are not compared.
+
+    Raises :class:`InputError` naming ``table``, the later row (line, patient, column), the earlier
+    row and the two files, in one line.
+    """
+    def uses(p: Patient) -> tuple[bool, bool]:
+        pooled = cross_validated and p.role in CV_ROLES
+        return p.role in TRAIN_ROLES or pooled, p.role in HELD_OUT_ROLES or pooled
+
+    def conflict(a: Patient, b: Patient) -> bool:
+        (a_train, a_held), (b_train, b_held) = uses(a), uses(b)
+        return a.patient != b.patient and ((a_train and b_held) or (a_held and b_train))
+
+    def refuse(a: _Scan, b: _Scan, same: str, detail: str) -> None:
+        a, b = sorted((a, b), key=lambda s: s.row.line)
+        pooled = cross_validated and a.row.role in CV_ROLES and b.row.role in CV_ROLES
+        why = ("both rows are cross-validated (evaluation.folds), so each trains the folds that test the other"
+               if pooled else "a scan both trained on and held out leaks test data into training")
+        raise InputError(
+            table, f"line {b.row.line} (patient {b.row.patient!r}), column {b.column}",
+            f"the same {same} as line {a.row.line} (patient {a.row.patient!r}), column {a.column} ({detail}): "
+            f"roles {b.row.role} and {a.row.role}; {why}; give each row its own scan",
+        )
+
+    scans = [s for p in patients if any(uses(p)) for s in _scans(p)]
+    by_path: dict[Path, list[_Scan]] = {}
+    folders: dict[Path, list[_Scan]] = {}
+    for s in scans:
+        by_path.setdefault(s.path, []).append(s)
+        if s.folder:
+            folders.setdefault(s.path, []).append(s)
+    for s in scans:  # the same file, or a file/folder inside another row's folder
+        for other in by_path[s.path]:
+            if conflict(s.row, other.row):
+                refuse(s, other, "file", str(s.path))
+        for parent in s.path.parents:
+            for other in folders.get(parent, ()):
+                if conflict(s.row, other.row):
+                    refuse(s, other, "file", f"{s.path} is inside {other.path}")
+    # the same content: equal sizes, then equal samples, then equal SHA-256 (each file read whole
+    # only when its size and sample match a conflicting row's)
+    by_size: dict[tuple[int, ...], list[_Scan]] = {}
+    for s in scans:
+        key = _size_key(s)
+        if key:
+            by_size.setdefault((int(s.folder), *key), []).append(s)
+    digests: dict[Path, str] = {}
+    for group in by_size.values():
+        if len({s.row.patient for s in group}) < 2:
+            continue
+        by_sample: dict[str, list[_Scan]] = {}
+        for s in group:
+            by_sample.setdefault(_content(s, _file_sample), []).append(s)
+        for same in by_sample.values():
+            for i, a in enumerate(same):
+                for b in same[i + 1:]:
+                    if not conflict(a.row, b.row):
+                        continue
+                    for s in (a, b):
+                        if s.path not in digests:
+                            digests[s.path] = _content(s, _file_digest)
+                    if digests[a.path] == digests[b.path]:
+                        first, second = sorted((a, b), key=lambda s: s.row.line)
+                        refuse(a, b, "content", f"{second.path} and {first.path} hold the same bytes")

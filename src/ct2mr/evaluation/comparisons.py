@@ -80,10 +80,14 @@ COLUMNS = ["metric", "variant", "baseline", "role", "mean_difference", "ci_low",
 #: 0.92 with 2 seeds, 0.98 with 3 patients) and only for a balanced design (every patient every seed)
 CROSSED_MIN_SEEDS = 3
 CROSSED_MIN_PATIENTS = 4
-#: compared metrics, head-masked first, the paper's whole-slice metric beside it
-METRICS = ["mae_head", "mae", "psnr_head", "psnr", "ssim_head", "ssim"]
+#: compared metrics, head-masked first, the paper's whole-slice metric beside it; then the volume
+#: patients' 3D metrics and tissue agreement (ct2mr.evaluation.volume_metrics: empty for 2D PNG
+#: patients, who are left out of those rows; n_patients says how many were used)
+METRICS = ["mae_head", "mae", "psnr_head", "psnr", "ssim_head", "ssim",
+           "mae_3d_head", "psnr_3d_head", "ms_ssim_3d_head", "slice_jump_brain",
+           "dice_csf", "dice_gm", "dice_wm", "hd95_gm", "hd95_wm"]
 #: metrics where a lower value is better (a negative difference favours the variant)
-LOWER_IS_BETTER = {"mae_head", "mae", "mae_brain"}
+LOWER_IS_BETTER = {"mae_head", "mae", "mae_brain", "mae_3d_head", "slice_jump_brain", "hd95_gm", "hd95_wm"}
 #: baselines compared with the reference variant, in this order when configured
 BASELINES = ["paired", "unpaired", "regression"]
 #: exact sign-flip enumeration up to this many patients (2**20 = 1 048 576 patterns)

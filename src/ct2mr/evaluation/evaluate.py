@@ -24,7 +24,12 @@ digits, ``inf`` for identical images, empty cell for not available):
 
 ``--per-patient``: one row per patient x variant x seed:
     ``patient, variant, seed, fold, n_slices, mae, psnr, ssim, psnr_paper_convention,
-    mae_head, psnr_head, ssim_head, mae_brain, psnr_brain, ssim_brain``. ``fold``: the
+    mae_head, psnr_head, ssim_head, mae_brain, psnr_brain, ssim_brain``, then the volume
+    columns of :mod:`ct2mr.evaluation.volume_metrics` (``mae_3d_head, psnr_3d_head,
+    ms_ssim_3d_head, slice_jump_brain, dice_csf, dice_gm, dice_wm, hd95_gm, hd95_wm``: 3D metrics on
+    the CT grid and tissue-segmentation agreement, joined from ``--volume-metrics``; empty for
+    patients without volumes, such as 2D PNG pairs, and the Dice / HD95 ones with segmentation
+    off). ``fold``: the
     patient's cross-validation fold (``--folds results/metrics/folds.tsv``: its model never saw
     it), empty without cross-validation.
 
@@ -51,7 +56,8 @@ CLI::
         --synth-dir results/synth --variants paired unpaired mrgan --seeds 0 1 2 \\
         --per-patient results/metrics/per_patient.tsv \\
         --summary results/metrics/summary.tsv \\
-        [--table1 results/metrics/table1.tsv] [--folds results/metrics/folds.tsv] [--data-range 255]
+        [--table1 results/metrics/table1.tsv] [--folds results/metrics/folds.tsv] [--data-range 255] \\
+        [--volume-metrics results/metrics/volume/mrgan/seed0/P05.tsv ...]
 
 The patient id is the slice file's name without ``.npz`` (the Snakemake
 ``{patient}`` wildcard). A patient without an MR cannot be evaluated: InputError.
@@ -74,6 +80,7 @@ import pandas as pd
 
 from ct2mr.errors import InputError
 from ct2mr.evaluation.metrics import patient_metrics
+from ct2mr.evaluation.volume_metrics import VOLUME_COLUMNS, join_volume_metrics
 from ct2mr.io.atomic import write_text
 from ct2mr.training.folds import read_folds
 
@@ -83,6 +90,7 @@ METRIC_COLUMNS = [
     "mae", "psnr", "ssim", "psnr_paper_convention",
     "mae_head", "psnr_head", "ssim_head",
     "mae_brain", "psnr_brain", "ssim_brain",
+    *VOLUME_COLUMNS,
 ]
 PER_PATIENT_COLUMNS = ["patient", "variant", "seed", "fold", "n_slices", *METRIC_COLUMNS]
 #: the ``seed`` value of summary / test rows over all seeds (per-patient values averaged over seeds)
@@ -220,7 +228,7 @@ def _mean_sd(values: pd.Series) -> tuple[float, float, int]:
 def _pm(metric: str, mean: float, sd: float) -> str:
     if math.isnan(mean):
         return ""
-    d = 4 if metric.startswith("ssim") else 2
+    d = 4 if metric.startswith(("ssim", "ms_ssim", "dice")) else 2
     if math.isinf(mean):
         return "inf"
     return f"{mean:.{d}f} ± {sd:.{d}f}" if not math.isnan(sd) else f"{mean:.{d}f}"
@@ -316,6 +324,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", default=None,
                         help="results/metrics/folds.tsv under k-fold cross-validation: each patient's fold in a column")
     parser.add_argument("--data-range", type=float, default=255.0, help="grey-level range for PSNR/SSIM and clipping (default 255)")
+    parser.add_argument("--volume-metrics", nargs="*", default=[],
+                        help="one-row TSVs of `ct2mr evaluate-volume` (3D metrics, tissue Dice) to join; "
+                             "rows without one (2D PNG pairs) keep those columns empty")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -325,6 +336,7 @@ def run(args: argparse.Namespace) -> None:
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else None
     folds = read_folds(args.folds) if args.folds else None
     per = evaluate_all(args.slices, args.synth_dir, variants, data_range=args.data_range, seeds=seeds, folds=folds)
+    per = join_volume_metrics(per, args.volume_metrics)
     summ = summary_table(per, variants)
     write_text(args.per_patient, to_tsv(per))
     write_text(args.summary, to_tsv(summ))

@@ -36,6 +36,13 @@ image's left; grey levels 0..255 with fixed limits so panels are comparable):
     files of one patient (seeds) are averaged. The title gives the mean
     difference inside and outside the head mask, so a reader sees whether a
     gain is in the head or in the background.
+``tissues`` (segmentation agreement)
+    One volume patient, one axial slice (the middle of its segmented brain): a row for the
+    real MR and one per variant, each with the MR (grey levels 0..255) and its tissue map
+    (CSF blue, GM ochre, WM white; ``ct2mr segment-tissues`` / ``ct2mr evaluate-volume``
+    labels, shown on the MR's grid), titled with the variant's Dice per class against the
+    real map. ``--volumes``: the real MR then each synthetic MR (``.nii.gz`` on the CT grid);
+    ``--tissues``: their label volumes in the same order.
 
 Row titles name the patient, the slice's position in the slice file (``i``) and
 its index in the reference volume (``z``).
@@ -53,6 +60,9 @@ CLI (one sub-command, one figure per call)::
         --output fig7.png [--slice-index ...]
     ct2mr figures --kind metrics --per-patient results/metrics/per_patient.tsv --output metrics.png
     ct2mr figures --kind losses --losses results/models/*/losses.tsv --output losses.png
+    ct2mr figures --kind tissues --volumes results/preprocessed/P05/mr_norm.nii.gz \
+        results/synth/mrgan/seed0/P05_mr.nii.gz --tissues results/tissues/real/P05.nii.gz \
+        results/tissues/mrgan/seed0/P05.nii.gz --output tissues.png
     ct2mr figures --kind difference --test-slices results/slices/P05.npz results/slices/P06.npz \
         --synth results/synth/mrgan/P05_slices.npz results/synth/mrgan/P06_slices.npz \
         --baseline-synth results/synth/paired/P05_slices.npz results/synth/paired/P06_slices.npz \
@@ -78,7 +88,9 @@ import numpy as np
 from ct2mr.errors import InputError
 from ct2mr.io.atomic import write_figure
 
-KINDS = ("synthesis", "variants", "cycle", "metrics", "losses", "difference")
+KINDS = ("synthesis", "variants", "cycle", "metrics", "losses", "difference", "tissues")
+#: tissue label colours: background, CSF, GM, WM (ct2mr.evaluation.tissue_segmentation.TISSUE_LABELS)
+TISSUE_COLOURS = ("#000000", "#3b75af", "#d5a13a", "#f2f2f2")
 GREY = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
 VARIANT_COLOURS = {"paired": "#1f77b4", "unpaired": "#ff7f0e", "mrgan": "#2ca02c", "regression": "#9467bd"}
 _EXTRA_COLOURS = ["#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
@@ -456,6 +468,50 @@ def figure_difference(
     return {"inside_head": inside, "outside_head": outside, "n_slices": float(n)}
 
 
+def figure_tissues(
+    volumes: Sequence[str | Path], tissues: Sequence[str | Path], output: str | Path, dpi: int = 120
+) -> Path:
+    """The ``tissues`` figure (module docstring): real MR + tissue map, then each synthetic one.
+
+    ``volumes[0]`` / ``tissues[0]`` are the real MR and its labels; the others a variant's
+    (its name: the folder two levels above the label file, ``results/tissues/{variant}/seed{seed}/``).
+    Labels on a coarser grid (``--downsample``) are resampled onto the MR's grid (nearest).
+    """
+    import SimpleITK as sitk
+    from matplotlib.colors import ListedColormap
+
+    from ct2mr.evaluation.tissue_segmentation import dice_per_class
+    from ct2mr.io.imageio import read_image
+
+    if len(volumes) != len(tissues) or len(volumes) < 2:
+        raise InputError(None, "--volumes/--tissues", f"need the real one and 1+ synthetic, as many of each; "
+                                                      f"got {len(volumes)} volumes and {len(tissues)} label files")
+    mrs = [read_image(v) for v in volumes]
+    labels = []
+    for path, mr in zip(tissues, mrs, strict=True):
+        lab = read_image(path)
+        if lab.GetSize() != mr.GetSize() or not np.allclose(lab.GetSpacing(), mr.GetSpacing()):
+            lab = sitk.Resample(lab, mr, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        labels.append(sitk.GetArrayFromImage(lab))
+    brain_z = np.flatnonzero(labels[0].any(axis=(1, 2)))
+    if brain_z.size == 0:
+        raise InputError(tissues[0], None, "no tissue voxels: nothing to show")
+    z = int(brain_z[len(brain_z) // 2])
+    cmap = ListedColormap(TISSUE_COLOURS)
+    fig = _figure(6.0, 2.7 * len(mrs))
+    axes = fig.subplots(len(mrs), 2, squeeze=False)
+    names = ["real"] + [Path(t).parent.parent.name for t in tissues[1:]]
+    for i, (name, mr, lab) in enumerate(zip(names, mrs, labels, strict=True)):
+        title = name
+        if i:
+            d = dice_per_class(labels[0], lab)
+            title = f"{name}: Dice CSF/GM/WM {d['csf']:.2f}/{d['gm']:.2f}/{d['wm']:.2f}"
+        _show(axes[i, 0], sitk.GetArrayViewFromImage(mr)[z], f"{name} MR (z {z})", **GREY)
+        _show(axes[i, 1], lab[z], title, cmap=cmap, vmin=0, vmax=3, interpolation="nearest")
+    fig.suptitle(f"{Path(tissues[0]).name.split('.')[0]}: tissue maps, real vs synthetic", fontsize=9)
+    return _save(fig, output, dpi)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -476,6 +532,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="difference: every test patient's slice file results/slices/{patient}.npz")
     parser.add_argument("--baseline-synth", nargs="+", default=[],
                         help="difference: the baseline's synthesized slice files (--synth: the variant's)")
+    parser.add_argument("--volumes", nargs="+", default=[],
+                        help="tissues: the real MR then each synthetic MR (.nii.gz on the CT grid)")
+    parser.add_argument("--tissues", nargs="+", default=[],
+                        help="tissues: the label volumes of --volumes, in the same order")
     parser.add_argument("--dpi", type=int, default=120, help="PNG resolution (default 120)")
 
 
@@ -495,6 +555,10 @@ def run(args: argparse.Namespace) -> None:
         return
     if kind == "losses":
         figure_losses(_need(args.losses, "--losses", kind), args.output, dpi=args.dpi)
+        return
+    if kind == "tissues":
+        figure_tissues(_need(args.volumes, "--volumes", kind), _need(args.tissues, "--tissues", kind), args.output,
+                       dpi=args.dpi)
         return
     if kind == "difference":
         figure_difference(_need(args.test_slices, "--test-slices", kind), _need(args.synth, "--synth", kind),

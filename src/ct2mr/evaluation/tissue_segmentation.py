@@ -30,17 +30,25 @@ come out WM), on the phantom WM 0.98, GM 0.85-0.87, CSF 0.84-0.88.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import logging
 import math
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import numpy as np
 import SimpleITK as sitk
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
+
+from ct2mr.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: output label of each tissue class (0 is background: outside the brain mask)
 TISSUE_LABELS: dict[str, int] = {"csf": 1, "gm": 2, "wm": 3}
@@ -401,3 +409,124 @@ def hd95_per_class(
     if a.shape != b.shape:
         raise ValueError(f"label volumes differ in shape: {a.shape} vs {b.shape}")
     return {name: hd95(a == k, b == k, spacing_mm) for name, k in labels.items()}
+
+
+# --------------------------------------------------------------------------- the workflow's segmentation
+
+
+def read_z_index(slices_path: str | Path) -> NDArray[np.int64]:
+    """The axial indices (``z_index``, array axis 0 of the reference grid) of a slice file's kept slices.
+
+    Reads only that member of ``results/slices/{patient}.npz``; InputError when it is missing.
+    """
+    path = Path(slices_path)
+    if not path.is_file():
+        raise InputError(path, None, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "z_index" not in z.files:
+                raise InputError(path, "z_index", "missing: not a volume patient's slice file")
+            return np.asarray(z["z_index"], dtype=np.int64)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(path, None, f"cannot read as .npz: {exc}") from exc
+
+
+def kept_slices_mask(mask: ArrayLike, z_index: ArrayLike) -> NDArray[np.bool_]:
+    """``mask`` (``(z, y, x)``) restricted to the axial slices ``z_index`` (those a 2D model synthesized).
+
+    Outside them the synthetic volume is 0 (``ct2mr synthesize``), so every 3D comparison is
+    restricted to them. ValueError when an index is outside the volume.
+    """
+    m = np.asarray(mask) != 0
+    z = np.asarray(z_index, dtype=np.int64)
+    if z.size and (z.min() < 0 or z.max() >= m.shape[0]):
+        raise ValueError(f"z_index {z.min()}..{z.max()} outside the volume's {m.shape[0]} axial slices")
+    keep = np.zeros(m.shape[0], dtype=bool)
+    keep[z] = True
+    return m & keep[:, None, None]
+
+
+def shrink(image: sitk.Image, factor: int, is_mask: bool = False) -> sitk.Image:
+    """``image`` block-averaged ``factor`` x ``factor`` x ``factor`` (``sitk.BinShrink``: geometry kept exact).
+
+    A mask (``is_mask``) keeps a coarse voxel where at least half of its fine voxels are inside
+    (``uint8`` 0/1). ``factor`` 1 returns the image unchanged (a mask as ``uint8``).
+    """
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if is_mask:
+        f = sitk.Cast(image != 0, sitk.sitkFloat32)
+        if factor == 1:
+            return sitk.Cast(f > 0.5, sitk.sitkUInt8)
+        return sitk.Cast(sitk.BinShrink(f, [factor] * 3) >= 0.5, sitk.sitkUInt8)
+    if factor == 1:
+        return image
+    return sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), [factor] * 3)
+
+
+def segment_kept(
+    image: sitk.Image, brain_mask: sitk.Image, z_index: ArrayLike, contrast: Contrast,
+    settings: AtroposSettings = DEFAULT_SETTINGS, downsample: int = 1,
+) -> sitk.Image:
+    """Tissue labels (0 / 1 CSF / 2 GM / 3 WM, ``uint8``) of an MR inside its brain mask on the kept slices.
+
+    The workflow's segmentation of the real and of the synthetic MR: the brain mask is
+    restricted to the axial slices ``z_index`` (:func:`kept_slices_mask`), then, with
+    ``downsample`` f > 1, image and mask are block-averaged f x f x f (:func:`shrink`: voxels of
+    f mm on the 1 mm grid, f**3 times fewer) before :func:`segment_tissues`. The labels are on that
+    (possibly coarser) grid, with its geometry; real and synthetic are segmented alike, so their
+    label volumes share one grid.
+    """
+    arr = sitk.GetArrayFromImage(brain_mask)
+    kept = sitk.GetImageFromArray(kept_slices_mask(arr, z_index).astype(np.uint8))
+    kept.CopyInformation(brain_mask)
+    img = shrink(image, downsample)
+    msk = shrink(kept, downsample, is_mask=True)
+    msk.CopyInformation(img)
+    return segment_tissues(sitk.Cast(img, sitk.sitkFloat32), msk, contrast, settings=settings)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--contrast`` and the Atropos flags (``--iterations``, ``--mrf-smoothing``, ``--mrf-radius``, ``--downsample``)."""
+    parser.add_argument("--contrast", choices=["t1", "t2"], default="t1",
+                        help="t1: CSF darkest, WM brightest; t2: the reverse (the phantom's MR)")
+    parser.add_argument("--iterations", type=int, default=DEFAULT_SETTINGS.iterations, help="Atropos EM iterations")
+    parser.add_argument("--mrf-smoothing", type=float, default=DEFAULT_SETTINGS.mrf_smoothing,
+                        help="Atropos MRF smoothing factor, 0..1 (0: no MRF)")
+    parser.add_argument("--mrf-radius", type=int, default=DEFAULT_SETTINGS.mrf_radius, help="MRF radius, voxels")
+    parser.add_argument("--downsample", type=int, default=1,
+                        help="segment on f x f x f block averages (1: the evaluation grid itself)")
+
+
+def settings_of(args: argparse.Namespace) -> AtroposSettings:
+    """The :class:`AtroposSettings` of the parsed flags; InputError naming the bad flag."""
+    if args.downsample < 1:
+        raise InputError(None, "--downsample", f"must be >= 1, got {args.downsample}")
+    try:
+        return AtroposSettings(args.iterations, args.mrf_smoothing, args.mrf_radius)
+    except ValueError as exc:
+        raise InputError(None, "Atropos settings", str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mr", required=True, help="MR, uint8 0..255 (results/preprocessed/{patient}/mr_norm.nii.gz)")
+    parser.add_argument("--brain-mask", required=True, help="brain mask on the MR's grid (ct_brain_mask.nii.gz)")
+    parser.add_argument("--slices", required=True, help="results/slices/{patient}.npz: its z_index are the kept slices")
+    parser.add_argument("--output", required=True, help="tissue labels (.nii.gz, uint8: 0, 1 CSF, 2 GM, 3 WM)")
+    add_settings_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ct2mr.io.imageio import read_image, write_image  # noqa: PLC0415 - CLI only
+
+    settings = settings_of(args)
+    image, mask = read_image(args.mr), read_image(args.brain_mask)
+    z_index = read_z_index(args.slices)
+    try:
+        labels = segment_kept(image, mask, z_index, args.contrast, settings, args.downsample)
+    except ValueError as exc:
+        raise InputError(args.mr, None, f"cannot segment: {exc}") from None
+    write_image(labels, args.output)
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=4)
+    log.info("%s: csf %d, gm %d, wm %d voxels (spacing %s mm)", args.output, counts[1], counts[2], counts[3],
+             labels.GetSpacing())

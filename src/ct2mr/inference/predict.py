@@ -20,9 +20,21 @@ pipeline's CT branch, then a trained Syn_MR:
 Output: uint8 grey levels 0..255 (the synthesized MR's 8-bit scale), written
 atomically (``.nii.gz``, ``.nii``, ``.mha`` or ``.nrrd``).
 
-Settings come from ``--config`` (default ``config/config.yaml`` when that file
-exists, else the built-in defaults shown above); only the keys named above are
-read.
+Preprocessing settings (steps 2-5) come from the model: ``model.json``
+``preprocessing``, which ``ct2mr train`` records (the ``resample``, ``skull_mask``,
+``window`` and ``slices`` sections of the config it was trained with; see
+:mod:`ct2mr.models.model_folder`), so a model trained at 2 mm and 32 px slices is
+applied at 2 mm and 32 px. A ``--config`` that sets any of them otherwise is
+refused, in one line naming the key, the config's value and the model's
+(``cfg.yaml: resample.spacing_mm: [1.0, 1.0, 1.0] here, but model M was trained
+with [2.0, 2.0, 2.0] ...``); the default ``config/config.yaml``, read when
+``--config`` is not given, only gets a warning per differing key and the model's
+value is used. The models of an ensemble must share their preprocessing
+(:func:`ct2mr.models.model_folder.load_ensemble`). A model folder written before
+the preprocessing was recorded takes it from ``--config`` (or the default
+``config/config.yaml``) with a warning, and without either is refused: the
+built-in defaults are never assumed for it. ``synthesis.batch_size`` and
+``synthesis.tta`` still come from the config (default: the schema's).
 
 CLI::
 
@@ -38,9 +50,12 @@ refuses with a one-line error listing them: which seed to use is the user's choi
 ``--tta`` (or ``synthesis.tta: true`` in the config): horizontal-flip test-time
 augmentation, as in ``ct2mr synthesize``.
 
-Errors (InputError, exit status 2): missing/mismatched model folder; a CT that
-is not a 3D head CT in HU (ingest's checks: 2D, 4D, 0..255 images...); a head
-with too few brain slices; an output path equal to the input.
+Errors (InputError, exit status 2): missing/mismatched model folder (model.json
+checks: :mod:`ct2mr.models.model_folder`); a ``--config`` contradicting the model's
+preprocessing; a CT that is not a 3D head CT in HU (ingest's checks: 2D, 4D,
+0..255 images...); a head with too few brain slices; an output path equal to the
+input, or one that cannot be written (a file where a folder is needed, a folder
+that is not writable): checked before any work.
 """
 
 from __future__ import annotations
@@ -48,7 +63,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,16 +124,68 @@ class PredictSettings:
         return cls.from_config(validate_config({}))
 
 
-def load_settings(config_path: str | Path | None) -> PredictSettings:
-    """Settings from ``config_path``; ``None`` -> ``config/config.yaml`` if present, else defaults."""
+def read_config(config_path: str | Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The validated (default-filled) config of ``config_path`` and its path; ``None`` -> ``config/config.yaml``
+    if present, else the schema's defaults (path None)."""
+    from ct2mr.cohort.config import load_config, validate_config
+
     if config_path is None:
         if not DEFAULT_CONFIG.is_file():
-            log.info("no %s: using the default preprocessing settings", DEFAULT_CONFIG)
-            return PredictSettings.default()
+            return validate_config({}), None
         config_path = DEFAULT_CONFIG
-    from ct2mr.cohort.config import load_config
+    return load_config(config_path), Path(config_path)
 
-    return PredictSettings.from_config(load_config(config_path))
+
+def load_settings(config_path: str | Path | None) -> PredictSettings:
+    """Settings from ``config_path`` alone; ``None`` -> ``config/config.yaml`` if present, else defaults."""
+    return PredictSettings.from_config(read_config(config_path)[0])
+
+
+def model_settings(models: Sequence[Any], config_path: str | Path | None) -> PredictSettings:
+    """The settings to run ``models`` (:class:`ct2mr.models.model_folder.LoadedModel`, one or an ensemble) with:
+    the preprocessing their ``model.json`` records, batch size and TTA from the config (see the module docstring
+    for the rules: a contradicting ``--config`` is refused, a model folder without a record falls back to a
+    config with a warning)."""
+    from ct2mr.models.model_folder import preprocessing_differences
+
+    config, path = read_config(config_path)
+    record = models[0].preprocessing  # load_ensemble: every member's is the same
+    where = models[0].model_dir
+    if record is None:
+        if path is None:
+            raise InputError(where / "model.json", "preprocessing",
+                             "missing (a model trained before ct2mr recorded its preprocessing) and no config to "
+                             "take it from: give the config it was trained with, --config FILE")
+        log.warning("%s: model.json records no preprocessing (a model trained before ct2mr recorded it): using "
+                    "that of %s; if the model was trained with other settings, give its config with --config",
+                    where, path)
+        return PredictSettings.from_config(config)
+    differences = preprocessing_differences(record, config) if path is not None else []
+    if differences and config_path is not None:
+        key, mine, theirs = differences[0]
+        n = len(differences) - 1
+        more = f"; {n} more key{'s differ' if n > 1 else ' differs'}" if n else ""
+        raise InputError(path, key, f"{theirs!r} here, but model {where} was trained with {mine!r} (its "
+                         f"model.json preprocessing{more}): predict applies the model's preprocessing; leave out "
+                         "--config or give the config the model was trained with")
+    for key, mine, theirs in differences:
+        log.warning("%s: %s: %r here, but model %s was trained with %r: using the model's", path, key, theirs,
+                    where, mine)
+    return PredictSettings.from_config({**config, **record})
+
+
+def check_output_location(out: Path) -> None:
+    """Refuse, before any work, an output path that cannot be written: an existing folder under the output's name,
+    a file where one of its folders should be, or a nearest existing folder without write permission."""
+    if out.is_dir():
+        raise InputError(out, None, "is a folder: give a file name such as sMR.nii.gz")
+    for parent in out.parents:  # nearest first: the first one that exists decides
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(out, None, f"cannot be written: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(out, None, f"cannot be written: no permission to write in {parent}")
+            return
 
 
 def _reference_grid(original: sitk.Image, ingested: sitk.Image) -> sitk.Image:
@@ -133,7 +202,8 @@ def predict_image(
     """Synthesized MR (uint8, 0..255) on the grid of ``ct_path`` as read by ``read_image``.
 
     ``model``: a :class:`ct2mr.models.model_folder.LoadedModel`, or a list of them (an ensemble). See the module
-    docstring for the steps. ``series``: the DICOM series to use when ``ct_path``
+    docstring for the steps. ``settings``: None -> :func:`model_settings` without ``--config`` (the model's
+    recorded preprocessing). ``series``: the DICOM series to use when ``ct_path``
     is a DICOM folder (see :func:`ct2mr.preprocess.ingest.ingest`; ``None`` = automatic rule).
     """
     from ct2mr.io.imageio import read_image
@@ -145,7 +215,7 @@ def predict_image(
     from ct2mr.preprocess.slices import extract_slices, volume_from_slices
     from ct2mr.preprocess.window import window_ct
 
-    s = settings or PredictSettings.default()
+    s = settings or model_settings(model if isinstance(model, list) else [model], None)
     t0 = time.perf_counter()
     original = read_image(ct_path, series, "ct")  # read once: a DICOM folder is searched and chosen from once
     ct = ingest(ct_path, "ct", series, raw=original)  # checks: 3D, finite, head CT in HU
@@ -186,7 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "SeriesDescription substring); default: the automatic rule (see ct2mr ingest)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available) | cpu | cuda | cuda:N")
     parser.add_argument("--config", default=None,
-                        help="config file for the preprocessing settings (default config/config.yaml when present)")
+                        help="config file (default config/config.yaml when present): batch size and TTA; the "
+                             "preprocessing comes from the model's model.json, and a config that contradicts it is "
+                             "refused (a model folder without it takes the config's, with a warning)")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: config synthesis.batch_size, 16)")
     parser.add_argument("--tta", action="store_true", default=None,
                         help="horizontal-flip test-time augmentation (default: config synthesis.tta, off)")
@@ -201,14 +273,15 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(out, None, f"unknown output format; use one of {', '.join(WRITE_SUFFIXES)}")
     if out.exists() and out.resolve() == Path(args.ct).resolve():
         raise InputError(out, None, "the output would overwrite the input CT")
-    settings = load_settings(args.config)
+    check_output_location(out)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
+    models = load_ensemble(args.model, device=args.device)  # fail fast, before preprocessing
+    settings = model_settings(models, args.config)
     if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise InputError(None, "--batch-size", f"must be >= 1, got {args.batch_size}")
         settings = dataclasses.replace(settings, batch_size=args.batch_size)
     if args.tta:
         settings = dataclasses.replace(settings, tta=True)
-    models = load_ensemble(args.model, device=args.device)  # fail fast, before preprocessing
     img = predict_image(models if len(models) > 1 else models[0], args.ct, settings, args.series)
     write_image(img, out)
     log.info("wrote %s (%s%s, size %s)", out, models[0].variant,

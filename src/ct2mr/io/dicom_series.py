@@ -15,10 +15,19 @@ extension and preview images. This module
    SeriesNumber, or a SeriesDescription substring, tried in that order; no match or
    several -> one-line error listing the series found) or else by the rule
    (:data:`RULE`): never a localizer (scout), never a single image; then
-   ORIGINAL\\PRIMARY over DERIVED/SECONDARY; axial over other planes; a regular
-   grid (even slice positions, no gantry tilt) over an irregular one; the
-   thinnest slices; then the most slices; then the lowest series number. The
-   choice and every series passed over (with the reason) are logged.
+   ORIGINAL\\PRIMARY over DERIVED/SECONDARY; axial over other planes; a
+   soft-tissue reconstruction kernel over an unknown one over a bone/lung kernel
+   (CT; :func:`kernel_class`); a regular grid (even slice positions, no gantry
+   tilt) over an irregular one; the thinnest slices; then the most slices; then
+   the lowest series number. The choice and every series passed over (with the
+   reason) are logged. Refused, with one line, before any pixel is read
+   (:func:`choose_series_from_headers` does only this, for start-up checks):
+
+   * files of more than one patient (PatientID) in the folder, unless a series is
+     chosen explicitly; a series whose own files carry several PatientIDs, always;
+   * an MR export holding several contrasts (:func:`mr_contrast`: weighting from
+     SeriesDescription / SequenceName / ScanningSequence, else from TR/TE/TI, and
+     a contrast agent) when no series is chosen: the error lists the contrasts.
 3. **reads** it (:func:`read_series`) on an even, untilted grid:
 
    * a regular stack (even positions along the slice normal, no shear): SimpleITK
@@ -65,6 +74,7 @@ RULE: tuple[str, ...] = (
     "never a LOCALIZER (scout) or a single image",
     "ORIGINAL\\PRIMARY over DERIVED or SECONDARY",
     "axial over other planes",
+    "CT: a soft-tissue reconstruction kernel over an unknown one over a bone or lung kernel (ConvolutionKernel)",
     "a regular grid (even slice positions, no gantry tilt) over an irregular one",
     "the thinnest slices",
     "then the most slices, then the lowest series number",
@@ -75,6 +85,21 @@ EVEN_RELATIVE = 0.01
 EVEN_ABSOLUTE_MM = 0.02
 #: a stack is tilted when its slices drift sideways by more than this fraction of a pixel over the stack
 TILT_PIXEL_FRACTION = 0.25
+#: reconstruction kernel classes (:func:`kernel_class`), in the rule's order of preference
+KERNEL_SOFT, KERNEL_UNKNOWN, KERNEL_SHARP = "soft-tissue", "unknown", "bone/lung"
+#: ConvolutionKernel values by vendor naming (upper case; the first value of a multi-valued tag).
+#: Siemens (``B``/``H``/``J``/``Q``/``U``... + resolution index, e.g. ``H30s``, ``Hr38``, ``B70f``):
+#: index <= 45 soft, >= 50 sharp (Siemens: 10 smoothest .. 90 sharpest). Canon/Toshiba ``FCnn``: FC01..FC29
+#: body and head soft-tissue kernels (FC21 brain), FC30 and above bone/lung/high resolution.
+KERNEL_NAMES: dict[str, tuple[str, ...]] = {
+    KERNEL_SOFT: ("SOFT", "STANDARD", "STND", "SMOOTH", "BRAIN", "SOFT_TISSUE", "MEDIASTINUM",  # GE, generic
+                  "A", "B", "UA", "UB", "UC", "UD"),  # Philips: A/B standard, U* brain
+    KERNEL_SHARP: ("BONE", "BONEPLUS", "BONE PLUS", "LUNG", "EDGE", "DETAIL", "SHARP", "SKELETON", "HD BONE",
+                   "D", "E", "EB", "EC", "L", "LA", "LB", "YA", "YB", "YC", "YD", "YE", "YF"),  # Philips: D/E/Y sharp
+}
+#: ConvolutionKernelGroup (0018,9316) defined terms (enhanced CT)
+KERNEL_GROUPS: dict[str, str] = {"BRAIN": KERNEL_SOFT, "SOFT_TISSUE": KERNEL_SOFT, "MEDIASTINUM": KERNEL_SOFT,
+                                 "LUNG": KERNEL_SHARP, "SKELETON": KERNEL_SHARP}
 #: SOP class of a DICOMDIR
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _PLANES = ("sagittal", "coronal", "axial")  # by the largest component (x, y, z) of the normal
@@ -99,6 +124,11 @@ class Series:
     gantry_tilt_deg: float = 0.0  # GantryDetectorTilt tag
     has_geometry: bool = True
     frames: int = 1  # NumberOfFrames of a series stored as one multi-frame file (enhanced CT/MR)
+    kernel: str = ""  # ConvolutionKernel (CT), first value, as written
+    kernel_group: str = ""  # ConvolutionKernelGroup (enhanced CT), e.g. BRAIN / SKELETON
+    patients: dict[str, Path] = field(default_factory=dict)  # PatientID ('' = none) -> its first file
+    rescale_missing: bool = False  # some image file has no RescaleSlope / RescaleIntercept (single-frame only)
+    contrast: dict[str, Any] = field(default_factory=dict)  # MR: the header fields of :func:`mr_contrast`
 
     @property
     def n(self) -> int:
@@ -119,6 +149,15 @@ class Series:
         if not self.has_geometry:
             return "unknown"
         return _PLANES[int(np.argmax(np.abs(self.normal)))]
+
+    @property
+    def kernel_class(self) -> str:
+        """:data:`KERNEL_SOFT`, :data:`KERNEL_UNKNOWN` or :data:`KERNEL_SHARP` (see :func:`kernel_class`)."""
+        return kernel_class(self.kernel, self.kernel_group)
+
+    @property
+    def kernel_text(self) -> str:
+        return self.kernel or self.kernel_group or "?"
 
     @property
     def is_localizer(self) -> bool:
@@ -215,6 +254,113 @@ class Series:
         geo = f", {self.plane}, {self.slice_mm:.3g} mm" if self.has_geometry and self.n > 1 else ""
         return f"series {self.number if self.number is not None else '?'}{desc} ({self.n_files} files, " \
                f"{self.image_type_text}{geo})"
+
+
+def kernel_class(kernel: str | None, group: str | None = None) -> str:
+    """Reconstruction kernel of a CT series: :data:`KERNEL_SOFT`, :data:`KERNEL_SHARP` or :data:`KERNEL_UNKNOWN`.
+
+    ``kernel``: ConvolutionKernel (0018,1210), first value; ``group``:
+    ConvolutionKernelGroup (0018,9316; DICOM defined terms BRAIN, SOFT_TISSUE,
+    MEDIASTINUM, LUNG, SKELETON), used first when known. Names: :data:`KERNEL_NAMES`
+    (GE STANDARD/SOFT vs BONE/BONEPLUS/LUNG/EDGE/DETAIL; Philips A/B/UA-UD vs
+    D/E/L/YA-YF), Siemens letters + index (``H30s``, ``Hr38`` soft; ``H60s``,
+    ``H70h``, ``Br64`` sharp), Canon/Toshiba ``FC21`` soft, ``FC30`` and above sharp;
+    else a name containing BONE / LUNG / SHARP / EDGE is sharp, one containing
+    SOFT / STANDARD / BRAIN / SMOOTH soft.
+    """
+    import re
+
+    g = (group or "").strip().upper()
+    if g in KERNEL_GROUPS:
+        return KERNEL_GROUPS[g]
+    k = (kernel or "").strip().upper()
+    if not k:
+        return KERNEL_UNKNOWN
+    for cls, names in KERNEL_NAMES.items():
+        if k in names:
+            return cls
+    m = re.fullmatch(r"FC(\d{2})", k)  # Canon / Toshiba
+    if m:
+        return KERNEL_SOFT if int(m.group(1)) < 30 else KERNEL_SHARP
+    m = re.fullmatch(r"[A-Z][A-Z]?(\d{2})[A-Z]?", k)  # Siemens: H30S, HR38, B70F, BR64, UR77 (upper-cased)
+    if m and not k.startswith("FC"):
+        index = int(m.group(1))
+        return KERNEL_SOFT if index <= 45 else KERNEL_SHARP if index >= 50 else KERNEL_UNKNOWN
+    if any(w in k for w in ("BONE", "LUNG", "SHARP", "EDGE")):
+        return KERNEL_SHARP
+    if any(w in k for w in ("SOFT", "STANDARD", "BRAIN", "SMOOTH")):
+        return KERNEL_SOFT
+    return KERNEL_UNKNOWN
+
+
+#: MR weighting words in SeriesDescription / ProtocolName / SequenceName, first match wins
+_WEIGHTINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("FLAIR", ("FLAIR", "DARK FLUID", "DARK-FLUID", "TIRM")),
+    ("DWI", ("DWI", "DIFFUSION", "TRACE", "ADC", "EP2D_DIFF")),
+    ("SWI", ("SWI", "SWAN", "SUSCEPT")),
+    ("T2*", ("T2*", "T2STAR", "T2 STAR", "HEMO", "GRE T2")),
+    ("PD", ("PD", "PROTON")),
+    ("T2", ("T2",)),
+    ("T1", ("T1", "MPRAGE", "MP-RAGE", "MP_RAGE", "SPGR", "BRAVO", "TFE3D", "FLASH")),
+)
+
+
+def _ms(ds: Any, name: str) -> float | None:
+    """A time tag (ms) at the top level or in an enhanced object's functional groups, else ``None``."""
+    value = ds.get(name)
+    if value is None:
+        for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            items = ds.get(group) or []
+            for seq in ("MREchoSequence", "MRTimingAndRelatedParametersSequence", "MRModifierSequence"):
+                for item in (items[0].get(seq) or []) if items else []:
+                    alt = {"EchoTime": "EffectiveEchoTime"}.get(name, name)
+                    if alt in item:
+                        value = item.get(alt)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def mr_contrast(fields: dict[str, Any]) -> str:
+    """The contrast of an MR series as a short label, e.g. ``"T2 (TR 4000 ms, TE 100 ms)"``.
+
+    ``fields``: :attr:`Series.contrast` (SeriesDescription, ProtocolName, SequenceName,
+    ScanningSequence, RepetitionTime, EchoTime, InversionTime in ms, ContrastBolusAgent).
+    The weighting (FLAIR, DWI, SWI, T2*, PD, T2, T1) comes from the names when they
+    say it, else from the times: TI >= 1500 ms with TE >= 60 ms FLAIR, TR < 1000 ms with
+    TE < 30 ms T1, TR >= 1500 ms with TE >= 60 ms T2, TR >= 1500 ms with TE < 40 ms PD,
+    else ``"?"``. A contrast agent adds ``" + contrast agent"``. Two series of one
+    label are the same contrast for the rule.
+    """
+    import re
+
+    names = " ".join(str(fields.get(k) or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName")).upper()
+    weighting = next((w for w, words in _WEIGHTINGS
+                      if any(re.search(r"(?<![A-Z0-9])" + re.escape(word), names) for word in words)), None)
+    tr, te, ti = (fields.get(k) for k in ("RepetitionTime", "EchoTime", "InversionTime"))
+    if weighting is None and tr is not None and te is not None:
+        if ti is not None and ti >= 1500 and te >= 60:
+            weighting = "FLAIR"
+        elif tr < 1000 and te < 30:
+            weighting = "T1"
+        elif tr >= 1500 and te >= 60:
+            weighting = "T2"
+        elif tr >= 1500 and te < 40:
+            weighting = "PD"
+    times = ", ".join(f"{k} {v:.4g} ms" for k, v in (("TR", tr), ("TE", te), ("TI", ti)) if v is not None)
+    seq = str(fields.get("ScanningSequence") or "").strip()
+    detail = ", ".join(x for x in (times, f"ScanningSequence {seq}" if seq else "") if x)
+    agent = " + contrast agent" if str(fields.get("ContrastBolusAgent") or "").strip() else ""
+    return f"{weighting or '?'}{agent}" + (f" ({detail})" if detail else "")
+
+
+def _contrast_key(s: Series) -> str:
+    """What makes two MR series the same contrast: the weighting (and agent), else the label with its times."""
+    label = mr_contrast(s.contrast)
+    head = label.split(" (")[0]
+    return label if head.startswith("?") else head
 
 
 # ------------------------------------------------------------------------------------------ discovery
@@ -326,6 +472,21 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
     s = Series(uid=uid, number=int(number) if number not in (None, "") else None,
                description=str(first.get("SeriesDescription", "") or ""), modality=str(first.get("Modality", "")),
                image_type=image_type, files=[p for p, _ in items], frames=frames)
+    kernel = first.get("ConvolutionKernel")
+    if kernel is not None and not isinstance(kernel, str):  # multi-valued (Siemens: kernel, strength)
+        kernel = kernel[0] if len(kernel) else ""
+    s.kernel = str(kernel or "").strip()
+    s.kernel_group = str(first.get("ConvolutionKernelGroup") or "").strip()
+    for path, ds in items:
+        s.patients.setdefault(str(ds.get("PatientID", "") or "").strip(), path)
+    s.rescale_missing = frames < 2 and any("RescaleSlope" not in ds or "RescaleIntercept" not in ds
+                                           for _, ds in items)
+    if s.modality.upper() == "MR":
+        s.contrast = {k: first.get(k) for k in ("SeriesDescription", "ProtocolName", "SequenceName",
+                                                "ScanningSequence", "ContrastBolusAgent")}
+        if s.contrast["ScanningSequence"] is not None and not isinstance(s.contrast["ScanningSequence"], str):
+            s.contrast["ScanningSequence"] = "\\".join(str(v) for v in s.contrast["ScanningSequence"])
+        s.contrast.update({k: _ms(first, k) for k in ("RepetitionTime", "EchoTime", "InversionTime")})
     geo = []
     for path, ds in items:
         iop, ipp = _floats(_tag(ds, "ImageOrientationPatient"), 6), _floats(_tag(ds, "ImagePositionPatient"), 3)
@@ -361,9 +522,12 @@ def _make_series(uid: str, items: list[tuple[Path, Any]]) -> Series:
 # ------------------------------------------------------------------------------------------ choice
 
 
+_KERNEL_ORDER = {KERNEL_SOFT: 0, KERNEL_UNKNOWN: 1, KERNEL_SHARP: 2}
+
+
 def _rank(s: Series) -> tuple[Any, ...]:
-    return (not s.is_original_primary, s.plane != "axial", not s.regular, round(s.slice_mm, 3), -s.n,
-            s.number if s.number is not None else 1 << 30, s.uid)
+    return (not s.is_original_primary, s.plane != "axial", _KERNEL_ORDER[s.kernel_class], not s.regular,
+            round(s.slice_mm, 3), -s.n, s.number if s.number is not None else 1 << 30, s.uid)
 
 
 def _why_not(s: Series, chosen: Series, modality: str | None) -> str:
@@ -377,6 +541,9 @@ def _why_not(s: Series, chosen: Series, modality: str | None) -> str:
         return f"not ORIGINAL\\PRIMARY (ImageType {s.image_type_text})"
     if (s.plane == "axial") != (chosen.plane == "axial"):
         return f"{s.plane} plane, not axial"
+    if s.kernel_class != chosen.kernel_class:
+        return (f"{s.kernel_class} reconstruction kernel (ConvolutionKernel {s.kernel_text}; "
+                f"series {chosen.number} has {chosen.kernel_class} kernel {chosen.kernel_text})")
     if s.regular != chosen.regular:
         return "; ".join(s.irregularities())
     if round(s.slice_mm, 3) != round(chosen.slice_mm, 3):
@@ -389,6 +556,40 @@ def _why_not(s: Series, chosen: Series, modality: str | None) -> str:
 def _listing(series: Sequence[Series]) -> str:
     return "; ".join(f"{s.number if s.number is not None else '?'} {s.description!r} ({s.n_files} files, "
                      f"{s.image_type_text}, uid {s.uid})" for s in series)
+
+
+def _patients_text(owners: dict[str, tuple[Path, Series]], folder: str | os.PathLike[str]) -> str:
+    """``'A' (e.g. DICOM/I3, series 2) and 'B' (e.g. DICOM/I9, series 3)`` for the PatientID error."""
+    base = Path(folder).parent if Path(folder).is_file() else Path(folder)
+
+    def rel(f: Path) -> str:
+        try:
+            return str(f.relative_to(base))
+        except ValueError:
+            return str(f)
+    return " and ".join(f"{pid!r} (e.g. {rel(f)}, series {s.number if s.number is not None else '?'})"
+                        for pid, (f, s) in sorted(owners.items()))
+
+
+def check_one_patient(series: Sequence[Series], folder: str | os.PathLike[str], field_name: str = "PatientID",
+                      advice: str = "") -> None:
+    """Refuse (:class:`InputError`) files of more than one PatientID among ``series``, naming each with a file.
+
+    A missing PatientID counts as the value ``''``.
+    """
+    owners: dict[str, tuple[Path, Series]] = {}
+    for s in series:
+        for pid, f in s.patients.items():
+            owners.setdefault(pid, (f, s))
+    if len(owners) > 1:
+        where = "one series" if len(series) == 1 else "one DICOM folder"
+        raise InputError(folder, field_name, f"{len(owners)} patients in {where}: {_patients_text(owners, folder)}"
+                         + (f"; {advice}" if advice else ""))
+
+
+def _series_column(modality: str | None) -> str:
+    return "the patient table's mr_series column" if (modality or "").lower() == "mr" else \
+        "the patient table's series column (mr_series for the MR)"
 
 
 def match_series(series: Sequence[Series], selector: str) -> list[Series]:
@@ -424,6 +625,8 @@ def choose_series(series: Sequence[Series], folder: str | os.PathLike[str], sele
         bad = chosen.unusable()
         if bad:
             raise InputError(folder, "series", f"{chosen.label()} cannot be read as a volume: {bad}")
+        check_one_patient([chosen], folder, advice=f"the files of {chosen.label()} belong to different patients: "
+                          "re-export it with one patient per series")
         log.info("%s: %d DICOM series; reading %s (chosen by the user: %r)", folder, len(series), chosen.label(),
                  selector)
         return chosen
@@ -432,6 +635,17 @@ def choose_series(series: Sequence[Series], folder: str | os.PathLike[str], sele
     if not candidates:
         reasons = "; ".join(f"{s.label()}: {_why_not(s, s, modality)}" for s in series)
         raise InputError(folder, None, f"no DICOM series usable as a volume ({reasons})")
+    column = _series_column(modality)
+    check_one_patient(series, folder, advice=f"choose the series to read with --series or {column}")
+    if (modality or "").lower() == "mr" or all(c.modality.upper() == "MR" for c in candidates):
+        contrasts: dict[str, list[Series]] = defaultdict(list)
+        for c in candidates:
+            contrasts[_contrast_key(c)].append(c)
+        if len(contrasts) > 1:
+            found_text = "; ".join(f"{mr_contrast(group[0].contrast)}: "
+                                   + ", ".join(c.label() for c in group) for group in contrasts.values())
+            raise InputError(folder, "mr_series", f"the MR export holds {len(contrasts)} contrasts, choose one with "
+                             f"--series or {column}: {found_text}")
     chosen = min(candidates, key=_rank)
     log.info("%s holds %d DICOM series; reading %s, chosen by the rule: %s", folder, len(series), chosen.label(),
              "; ".join(RULE))
@@ -545,12 +759,16 @@ def untilt(img: sitk.Image) -> sitk.Image:
     return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, fill, sitk.sitkFloat32)
 
 
-def read_dicom(path: str | os.PathLike[str], selector: str | None = None, modality: str | None = None) -> sitk.Image:
-    """Read a DICOM folder (the chosen series) or the series of one DICOM file.
+def choose_series_from_headers(path: str | os.PathLike[str], selector: str | None = None,
+                               modality: str | None = None) -> Series:
+    """The series :func:`read_dicom` would read, chosen and checked from the headers only (no pixels).
 
-    A folder: :func:`find_series` + :func:`choose_series` + :func:`read_series`,
-    logging the ignored files. A single file: the series it belongs to (found in
-    its folder), unless ``selector`` chooses another there.
+    A folder: :func:`find_series` + :func:`choose_series` (logging the ignored
+    files); a single file: the series it belongs to (found in its folder), unless
+    ``selector`` chooses another there. Raises :class:`InputError` (one line) for
+    every refusal that headers can tell: no series, a selector matching none or
+    several, an unusable series, several patients, several MR contrasts without a
+    choice. For start-up checks (``check-config --data``): seconds per folder.
     """
     p = Path(path)
     folder = p if p.is_dir() else p.parent
@@ -564,7 +782,33 @@ def read_dicom(path: str | os.PathLike[str], selector: str | None = None, modali
         if not own:
             raise InputError(p, None, "not a DICOM image file")
         chosen = own[0]
+        bad = chosen.unusable()
+        if bad:
+            raise InputError(p, f"DICOM {chosen.label()}", f"cannot be read as a volume: {bad}")
+        check_one_patient([chosen], p, advice=f"the files of {chosen.label()} belong to different patients: "
+                          "re-export it with one patient per series")
         log.info("reading %s, the series of %s", chosen.label(), p)
     else:
         chosen = choose_series(series, path, selector, modality)
-    return read_series(chosen, path)
+    return chosen
+
+
+#: metadata key that :func:`read_dicom` sets on an image whose files lack RescaleSlope / RescaleIntercept
+RESCALE_MISSING_KEY = "ct2mr:rescale_missing"
+
+
+def read_dicom(path: str | os.PathLike[str], selector: str | None = None, modality: str | None = None) -> sitk.Image:
+    """Read a DICOM folder (the chosen series) or the series of one DICOM file.
+
+    :func:`choose_series_from_headers` + :func:`read_series`. When some file of the
+    series (not MR) has no RescaleSlope / RescaleIntercept, the values are the stored
+    ones (not HU for a CT): the image then carries the metadata key
+    :data:`RESCALE_MISSING_KEY` (``"1"``) and a warning is logged; ingest's HU check
+    names those tags when the values are not HU.
+    """
+    chosen = choose_series_from_headers(path, selector, modality)
+    img = read_series(chosen, path)
+    if chosen.rescale_missing and chosen.modality.upper() != "MR":  # MR images need no rescale tags
+        log.warning("%s: %s has no RescaleSlope/RescaleIntercept: values are read as stored", path, chosen.label())
+        img.SetMetaData(RESCALE_MISSING_KEY, "1")
+    return img

@@ -156,7 +156,11 @@ def read_image(path: str | os.PathLike[str], series: str | None = None, modality
     InputError
         Missing path, unknown format, png slices (not a volume), no usable DICOM
         series, a ``series`` choice that matches none or several, or given for a
-        file that is not DICOM, truncated/corrupt file; the message names the file.
+        file that is not DICOM, a DICOM folder of several patients (PatientID) without
+        a ``series`` choice or a series of several, an MR export of several contrasts
+        without a ``series`` choice, truncated/corrupt file; the message names the file.
+        A DICOM series without RescaleSlope/RescaleIntercept is read as stored and
+        marked (:data:`ct2mr.io.dicom_series.RESCALE_MISSING_KEY`) for ingest's HU check.
     """
     p = Path(path)
     fmt = detect_format(p)

@@ -15,7 +15,11 @@ every ``ct2mr`` command replaces an argument ``@FILE`` with FILE's lines, one ar
 per line (argparse ``fromfile_prefix_chars``; see ``ct2mr --help``).
 
 Format: UTF-8 text, one path per line, in the order given (the patient table's),
-relative to the job's working directory or absolute.
+relative to the job's working directory or absolute. A line is one argument exactly as
+written (argparse's default ``convert_arg_line_to_args``): spaces, quotes and non-ASCII
+letters need no quoting. The reader splits lines as :meth:`str.splitlines` does and reads
+the file in the locale's encoding (UTF-8 under the C, C.UTF-8 and POSIX locales Python 3.11
+runs jobs with; the workflow's lists hold only ``results/...`` paths of patient ids, ASCII).
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ FROMFILE_PREFIX = "@"
 def write_file_list(paths: Iterable[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> None:
     """Write ``paths`` to ``dest``, one per line, atomically (an empty list writes an empty file).
 
-    A path that is empty, has a line break, or starts with ``@`` (it would be read as
-    another file of arguments) is refused with a one-line :class:`InputError`.
+    A path that the reader would not get back as one argument is refused with a one-line
+    :class:`InputError`: an empty one, one holding a line break (any that :meth:`str.splitlines`
+    splits at), one starting with ``@`` (read as another file of arguments) or ``-`` (read as an option).
     """
     lines = [os.fspath(p) for p in paths]
     for line in lines:
-        if not line.strip() or "\n" in line or "\r" in line or line.startswith(FROMFILE_PREFIX):
-            raise InputError(dest, "file list", f"cannot list the path {line!r} (empty, a line break, or a leading @)")
+        if not line.strip() or line.splitlines() != [line] or line.startswith((FROMFILE_PREFIX, "-")):
+            raise InputError(dest, "file list",
+                             f"cannot list the path {line!r} (empty, a line break, or a leading @ or -)")
     write_text(dest, "".join(f"{line}\n" for line in lines))

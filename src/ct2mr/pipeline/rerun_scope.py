@@ -20,7 +20,8 @@ Snakemake does not record) or through ``resources:``.
 
 ``tests/test_rerun_scope.py`` checks the table against the schema (every leaf key
 has an entry, no entry without a key) and against Snakemake itself (each key
-changed on a finished tiny run plans exactly its rules first). README.md's
+changed on a finished tiny run plans exactly its rules first; a key that changes in
+several ways, :class:`Change`, is probed once per way, on a cohort with every kind of row). README.md's
 "Rerunning only what changed" table is :func:`markdown_table` (checked by
 ``tests/test_docs.py``). A new config key needs an entry here.
 """
@@ -39,24 +40,51 @@ PHANTOM_RULES = frozenset({"phantom_volume", "phantom_dicom", "phantom_truth"})
 
 
 @dataclass(frozen=True)
+class Change:
+    """One kind of change of a key that can change in several ways (a patient table: a moved CT, a
+    changed role, ...; a list: an item added or removed) and the rules that change reruns first."""
+
+    change: str
+    rules: frozenset[str]
+    how: str
+
+
+@dataclass(frozen=True)
 class Scope:
-    """The rules a config key reruns first (empty: none) and how it reaches them / why not."""
+    """The rules a config key reruns first (empty: none) and how it reaches them / why not. A key
+    that changes in several ways lists each in ``changes`` (each probed by the test); ``rules`` is
+    then their union."""
 
     rules: frozenset[str]
     how: str
+    changes: tuple[Change, ...] = ()
 
 
 def _s(rules: set[str] | frozenset[str], how: str) -> Scope:
     return Scope(frozenset(rules), how)
 
 
+def _by_change(how: str, *changes: tuple[str, set[str], str]) -> Scope:
+    """The scope of a key that changes in several ways: (change, rules, how) per way."""
+    cs = tuple(Change(c, frozenset(r), h) for c, r, h in changes)
+    return Scope(frozenset().union(*(c.rules for c in cs)), how, cs)
+
+
 #: dotted schema leaf key -> the rules it reruns first
 RERUN_SCOPE: dict[str, Scope] = {
-    "patients": _s(
-        {"prepare_ct", "register"},
-        "the table's files are inputs: a changed ct/mr path reruns `prepare_ct` / `prepare_mr` of "
-        "that scan (`slices_png` for PNG patients), a changed truth file `register`; a changed role "
-        "is the `role` param of `slices` and changes the file lists (`file_list`) that `train`/`evaluate` read",
+    "patients": _by_change(
+        "the table's files are inputs of the jobs of that patient; its role is a param",
+        ("a CT path", {"prepare_ct"}, "the raw CT is the input of `prepare_ct` of that scan"),
+        ("an MR path", {"prepare_mr"}, "the raw MR is the input of `prepare_mr` of that scan"),
+        ("a truth file", {"register"}, "the true affine (JSON) is an input of `register` (its TRE)"),
+        ("a role", {"slices", "file_list"},
+         "the `role` param of the patient's `slices` job (written into its slice file), and the patient moves "
+         "between the file lists (`file_list`) that `train` and the evaluation read"),
+        ("a PNG pair's path", {"slices_png"}, "the images are the inputs of `slices_png`"),
+        ("a pool's path", {"slices_pool"}, "the images are the inputs of `slices_pool`"),
+        ("an added pool row", {"slices_pool", "file_list"},
+         "its new `slices_pool` job, and the training slice lists (`file_list`) of the variants that learn from "
+         "unpaired images"),
     ),
     **{
         f"phantom.{k}": _s(PHANTOM_RULES, "param `args` of the phantom rules (each file depends on all of them)")
@@ -78,11 +106,17 @@ RERUN_SCOPE: dict[str, Scope] = {
     "slices.min_brain_voxels": _s({"slices", "slices_ct", "slices_mr"}, "param `min_voxels`"),
     "slices.min_slices": _s({"slices", "slices_ct", "slices_mr"}, "param `min_slices`"),
     "training.preset": _s({"train"}, "param `settings` (the resolved training settings)"),
-    "training.variants": _s(
-        {"evaluate", "fig_patient", "fig_losses"},
-        "which models exist: a removed variant changes the inputs of the evaluation and the "
-        "figures (`fig_patient`: Figures 5-7 of a test patient; and the `columns` param of "
-        "`metric_tables`, downstream of `evaluate`); an added one adds its `train` job",
+    "training.variants": _by_change(
+        "which models exist",
+        ("removed", {"evaluate", "fig_patient", "fig_losses", "fig_tissues"},
+         "a removed variant changes the inputs of the evaluation and the figures (`fig_patient`: Figures 5-7 of a "
+         "test patient; `fig_tissues`; and the `columns` param of `metric_tables`, downstream of `evaluate`)"),
+        ("added", {"train", "synthesize", "evaluate_volume", "file_list", "evaluate", "fig_patient", "fig_losses",
+                   "fig_tissues", "fig_difference"},
+         "its new jobs: `train`, the synthesis of the test patients (`synthesize`, or `synthesize_cycle` for "
+         "unpaired/mrgan), their 3D evaluation (`evaluate_volume`), its lists (`file_list`) and difference map "
+         "(`fig_difference`); and the changed params or inputs of `evaluate`, `fig_patient`, `fig_losses` and "
+         "`fig_tissues`"),
     ),
     "training.device": _s(
         set(),
@@ -90,12 +124,16 @@ RERUN_SCOPE: dict[str, Scope] = {
         "device); reaches `train` through the untracked param `run_settings`",
     ),
     "training.gpus": _s(set(), "a scheduling resource (`gpu`) of `train`, not a setting"),
-    "training.seeds": _s(
-        {"train", "synthesize", "synthesize_cycle", "file_list", "fig_losses"},
-        "one model per seed (results/models/{variant}/seed{seed}/): an added seed adds its `train` and "
-        "synthesis jobs, the synthesized files of the lists (`file_list`) that the evaluation and the "
-        "difference figures read, and the loss figure's inputs; a kept seed's "
-        "models are untouched (Figures 5-7 show the lowest seed: changing it reruns them)",
+    "training.seeds": _by_change(
+        "one model per seed (results/models/{variant}/seed{seed}/); a kept seed's models are untouched "
+        "(Figures 5-7 show the lowest seed: changing it reruns them)",
+        ("added", {"train", "synthesize", "synthesize_cycle", "file_list", "fig_losses", "evaluate_volume"},
+         "an added seed adds its `train`, synthesis and 3D evaluation (`evaluate_volume`) jobs, the synthesized "
+         "files of the lists (`file_list`) that the evaluation and the difference figures read, and the loss "
+         "figure's inputs"),
+        ("removed", {"file_list", "fig_losses"},
+         "the lists of synthesized files (`file_list`) lose the seed's, so everything that reads them reruns "
+         "(the evaluation, the difference maps), and the loss figure's inputs (`fig_losses`); no model is retrained"),
     ),
     "training.unpaired_includes_paired": _s(
         {"train", "file_list"}, "param `settings` of `train` and the files of its slice list (`file_list`)"
@@ -113,14 +151,31 @@ RERUN_SCOPE: dict[str, Scope] = {
         "change reruns synthesis to keep results exactly reproducible",
     ),
     "synthesis.tta": _s({"synthesize", "synthesize_cycle"}, "param `tta` (horizontal-flip test-time augmentation)"),
-    "evaluation.data_range": _s({"evaluate"}, "param `data_range`"),
+    "evaluation.data_range": _s(
+        {"evaluate_volume"},
+        "param `data_range` of `evaluate_volume` and of `evaluate`, which is downstream of it (its volume tables "
+        "are rewritten)",
+    ),
+    "evaluation.segmentation.enabled": _s(
+        {"evaluate_volume"}, "param `settings` of `evaluate_volume` (off: empty; `segment_real` is no longer planned)"
+    ),
+    **{
+        f"evaluation.segmentation.{k}": _s(
+            {"segment_real"},
+            "param `settings` of `segment_real` and of `evaluate_volume`, which is downstream of it",
+        )
+        for k in ("contrast", "iterations", "mrf_smoothing", "mrf_radius", "downsample")
+    },
     "evaluation.folds": _s(
-        {"folds", "file_list", "train", "synthesize", "synthesize_cycle", "fig_patient", "fig_losses"},
+        {"folds", "file_list", "train", "synthesize", "synthesize_cycle", "fig_patient", "fig_losses", "segment_real",
+         "evaluate_volume", "fig_tissues"},
         "k-fold cross-validation (0: the table's split). Checked: 0 -> 3 on the tiny cohort plans the split "
         "(`folds`), one training list and model per fold (`file_list`, `train`: "
         "results/models/{variant}/fold{fold}/seed{seed}/), synthesis of every paired patient by its own fold's "
         "models (`synthesize`, `synthesize_cycle`: the former test patient's model changed, the others are new), "
-        "Figures 5-7 of the new test patients (`fig_patient`) and the loss figure's inputs (`fig_losses`); "
+        "Figures 5-7 and the 3D evaluation of the new test patients (`fig_patient`, `segment_real`, "
+        "`evaluate_volume`; the tissue figure shows the first of them: `fig_tissues`) and the loss figure's "
+        "inputs (`fig_losses`); "
         "preprocessing is untouched. Changing k rewrites the split and retrains every fold "
         "(tests/test_cross_validation.py)",
     ),
@@ -172,12 +227,16 @@ def check_table(keys: list[str] | None = None) -> list[str]:
 
 
 def markdown_table() -> str:
-    """The README's rerun table: key, rules rerun first, how (one row per leaf key, schema order)."""
+    """The README's rerun table: key, rules rerun first, how (one row per leaf key, schema order;
+    a key that changes in several ways: one row per way)."""
     lines = ["| config key | reruns first (then everything downstream) | how |", "|---|---|---|"]
     for key in schema_leaf_keys():
         scope = RERUN_SCOPE.get(key)
         if scope is None:
             continue
-        rules = ", ".join(f"`{r}`" for r in sorted(scope.rules)) or "nothing"
-        lines.append(f"| `{key}` | {rules} | {scope.how} |")
+        for label, rules, how in [(f"`{key}`: {c.change}", c.rules, c.how) for c in scope.changes] or [
+            (f"`{key}`", scope.rules, scope.how)
+        ]:
+            names = ", ".join(f"`{r}`" for r in sorted(rules)) or "nothing"
+            lines.append(f"| {label} | {names} | {how} |")
     return "\n".join(lines)

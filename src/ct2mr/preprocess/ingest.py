@@ -21,7 +21,12 @@ Checks (each failure is an :class:`ct2mr.errors.InputError` naming the file):
 * every value finite (NaN / inf rejected with their count);
 * CT in Hounsfield units: values below 0 must exist (an image in 0..255 or
   0..4095 is "not in Hounsfield units"), the 1st percentile must be air
-  (<= -900 HU) and some voxels must be bone (> 300 HU);
+  (<= -900 HU); judged on the head, not the padding (:func:`ct_landmarks`: values
+  below -1100 are padding outside the field of view and left out), the air around
+  the head must lie near -1000 HU (median <= -900) and the head's soft-tissue peak
+  within -150..150 HU (brain 20..50): a DICOM without RescaleSlope/Intercept
+  (stored values, air near 0, brain near 1050, padding -2000) is refused naming
+  those tags; and some voxels must be bone (> 300 HU);
 * MR: not constant, and not substantially negative (1st percentile >= -5 %
   of the 99th).
 
@@ -35,7 +40,9 @@ CLI (``ct2mr ingest``)::
     --series SEL          DICOM only: SeriesInstanceUID, SeriesNumber or a
                           SeriesDescription substring (default: the rule of
                           :mod:`ct2mr.io.dicom_series`: ORIGINAL/PRIMARY, never a
-                          localizer, axial, regular grid, thinnest slices)
+                          localizer, axial, soft-tissue kernel, regular grid,
+                          thinnest slices; refused: several PatientIDs, an MR
+                          export of several contrasts)
 
 The output is written atomically; nothing is written when a check fails.
 """
@@ -52,6 +59,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ct2mr.errors import InputError
+from ct2mr.io.dicom_series import RESCALE_MISSING_KEY
 from ct2mr.io.imageio import (
     check_slice_axis,
     detect_format,
@@ -67,6 +75,12 @@ log = logging.getLogger(__name__)
 CT_RANGE_HU: tuple[int, int] = (-1024, 3071)
 #: the 1st percentile of a head CT must be at most this (air), HU
 CT_AIR_MAX_HU = -900.0
+#: values below this (HU) are padding outside the scanner's field of view (-2000, -3024), not air
+CT_PADDING_BELOW_HU = -1100.0
+#: the head's soft-tissue peak (brain 20..50, fat -100, muscle 40 HU) must lie in this range, HU
+CT_TISSUE_RANGE_HU: tuple[float, float] = (-150.0, 150.0)
+#: at most this many voxels are used to measure the landmarks (an even sample of the volume)
+CT_LANDMARK_SAMPLE = 2_000_000
 #: bone threshold (HU) and the minimum number of voxels above it
 CT_BONE_HU = 300.0
 CT_MIN_BONE_VOXELS = 50
@@ -101,12 +115,54 @@ def _check_finite(arr: np.ndarray, path: Path) -> None:
             raise InputError(path, "voxel values", f"{bad} of {arr.size} voxels are NaN or infinite")
 
 
-def _check_ct(arr: np.ndarray, path: Path) -> None:
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values`` (the split maximising the between-class variance)."""
+    h, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(h, dtype=float)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(h * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
+    between[~np.isfinite(between)] = -1.0
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def ct_landmarks(arr: np.ndarray) -> dict[str, float]:
+    """Where air and the head's soft tissue lie in a CT, in its own units (HU when it is in HU).
+
+    Padding (values below :data:`CT_PADDING_BELOW_HU`) is left out; the rest is
+    split by Otsu's threshold into air (below) and head (above). Returns
+    ``air`` (median of the air class), ``tissue`` (the head's histogram peak, 5-unit
+    bins: brain in a head CT), ``threshold`` and ``padding`` (fraction of voxels
+    left out). Measured on an even sample of at most :data:`CT_LANDMARK_SAMPLE`
+    voxels. NaN values when nothing but padding is left.
+    """
+    v = np.asarray(arr).ravel()
+    v = v[:: max(1, v.size // CT_LANDMARK_SAMPLE)].astype(np.float32)
+    pad = v < CT_PADDING_BELOW_HU
+    v = v[~pad]
+    nan = float("nan")
+    if v.size < 2 or float(v.min()) == float(v.max()):
+        return {"air": nan, "tissue": nan, "threshold": nan, "padding": float(pad.mean())}
+    top = float(np.percentile(v, 99.5))
+    t = _otsu(np.clip(v, None, top))
+    air = float(np.median(v[v < t])) if np.any(v < t) else nan
+    head = v[v >= t]
+    counts, edges = np.histogram(head, bins=np.arange(t, max(t + 10.0, top) + 5.0, 5.0))
+    smooth = np.convolve(counts, np.ones(3) / 3, "same")
+    k = int(np.argmax(smooth))
+    return {"air": air, "tissue": float((edges[k] + edges[k + 1]) / 2), "threshold": t, "padding": float(pad.mean())}
+
+
+def _check_ct(arr: np.ndarray, path: Path, rescale_missing: bool = False) -> None:
+    """Refuse a CT that is not a head in HU (see the module docstring); ``rescale_missing``: a DICOM
+    series without RescaleSlope/RescaleIntercept (the error then names those tags)."""
     vmin, vmax = float(arr.min()), float(arr.max())
     if vmin >= 0:
         raise InputError(
             path,
-            "voxel values",
+            "RescaleSlope/RescaleIntercept" if rescale_missing else "voxel values",
             f"CT not in Hounsfield units: observed range {vmin:g}..{vmax:g} has no negative values "
             "(air is -1000 HU); convert with the scanner's RescaleSlope/Intercept",
         )
@@ -118,6 +174,19 @@ def _check_ct(arr: np.ndarray, path: Path) -> None:
             "voxel values",
             f"CT not in Hounsfield units or no air around the head: 1st percentile {p1:g} "
             f"(expected <= {CT_AIR_MAX_HU:g} HU), range {vmin:g}..{vmax:g}",
+        )
+    lm = ct_landmarks(arr)
+    lo, hi = CT_TISSUE_RANGE_HU
+    if not (lm["air"] <= CT_AIR_MAX_HU and lo <= lm["tissue"] <= hi):
+        field_name, fix = ("RescaleSlope/RescaleIntercept", "the DICOM files have none, so these are stored values: "
+                           "export the series with its rescale tags (or convert it to HU)") if rescale_missing else \
+            ("voxel values", "convert to HU with the scanner's RescaleSlope/Intercept")
+        raise InputError(
+            path,
+            field_name,
+            f"CT not in Hounsfield units: air around the head at {lm['air']:.0f} (expected near -1000 HU, at most "
+            f"{CT_AIR_MAX_HU:g}), head soft tissue at {lm['tissue']:.0f} (expected {lo:g}..{hi:g} HU, brain 20..50), "
+            f"padding below {CT_PADDING_BELOW_HU:g} ({100 * lm['padding']:.1f} % of voxels) left out; {fix}",
         )
     n_bone = int(np.count_nonzero(arr > CT_BONE_HU))
     if n_bone < CT_MIN_BONE_VOXELS:
@@ -188,7 +257,7 @@ def ingest(
             raise InputError(p, "voxel values", f"{bad} of {arr.size} voxels are NaN or infinite")
     vmin, vmax = float(arr.min()), float(arr.max())
     if modality == "ct":
-        _check_ct(arr, p)
+        _check_ct(arr, p, rescale_missing=raw.HasMetaDataKey(RESCALE_MISSING_KEY))
         n_low = int(np.count_nonzero(arr < CT_RANGE_HU[0]))
         n_high = int(np.count_nonzero(arr > CT_RANGE_HU[1]))
         if n_low:

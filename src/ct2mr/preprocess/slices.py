@@ -262,11 +262,19 @@ def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "slice file not found")
+    not_ours = "not a ct2mr slices .npz (the file `ct2mr slices` writes)"
+    if not zipfile.is_zipfile(path):  # a text file, a .npy, a pickle: never handed to a loader
+        raise InputError(path, None, f"cannot read npz: not a zip archive of arrays; {not_ours}")
     try:
         with np.load(path, allow_pickle=False) as z:
             d: dict[str, Any] = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(path, None, f"cannot read npz: {exc}") from exc
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy's message for an array of Python objects suggests an unsafe load: never
+            raise InputError(path, None, f"cannot read npz: it holds Python objects, which ct2mr never loads; "
+                             f"{not_ours}") from exc
+        raise InputError(path, None, f"cannot read npz: {exc}; {not_ours}") from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(path, None, f"cannot read npz: {exc}; {not_ours}") from exc
     validate_slices(d, path)
     for k in STR_KEYS:
         d[k] = str(d[k])

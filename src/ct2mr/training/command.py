@@ -8,6 +8,7 @@ CLI (``python -m ct2mr train``)::
         --slices results/slices/p01.npz results/slices/p02.npz ...
         [--val-slices results/slices/v01.npz ...]
         [--folds results/metrics/folds.tsv --fold F]
+        [--preprocessing '{"resample": {...}, "skull_mask": {...}, "window": {...}, "slices": {...}}']
         [--device auto|cpu|cuda|cuda:N] [--no-resume] [--max-iterations-this-run N]
 
 ``--settings``: the resolved training settings (``ct2mr.training.settings.
@@ -21,6 +22,12 @@ to pick the weights; a patient both here and in ``--slices`` is an error).
 ``--folds``/``--fold`` (k-fold cross-validation, :mod:`ct2mr.training.folds`): fold F's
 patients are test patients of this model (a file of one is refused as a leak), every
 other fold's paired patients train as ``paired_train`` whatever their table role.
+``--preprocessing``: the preprocessing the slice files were made with (the config's
+``resample``, ``skull_mask``, ``window`` and ``slices`` sections, every key of
+:data:`ct2mr.models.model_folder.PREPROCESSING_KEYS`; a JSON object or a .json/.yaml file),
+checked before training and recorded in ``model.json`` for ``ct2mr predict``; the workflow
+passes it. Without it model.json records none (a warning), and ``predict`` then needs the
+config the model was trained with.
 ``--device`` overrides ``settings.device``. ``--no-resume`` refuses to start when
 a checkpoint exists (instead of continuing it). ``--max-iterations-this-run N``
 stops after N iterations in this call, writing a checkpoint (for time-limited
@@ -38,10 +45,13 @@ import sys
 from pathlib import Path
 
 from ct2mr.errors import InputError
+from ct2mr.models.model_folder import check_preprocessing
 from ct2mr.training.folds import fold_roles, read_folds
 from ct2mr.training.losses import VARIANTS
-from ct2mr.training.settings import load_settings_arg, settings_from_dict
+from ct2mr.training.settings import load_settings_arg, read_mapping_arg, settings_from_dict
 from ct2mr.training.train import train
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold", type=int, default=None,
                         help="the fold this model is tested on: its patients are never trained on, the other "
                              "folds' paired patients are paired_train whatever their role in the table")
+    parser.add_argument("--preprocessing", default=None,
+                        help="the preprocessing of the slices, recorded in model.json for `ct2mr predict`: the config's "
+                             "resample, skull_mask, window and slices sections as a JSON object (or a .json/.yaml file)")
     parser.add_argument("--device", default="auto", help="auto (= settings.device) | cpu | cuda | cuda:N")
     parser.add_argument("--no-resume", action="store_true", help="error out instead of continuing an existing checkpoint")
     parser.add_argument(
@@ -77,10 +90,17 @@ def run(args: argparse.Namespace) -> None:
     if (args.folds is None) != (args.fold is None):
         raise InputError(None, "--fold" if args.fold is None else "--folds", "--folds and --fold go together")
     roles = fold_roles(read_folds(args.folds), args.fold) if args.folds is not None else None
+    preprocessing = None
+    if args.preprocessing is not None:
+        values, source = read_mapping_arg(args.preprocessing, "--preprocessing")
+        preprocessing = check_preprocessing(dict(values), source, "--preprocessing")
     if not logging.getLogger().handlers:  # called outside ct2mr.cli: log to stderr too
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    if preprocessing is None:
+        log.warning("no --preprocessing: %s/model.json will not record the preprocessing of its slices, and "
+                    "`ct2mr predict` will need the config the model was trained with (--config)", args.out_dir)
     train(
         settings, args.slices, args.out_dir, args.variant, device=settings.device,
         resume=not args.no_resume, max_iterations_this_run=args.max_iterations_this_run, val_files=args.val_slices,
-        roles=roles,
+        roles=roles, preprocessing=preprocessing,
     )

@@ -355,17 +355,26 @@ def settings_hash(settings: TrainSettings) -> str:
 
 def load_settings_arg(text: str) -> tuple[TrainSettings, str | None]:
     """``--settings`` value: a JSON object, or a path to a .json / .yaml file -> (settings, source)."""
+    values, source = read_mapping_arg(text, "--settings")
+    if "training" in values and isinstance(values["training"], Mapping) and "preset" in values["training"]:
+        return settings_from_dict(resolve_training_settings(values["training"], source), source), source
+    return settings_from_dict(values, source), source
+
+
+def read_mapping_arg(text: str, flag: str) -> tuple[Mapping[str, Any], str | None]:
+    """A command-line value that is a JSON object, or a path to a .json / .yaml file holding a mapping ->
+    (the mapping, the file or None). Errors name ``flag`` (e.g. ``--settings``)."""
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
             values = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise InputError(None, "--settings", f"not valid JSON: {exc}") from None
+            raise InputError(None, flag, f"not valid JSON: {exc}") from None
         source = None
     else:
         path = Path(text)
         if not path.is_file():
-            raise InputError(path, "--settings", "file not found (expected a JSON object or a .json/.yaml file)")
+            raise InputError(path, flag, "file not found (expected a JSON object or a .json/.yaml file)")
         source = str(path)
         raw = path.read_text(encoding="utf-8")
         try:
@@ -376,9 +385,7 @@ def load_settings_arg(text: str) -> tuple[TrainSettings, str | None]:
             else:
                 values = json.loads(raw)
         except Exception as exc:  # noqa: BLE001 - any parse error is bad input
-            raise InputError(path, None, f"cannot parse settings: {exc}") from None
+            raise InputError(path, None, f"cannot parse {flag}: {exc}") from None
     if not isinstance(values, Mapping):
-        raise InputError(source, "--settings", f"expected a mapping of settings, got {type(values).__name__}")
-    if "training" in values and isinstance(values["training"], Mapping) and "preset" in values["training"]:
-        return settings_from_dict(resolve_training_settings(values["training"], source), source), source
-    return settings_from_dict(values, source), source
+        raise InputError(source, flag, f"expected a mapping, got {type(values).__name__}")
+    return values, source

@@ -12,7 +12,8 @@ Outputs in the model folder ``out_dir`` (DEVELOPING.md "Models"):
   :mod:`ct2mr.training.checkpoint`).
 * ``losses.tsv``: one row every ``log_every`` iterations and at the last one
   (columns: :mod:`ct2mr.training.loss_log`). Rewritten at each checkpoint and at the end.
-* at the end only: ``syn_ct.pt`` (variants with Syn_CT), ``model.json``,
+* at the end only: ``syn_ct.pt`` (variants with Syn_CT), ``model.json`` (with the
+  ``preprocessing`` record when given: :mod:`ct2mr.models.model_folder`),
   ``loss_curve.png``, and LAST ``syn_mr.pt`` (state_dict; ``torch.load(...,
   weights_only=True)``), so a folder with ``syn_mr.pt`` is a finished run.
 * ``train.log``: progress (it/s, ETA, losses), also on stderr.
@@ -52,7 +53,7 @@ from torch import nn
 from ct2mr.errors import InputError
 from ct2mr.io.atomic import write_json, write_text
 from ct2mr.models import build_discriminator, build_generator, init_weights
-from ct2mr.models.model_folder import resolve_device, save_torch
+from ct2mr.models.model_folder import check_preprocessing, resolve_device, save_torch
 from ct2mr.training.augment import AugmentConfig, apply, sample_params
 from ct2mr.training.checkpoint import (
     checkpoint_to_resume,
@@ -462,6 +463,7 @@ def train(
     _fail_after: int | None = None,
     val_files: Sequence[Path] = (),
     roles: Mapping[str, str] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``variant`` on ``slice_files``; write the model folder ``out_dir``.
 
@@ -477,6 +479,9 @@ def train(
     (``paired_val``), scored every ``settings.val_every`` iterations into
     losses.tsv (:mod:`ct2mr.training.validation`). ``roles``: patient id -> role in this
     job, overriding the files' own (a cross-validation fold: :func:`ct2mr.training.folds.fold_roles`).
+    ``preprocessing``: the preprocessing the slice files were made with, checked
+    (:func:`ct2mr.models.model_folder.check_preprocessing`) before training and recorded in
+    ``model.json`` (``preprocessing``) for ``ct2mr predict``; None records none.
 
     Returns a summary dict (``iteration``, ``finished``, ``seconds``, ``out_dir``).
     Raises :class:`InputError` for an unknown variant, missing data, or a
@@ -485,6 +490,8 @@ def train(
     if variant not in VARIANT_TERMS:
         raise InputError(None, "variant", f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
+    if preprocessing is not None:
+        preprocessing = check_preprocessing(dict(preprocessing), None)
     slice_files = [Path(p) for p in slice_files]
     dev = resolve_device(device if device != "auto" else settings.device)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -623,6 +630,7 @@ def train(
             "validation_patients": validator.patient_ids if validator is not None else [],
             "weights": {"syn_mr": "syn_mr.pt", **({"syn_ct": "syn_ct.pt"} if "syn_ct" in trainer.nets else {})},
             "value_range": "inputs and outputs in [-1, 1] = uint8 / 127.5 - 1",
+            **({"preprocessing": preprocessing} if preprocessing is not None else {}),
         }
         if "syn_ct" in trainer.nets:
             _save_state(out_dir / "syn_ct.pt", trainer.nets["syn_ct"])
