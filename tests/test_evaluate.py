@@ -359,6 +359,10 @@ def test_qc_flags_and_dice_correlation(tmp_path: Path) -> None:
     assert qc.loc["PNG1", "note"].startswith("no volume")
     corr = dice_correlation(per).set_index("metric")
     assert corr.loc["mae_3d_head", "n"] == n and corr.loc["mae_head", "n"] == n
+    assert corr.loc["mae_head", "n_patients"] == n and "p_value" not in corr.columns  # descriptive only
+    two_variants = pd.concat([per.dropna(subset=["dice_csf"]), per.dropna(subset=["dice_csf"]).assign(variant="paired")])
+    corr2 = dice_correlation(two_variants).set_index("metric")
+    assert corr2.loc["mae_head", "n"] == 2 * n and corr2.loc["mae_head", "n_patients"] == n
     assert math.isnan(corr.loc["slice_jump_brain", "spearman_rho"])  # no values
     mono = pd.DataFrame({"patient": list("abcd"), "variant": "v", "seed": 0, "mae_head": [1.0, 2, 3, 4],
                          "dice_csf": [0.9, 0.8, 0.7, 0.6], "dice_gm": 0.5, "dice_wm": 0.5})

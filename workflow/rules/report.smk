@@ -157,5 +157,6 @@ rule qc_tables:
         " && python -m ct2mr report-tables --tsv {input.correlation:q} --output {output.correlation:q}"
         " --title 'Image metrics vs tissue-segmentation agreement (Spearman)'"
         " --note 'Spearman rank correlation of each image metric with the mean of the CSF, GM and WM Dice over"
-        " every test patient x variant with both (seeds averaged); n: pairs used. Lower-is-better metrics (MAE,"
-        " slice jump) track Dice with a negative rho.') > {log:q} 2>&1"
+        " every test patient x variant with both (seeds averaged); n: pairs used, from n_patients patients."
+        " Lower-is-better metrics (MAE, slice jump) track Dice with a negative rho. Descriptive: the pairs of one"
+        " patient are not independent, so no p-value is given.') > {log:q} 2>&1"

@@ -19,10 +19,13 @@ mae_head_z, mean_dice, dice_drop, flags, note``:
   ``-`` without a record, e.g. a 2D PNG pair).
 * ``note``: why the volume columns are empty (no volume: a 2D PNG pair; segmentation off).
 
-``--correlation`` (TSV, one row per image metric): ``metric, spearman_rho, p_value, n`` -- the
+``--correlation`` (TSV, one row per image metric): ``metric, spearman_rho, n, n_patients`` -- the
 Spearman rank correlation (``scipy.stats.spearmanr``) of the metric with ``mean_dice`` over every
-patient x variant with both values (seed-averaged). A metric where lower is better (MAE, slice
-jump) correlates negatively when it tracks Dice. Empty with fewer than 3 pairs or a constant column.
+patient x variant with both values (seed-averaged); ``n`` pairs from ``n_patients`` patients. A
+metric where lower is better (MAE, slice jump) correlates negatively when it tracks Dice. Empty
+with fewer than 3 pairs or a constant column. Descriptive only: no p-value, because the pairs are
+not independent (each patient gives one pair per variant, and the patient is the unit of
+evidence; a p-value over the pairs would overstate what the data carry).
 
 CLI::
 
@@ -59,7 +62,7 @@ DICE_DROP = 0.1
 CORRELATED = ["mae_head", "psnr_head", "ssim_head", *IMAGE_COLUMNS]
 QC_COLUMNS = ["patient", "variant", "mr_mask_method", "mae_head", "mae_head_z", "mean_dice", "dice_drop", "flags",
               "note"]
-CORRELATION_COLUMNS = ["metric", "spearman_rho", "p_value", "n"]
+CORRELATION_COLUMNS = ["metric", "spearman_rho", "n", "n_patients"]
 
 
 def read_mask_methods(paths: Sequence[str | Path]) -> dict[str, str]:
@@ -123,7 +126,10 @@ def qc_table(per_patient: pd.DataFrame, mask_methods: Mapping[str, str] | None =
 
 
 def dice_correlation(per_patient: pd.DataFrame, metrics: Sequence[str] = CORRELATED) -> pd.DataFrame:
-    """Spearman rho of each image metric with the mean Dice over patient x variant (seeds averaged)."""
+    """Spearman rho of each image metric with the mean Dice over patient x variant (seeds averaged).
+
+    Descriptive: pairs of one patient are not independent, so no p-value is given.
+    """
     from scipy.stats import spearmanr  # noqa: PLC0415
 
     df = seed_mean(per_patient)
@@ -138,13 +144,13 @@ def dice_correlation(per_patient: pd.DataFrame, metrics: Sequence[str] = CORRELA
         x = df[m].to_numpy(dtype=float)
         ok = np.isfinite(x) & np.isfinite(dice)
         n = int(ok.sum())
-        rho = p = math.nan
+        rho = math.nan
         if n >= 3 and np.ptp(x[ok]) > 0 and np.ptp(dice[ok]) > 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = spearmanr(x[ok], dice[ok])
-            rho, p = float(res.statistic), float(res.pvalue)
-        rows.append({"metric": m, "spearman_rho": rho, "p_value": p, "n": n})
+                rho = float(spearmanr(x[ok], dice[ok]).statistic)
+        n_patients = int(df.loc[ok, "patient"].nunique())
+        rows.append({"metric": m, "spearman_rho": rho, "n": n, "n_patients": n_patients})
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
