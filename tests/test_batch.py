@@ -12,26 +12,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
-from tests.workflow_helpers import REPO, snakemake
+from tests.workflow_helpers import make_planning_project, snakemake
 
 PATIENTS = [f"P{i}" for i in range(1, 7)]
 
 
 def _project(root: Path) -> None:
-    rows = ["patient\trole\tct\tmr\ttruth"]
-    for i, pid in enumerate(PATIENTS):
-        (root / "raw" / pid).mkdir(parents=True)
-        for name in ("ct.nii.gz", "mr.nii.gz"):
-            (root / "raw" / pid / name).touch()
-        role = "paired_test" if i % 3 == 2 else "paired_train"
-        rows.append(f"{pid}\t{role}\traw/{pid}/ct.nii.gz\traw/{pid}/mr.nii.gz\t")
-    (root / "patients.tsv").write_text("\n".join(rows) + "\n")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["patients"] = "patients.tsv"
-    config["training"]["unpaired_includes_paired"] = True
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    """Six paired patients, every third held out."""
+    make_planning_project(root, {pid: "paired_test" if i % 3 == 2 else "paired_train" for i, pid in enumerate(PATIENTS)})
 
 
 def _planned(root: Path, batch: str) -> dict[str, set[str]]:

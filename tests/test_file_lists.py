@@ -6,12 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ct2mr.cli import COMMANDS, build_parser
 from ct2mr.errors import InputError
 from ct2mr.pipeline.file_lists import FROMFILE_PREFIX, write_file_list
-from tests.workflow_helpers import REPO, snakemake
+from tests.workflow_helpers import make_planning_project, snakemake
 
 #: Linux's limit on one argument (MAX_ARG_STRLEN): a shell command is one argument of bash -c
 MAX_ARG_STRLEN = 128 * 1024
@@ -72,21 +71,9 @@ def test_missing_list_file_is_one_clear_error(tmp_path: Path, capsys: pytest.Cap
 
 
 def _cohort(root: Path, n: int) -> None:
-    """A planning-only project of ``n`` paired patients (empty raw placeholders; 1 in 5 held out)."""
-    rows = ["patient\trole\tct\tmr"]
-    for i in range(1, n + 1):
-        raw = root / "raw" / f"P{i:05d}"
-        raw.mkdir(parents=True)
-        for name in ("ct.nii.gz", "mr.nii.gz"):
-            (raw / name).touch()
-        role = "paired_test" if i % 5 == 0 else "paired_train"
-        rows.append(f"P{i:05d}\t{role}\traw/P{i:05d}/ct.nii.gz\traw/P{i:05d}/mr.nii.gz")
-    (root / "patients.tsv").write_text("\n".join(rows) + "\n")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["patients"] = "patients.tsv"
-    config["training"]["unpaired_includes_paired"] = True
-    config["training"]["seeds"] = [0, 1]
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    """A planning-only project of ``n`` paired patients (empty raw placeholders; 1 in 5 held out), two seeds."""
+    roles = {f"P{i:05d}": "paired_test" if i % 5 == 0 else "paired_train" for i in range(1, n + 1)}
+    make_planning_project(root, roles, seeds=[0, 1])
 
 
 def _longest_command_per_rule(root: Path) -> dict[str, int]:

@@ -35,6 +35,27 @@ def make_tiny_workdir(workdir: Path, **overrides: dict) -> Path:
     return path
 
 
+def make_planning_project(root: Path, roles: dict[str, str], **training: object) -> Path:
+    """A planning-only project in ``root``: one row per ``{patient: role}`` (paired roles) with
+    empty raw placeholders (planning never reads a scan), and the default config pointed at it,
+    training the unpaired variants on the paired patients, with ``training`` keys updated.
+    Returns the config path."""
+    rows = ["patient\trole\tct\tmr"]
+    for pid, role in roles.items():
+        raw = root / "raw" / pid
+        raw.mkdir(parents=True)
+        for name in ("ct.nii.gz", "mr.nii.gz"):
+            (raw / name).touch()
+        rows.append(f"{pid}\t{role}\traw/{pid}/ct.nii.gz\traw/{pid}/mr.nii.gz")
+    (root / "patients.tsv").write_text("\n".join(rows) + "\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["patients"] = "patients.tsv"
+    config["training"].update({"unpaired_includes_paired": True, **training})
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def write_config(workdir: Path, **overrides: dict) -> Path:
     """Update sections of ``workdir/config.yaml`` in place."""
     path = workdir / "config.yaml"

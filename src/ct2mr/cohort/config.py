@@ -118,10 +118,11 @@ def check_config_files(paths: list[str | Path], workdir: str | Path = ".") -> No
     ``results/``, or one with no key of the config schema at its top level. (A target that does not
     exist, or is not YAML/JSON, fails in Snakemake's own loader before the workflow starts: README.)"""
     results = (Path(workdir) / "results").resolve()
+    top_keys = set(load_yaml(CONFIG_SCHEMA)["properties"]) if paths else set()
     for path in paths:
         resolved = Path(path).resolve()
         data = load_yaml(path) if resolved.is_file() else None
-        known = isinstance(data, Mapping) and bool(set(data) & set(load_yaml(CONFIG_SCHEMA)["properties"]))
+        known = isinstance(data, Mapping) and bool(set(data) & top_keys)
         if resolved.is_relative_to(results) or (isinstance(data, Mapping) and data and not known):
             raise InputError(path, "--configfile",
                              "read as a config file; --configfile takes every word after it: put the targets "

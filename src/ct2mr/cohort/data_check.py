@@ -107,7 +107,7 @@ def check_volume_header(path: str | Path) -> str:
     """
     import SimpleITK as sitk  # noqa: PLC0415
 
-    from ct2mr.io.imageio import ORTHONORMAL_TOLERANCE, check_nifti_header, detect_format  # noqa: PLC0415
+    from ct2mr.io.imageio import check_nifti_header, check_spacing_direction, detect_format  # noqa: PLC0415
 
     fmt = detect_format(path)
     if fmt == "nifti":
@@ -129,15 +129,9 @@ def check_volume_header(path: str | Path) -> str:
         raise InputError(path, "dimension", f"{dim}D image of size {tuple(size)}; expected a 3D volume")
     if min(size) < 2:
         raise InputError(path, "size", f"{tuple(size)}: a single slice; expected a 3D volume")
-    spacing = np.asarray(reader.GetSpacing(), dtype=float)[:3]
-    if not np.all(np.isfinite(spacing) & (spacing > 0)):
-        raise InputError(path, "voxel size", f"must be a finite number > 0 mm on every axis, got "
-                                             f"{tuple(spacing.tolist())}")
-    n = reader.GetDimension()
-    direction = np.asarray(reader.GetDirection(), dtype=float).reshape(n, n)
-    if not np.all(np.isfinite(direction)) or \
-            float(np.max(np.abs(direction.T @ direction - np.eye(n)))) > ORTHONORMAL_TOLERANCE:
-        raise InputError(path, "direction", "direction matrix is not finite and orthonormal (sheared or scaled axes)")
+    n = reader.GetDimension()  # a 4D file of one volume: its first three axes, as ingest reads it
+    spacing = reader.GetSpacing()[:3]
+    check_spacing_direction(spacing, np.asarray(reader.GetDirection(), dtype=float).reshape(n, n)[:3, :3], path)
     return f"{fmt} {'x'.join(str(s) for s in size)}, {'x'.join(f'{s:.3g}' for s in spacing)} mm"
 
 

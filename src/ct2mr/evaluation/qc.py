@@ -94,13 +94,19 @@ def _zscores(x: pd.Series) -> pd.Series:
     return (v - float(ok.mean())) / sd
 
 
-def qc_table(per_patient: pd.DataFrame, mask_methods: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The QC table (columns :data:`QC_COLUMNS`), one row per patient x variant, seeds averaged."""
-    mask_methods = mask_methods or {}
+def _patient_variant_means(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient x variant, seeds averaged, with every volume column (NaN where absent)."""
     df = seed_mean(per_patient)
     for c in VOLUME_COLUMNS:
         if c not in df.columns:
             df[c] = math.nan
+    return df
+
+
+def qc_table(per_patient: pd.DataFrame, mask_methods: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The QC table (columns :data:`QC_COLUMNS`), one row per patient x variant, seeds averaged."""
+    mask_methods = mask_methods or {}
+    df = _patient_variant_means(per_patient)
     df["mean_dice"] = mean_dice(df)
     df["mae_head_z"] = df.groupby("variant", sort=False)["mae_head"].transform(_zscores)
     median = df.groupby("variant", sort=False)["mean_dice"].transform(lambda s: s.astype(float).median())
@@ -132,10 +138,7 @@ def dice_correlation(per_patient: pd.DataFrame, metrics: Sequence[str] = CORRELA
     """
     from scipy.stats import spearmanr  # noqa: PLC0415
 
-    df = seed_mean(per_patient)
-    for c in VOLUME_COLUMNS:
-        if c not in df.columns:
-            df[c] = math.nan
+    df = _patient_variant_means(per_patient)
     dice = mean_dice(df).to_numpy(dtype=float)
     rows = []
     for m in metrics:

@@ -35,7 +35,6 @@ import contextlib
 import logging
 import math
 import tempfile
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,18 +416,15 @@ def hd95_per_class(
 def read_z_index(slices_path: str | Path) -> NDArray[np.int64]:
     """The axial indices (``z_index``, array axis 0 of the reference grid) of a slice file's kept slices.
 
-    Reads only that member of ``results/slices/{patient}.npz``; InputError when it is missing.
+    Reads only that member of ``results/slices/{patient}.npz``
+    (:func:`ct2mr.preprocess.slices.read_slice_arrays`); InputError when it is missing.
     """
-    path = Path(slices_path)
-    if not path.is_file():
-        raise InputError(path, None, "file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "z_index" not in z.files:
-                raise InputError(path, "z_index", "missing: not a volume patient's slice file")
-            return np.asarray(z["z_index"], dtype=np.int64)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(path, None, f"cannot read as .npz: {exc}") from exc
+    from ct2mr.preprocess.slices import read_slice_arrays  # noqa: PLC0415
+
+    arrays = read_slice_arrays(slices_path, ["z_index"])
+    if "z_index" not in arrays:
+        raise InputError(slices_path, "z_index", "missing: not a volume patient's slice file")
+    return np.asarray(arrays["z_index"], dtype=np.int64)
 
 
 def kept_slices_mask(mask: ArrayLike, z_index: ArrayLike) -> NDArray[np.bool_]:

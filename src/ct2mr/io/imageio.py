@@ -28,7 +28,7 @@ import locale
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -200,16 +200,25 @@ SLICE_AXIS_RATIO = 1.2
 def check_geometry(img: sitk.Image, path: str | os.PathLike[str]) -> None:
     """Refuse an image whose voxel size or direction cosines make no sense (any format).
 
-    Spacing (mm) must be finite and > 0 on every axis; the direction matrix
-    must be finite and orthonormal within :data:`ORTHONORMAL_TOLERANCE`.
-    Raises :class:`InputError` naming the file and the field.
+    See :func:`check_spacing_direction`, which this applies to the image's own geometry.
     """
-    spacing = np.asarray(img.GetSpacing(), dtype=float)
+    check_spacing_direction(img.GetSpacing(), img.GetDirection(), path)
+
+
+def check_spacing_direction(spacing: Sequence[float], direction: Sequence[float],
+                            path: str | os.PathLike[str]) -> None:
+    """Refuse a voxel size or direction cosines that make no sense (from an image or a header alone).
+
+    Spacing (mm) must be finite and > 0 on every axis; the direction matrix (row-major,
+    n x n for n spacing values) must be finite and orthonormal within
+    :data:`ORTHONORMAL_TOLERANCE`. Raises :class:`InputError` naming the file and the field.
+    """
+    spacing = np.asarray(spacing, dtype=float)
     bad = [i for i, v in enumerate(spacing) if not (np.isfinite(v) and v > 0)]
     if bad:
         raise InputError(path, "voxel size", f"must be a finite number > 0 mm on every axis, got {tuple(spacing.tolist())}")
-    n = img.GetDimension()
-    direction = np.asarray(img.GetDirection(), dtype=float).reshape(n, n)
+    n = len(spacing)
+    direction = np.asarray(direction, dtype=float).reshape(n, n)
     if not np.all(np.isfinite(direction)):
         raise InputError(path, "direction", "direction cosines are not finite numbers")
     err = float(np.max(np.abs(direction.T @ direction - np.eye(n))))

@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +258,11 @@ def save_slices(path: str | os.PathLike[str], d: dict[str, Any]) -> None:
     write_npz(path, arrays)
 
 
-def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a slice file. Arrays as stored; ``patient``/``role``/``source`` as ``str``."""
+def read_slice_arrays(path: str | os.PathLike[str], keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a slice file as stored, unvalidated: every member, or only those of ``keys`` that it holds
+    (one member is read without decompressing the others). A file that is not a zip of plain arrays (a text
+    file, a ``.npy``, a pickle, an ``.npz`` of Python objects) is an :class:`InputError`, never handed to an
+    unsafe loader."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "slice file not found")
@@ -267,7 +271,7 @@ def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(path, None, f"cannot read npz: not a zip archive of arrays; {not_ours}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            d: dict[str, Any] = {k: z[k] for k in z.files}
+            return {k: z[k] for k in (z.files if keys is None else [k for k in keys if k in z.files])}
     except ValueError as exc:
         if "pickle" in str(exc):  # numpy's message for an array of Python objects suggests an unsafe load: never
             raise InputError(path, None, f"cannot read npz: it holds Python objects, which ct2mr never loads; "
@@ -275,6 +279,12 @@ def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(path, None, f"cannot read npz: {exc}; {not_ours}") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(path, None, f"cannot read npz: {exc}; {not_ours}") from exc
+
+
+def load_slices(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read (:func:`read_slice_arrays`) and validate a slice file. Arrays as stored; ``patient``/``role``/``source``
+    as ``str``."""
+    d: dict[str, Any] = read_slice_arrays(path)
     validate_slices(d, path)
     for k in STR_KEYS:
         d[k] = str(d[k])
